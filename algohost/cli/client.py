@@ -1,0 +1,213 @@
+"""A small typed client for the algohost HTTP API, used by the command line.
+
+Transport failures and non-2xx replies are translated here into click exceptions
+that carry an exit code, so no `requests` error ever reaches the user as a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict, cast
+
+import click
+import requests
+
+JOB_TERMINAL = frozenset({"succeeded", "failed", "timed_out", "canceled"})
+BUILD_TERMINAL = frozenset({"succeeded", "failed"})
+
+
+class ErrorInfo(TypedDict, total=False):
+    type: str
+    message: str
+    traceback: str
+
+
+class Metrics(TypedDict, total=False):
+    queue_ms: float
+    cold_start_ms: float
+    run_ms: float
+    total_ms: float
+    peak_memory_bytes: int
+
+
+class Job(TypedDict, total=False):
+    id: str
+    algorithm: str
+    requested: str
+    owner: str
+    build_id: str
+    status: str
+    reason: str | None
+    input: Any
+    output: Any
+    error: ErrorInfo | None
+    logs: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    warm: bool
+    metrics: Metrics
+
+
+class Build(TypedDict, total=False):
+    id: str
+    owner: str
+    name: str
+    version: str
+    ref: str
+    content_hash: str
+    image: str
+    status: str
+    created_at: str
+    finished_at: str | None
+    manifest: dict[str, Any]
+    logs: str
+    error: str
+
+
+class ApiError(click.ClickException):
+    """The API answered with an error body {"error": {"code", "message"}}."""
+
+    exit_code = 1
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{message} [{code}, HTTP {status}]")
+        self.status = status
+        self.code = code
+        self.detail = message
+
+
+class ApiUnreachable(click.ClickException):
+    """No HTTP conversation was possible: refused, reset, timed out or bad URL."""
+
+    exit_code = 1
+
+    def __init__(self, base_url: str, reason: str = "") -> None:
+        message = f"cannot reach the algohost API at {base_url}; is `algohost dev up` running?"
+        super().__init__(f"{message} ({reason})" if reason else message)
+        self.base_url = base_url
+
+
+class MissingApiKey(click.ClickException):
+    exit_code = 1
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no API key: set ALGOHOST_API_KEY (make one with `algohost keys create OWNER`)"
+        )
+
+
+def error_from_response(resp: requests.Response) -> ApiError:
+    """Read the API's error envelope; fall back to the HTTP reason for foreign bodies."""
+    code, message = f"http_{resp.status_code}", resp.reason or "request failed"
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = str(body["error"].get("code") or code)
+        message = str(body["error"].get("message") or message)
+    elif resp.text.strip() and body is None:
+        message = f"{message}: {resp.text.strip()[:200]}"
+    return ApiError(resp.status_code, code, message)
+
+
+class ApiClient:
+    """One method per endpoint the command line uses."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        http: requests.Session | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.http = http or requests.Session()
+        self.timeout_s = timeout_s
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: bool = True,
+        timeout_s: float | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        headers: dict[str, str] = dict(kwargs.pop("headers", None) or {})
+        if auth:
+            if not self.api_key:
+                raise MissingApiKey()
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        url = self.base_url + path
+        try:
+            resp = self.http.request(
+                method, url, headers=headers, timeout=timeout_s or self.timeout_s, **kwargs
+            )
+        except requests.ConnectionError as exc:
+            raise ApiUnreachable(self.base_url) from exc
+        except requests.Timeout as exc:
+            raise ApiUnreachable(self.base_url, "timed out") from exc
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
+            raise ApiUnreachable(self.base_url, "invalid URL") from exc
+        if not resp.ok:
+            raise error_from_response(resp)
+        return resp
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        resp = self.request(method, path, **kwargs)
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise ApiError(resp.status_code, "bad_response", "the API did not answer JSON") from exc
+        if not isinstance(body, dict):
+            raise ApiError(resp.status_code, "bad_response", "the API answered a non-object")
+        return body
+
+    def healthz(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz", auth=False, timeout_s=5)
+
+    def whoami(self) -> str:
+        return str(self._json("GET", "/v1/whoami")["owner"])
+
+    def publish(self, owner: str, name: str, archive: bytes, bump: str) -> Build:
+        body = self._json(
+            "POST",
+            f"/v1/algorithms/{owner}/{name}/versions",
+            params={"bump": bump},
+            data=archive,
+            headers={"Content-Type": "application/gzip"},
+            timeout_s=max(self.timeout_s, 120),
+        )
+        return cast(Build, body["build"])
+
+    def version(self, owner: str, name: str, version: str) -> Build:
+        return cast(Build, self._json("GET", f"/v1/algorithms/{owner}/{name}/versions/{version}"))
+
+    def versions(self, owner: str, name: str) -> list[Build]:
+        body = self._json("GET", f"/v1/algorithms/{owner}/{name}/versions")
+        return cast(list[Build], body["versions"])
+
+    def submit(
+        self, algorithm: str, payload: Any, *, timeout_s: int | None = None, wait_s: int = 0
+    ) -> Job:
+        """POST /v1/jobs; with wait_s > 0 the API holds the reply until the job ends or wait_s."""
+        request: dict[str, Any] = {"algorithm": algorithm, "input": payload}
+        if timeout_s is not None:
+            request["timeout_s"] = timeout_s
+        headers = {"Prefer": f"wait={wait_s}"} if wait_s > 0 else {}
+        body = self._json(
+            "POST", "/v1/jobs", json=request, headers=headers, timeout_s=wait_s + self.timeout_s
+        )
+        return cast(Job, body)
+
+    def job(self, job_id: str) -> Job:
+        return cast(Job, self._json("GET", f"/v1/jobs/{job_id}"))
+
+    def jobs(self, limit: int = 20) -> list[Job]:
+        return cast(list[Job], self._json("GET", "/v1/jobs", params={"limit": limit})["jobs"])
+
+    def cancel(self, job_id: str) -> Job:
+        return cast(Job, self._json("POST", f"/v1/jobs/{job_id}/cancel"))

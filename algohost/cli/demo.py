@@ -1,0 +1,146 @@
+"""`algohost dev demo`: publish the examples and make the calls a new user would make.
+
+It assumes `algohost dev up` has run; it exits non-zero when any call does not
+behave as expected (the `failing` example must fail, every other call succeed).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Column, Table
+
+from algohost.cli.client import BUILD_TERMINAL, ApiClient, ApiError, Build, Job
+from algohost.cli.commands import (
+    BuildFailedError,
+    report_build_failure,
+    start_publish,
+    wait_build,
+    wait_job,
+)
+from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
+from algohost.cli.keys import create_key
+from algohost.cli.render import compact_json, error_line, mib, ms, status_text, truncate
+
+DEMO_OWNER = "demo"
+BUILD_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class DemoCall:
+    label: str
+    algorithm: str
+    payload: Any
+    expect_success: bool = True
+    poll: bool = False  # submit, then poll, instead of a synchronous call
+
+
+DEMO_CALLS = (
+    DemoCall("hello", "hello", {"name": "world"}),
+    DemoCall("pg_version", "pg_version", None),
+    DemoCall("failing", "failing", {"x": 1}, expect_success=False),
+    DemoCall("hello (submit + poll)", "hello", {"name": "world"}, poll=True),
+)
+
+
+def demo_key(ctx: CliContext) -> tuple[str, Path]:
+    """Reuse STATE/demo.key while it still authenticates as `demo`; else make a new key."""
+    path = ctx.state_dir / "demo.key"
+    if path.is_file():
+        key = path.read_text(encoding="utf-8").strip()
+        if key:
+            try:
+                if ctx.client(key).whoami() == DEMO_OWNER:
+                    return key, path
+            except ApiError:
+                pass  # revoked, or Redis was emptied: make a new one
+    key = create_key(ctx.settings, DEMO_OWNER)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")
+    return key, path
+
+
+def publish_examples(client: ApiClient, examples: Path) -> dict[str, Build]:
+    """Upload every example first so builds overlap, then wait for each in turn."""
+    directories = sorted(d for d in examples.iterdir() if (d / "algorithm.toml").is_file())
+    if not directories:
+        raise click.ClickException(f"no directory with an algorithm.toml under {examples}")
+    queued = [start_publish(client, d, "patch", DEMO_OWNER) for d in directories]
+    builds: dict[str, Build] = {}
+    for build in queued:
+        if build.get("status") not in BUILD_TERMINAL:
+            build = wait_build(client, build, BUILD_TIMEOUT_S)
+        if build.get("status") != "succeeded":
+            report_build_failure(build)
+            raise BuildFailedError(build)
+        err.print(f"published [bold]{build.get('ref')}[/bold]")
+        builds[build["name"]] = build
+    return builds
+
+
+def run_call(client: ApiClient, call: DemoCall) -> Job:
+    algorithm = f"{DEMO_OWNER}/{call.algorithm}"
+    if call.poll:
+        return wait_job(client, client.submit(algorithm, call.payload))
+    return wait_job(client, client.submit(algorithm, call.payload, wait_s=60))
+
+
+def behaved(call: DemoCall, job: Job) -> bool:
+    return (job.get("status") == "succeeded") == call.expect_success
+
+
+def results_table(results: list[tuple[DemoCall, Job]]) -> Table:
+    table = Table("call", Column("algorithm@version", overflow="fold"), "status",
+                  Column("output", no_wrap=True), "queue_ms", "cold_start_ms", "run_ms",
+                  "total_ms", "peak MiB", "as expected")
+    for call, job in results:
+        metrics = job.get("metrics", {})
+        shown = (compact_json(job.get("output")) if job.get("status") == "succeeded"
+                 else error_line(job.get("error")) or str(job.get("reason") or ""))
+        table.add_row(
+            call.label, job.get("algorithm", "-"), status_text(job.get("status", "?")),
+            truncate(shown, 40), ms(metrics.get("queue_ms")), ms(metrics.get("cold_start_ms")),
+            ms(metrics.get("run_ms")), ms(metrics.get("total_ms")),
+            mib(metrics.get("peak_memory_bytes")),
+            "[green]yes[/green]" if behaved(call, job) else "[red]NO[/red]",
+        )
+    return table
+
+
+@click.command()
+@click.option("--examples", "examples", default=Path("examples"), show_default=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Directory whose subdirectories are published.")
+@json_option
+@pass_ctx
+def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
+    """Publish the examples as `demo` and call them; needs `algohost dev up` first."""
+    ctx.client().healthz()  # a clear "is `algohost dev up` running?" before anything else
+    key, key_path = demo_key(ctx)
+    client = ctx.client(key)
+    builds = publish_examples(client, examples)
+    missing = sorted({c.algorithm for c in DEMO_CALLS} - set(builds))
+    if missing:
+        raise click.ClickException(f"examples missing under {examples}: {', '.join(missing)}")
+    results = [(call, run_call(client, call)) for call in DEMO_CALLS]
+    unexpected = [call.label for call, job in results if not behaved(call, job)]
+    if as_json:
+        emit_json({"key_file": str(key_path),
+                   "builds": {name: b.get("ref") for name, b in builds.items()},
+                   "calls": [{"label": c.label, "as_expected": behaved(c, j), "job": j}
+                             for c, j in results],
+                   "ok": not unexpected})
+    else:
+        out.print(results_table(results))
+        for call, job in results:
+            if not call.expect_success and job.get("error"):
+                out.print(f"{call.label} failed as expected: {error_line(job.get('error'))}")
+        out.print(f"API key for owner {DEMO_OWNER!r}: {key_path}")
+        out.print(f"  export ALGOHOST_API_KEY=$(cat {key_path})", highlight=False)
+    if unexpected:
+        raise click.ClickException(f"not as expected: {', '.join(unexpected)}")

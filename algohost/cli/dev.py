@@ -1,0 +1,226 @@
+"""`algohost dev up|down|status|demo` and `algohost prune`: the local stack on one host.
+
+`dev up` is idempotent and starts only what is not already answering; `dev down`
+stops only processes it recorded in pid files under the state directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Column, Table
+
+from algohost.cli import stack
+from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
+from algohost.cli.demo import demo
+from algohost.cli.stack import Part
+from algohost.config import Settings
+from algohost.errors import AlgohostError
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
+APP_TARGET = "algohost.api:create_app()"
+CELERY_APP = "algohost.worker.app:celery"
+API_START_S = 30.0
+WORKER_SETTLE_S = 2.0
+DOCKERD_START_S = 60.0
+
+
+def parts(state: Path) -> dict[str, Part]:
+    return {
+        "redis": Part("redis", "redis-server", state),
+        "dockerd": Part("dockerd", "dockerd", state),
+        "api": Part("api", "gunicorn", state),
+        "worker-calls": Part("worker-calls", "celery", state),
+        "worker-builds": Part("worker-builds", "celery", state),
+    }
+
+
+def step(name: str, message: str) -> None:
+    err.print(f"[bold]{name:<14}[/bold] {message}")
+
+
+def fail_with_log(message: str, part: Part) -> click.ClickException:
+    err.rule(f"{part.log_file} (tail)")
+    click.echo(stack.log_tail(part.log_file), err=True)
+    return click.ClickException(message)
+
+
+def ensure_redis(settings: Settings, part: Part) -> None:
+    if stack.redis_answers(settings.redis_url):
+        step("redis", f"answering at {settings.redis_url}")
+        return
+    if not stack.is_local(settings.redis_url):
+        raise click.ClickException(f"Redis at {settings.redis_url} does not answer")
+    host, port = stack.host_port(settings.redis_url, 6379)
+    argv = [stack.executable("redis-server"), "--daemonize", "yes",
+            "--bind", "127.0.0.1" if host == "localhost" else host, "--port", str(port),
+            "--save", "", "--appendonly", "no", "--dir", str(part.state_dir),
+            "--logfile", str(part.log_file), "--pidfile", str(part.pid_file)]
+    with err.status("starting redis"):
+        stack.run_checked(argv)
+        if not stack.wait_for(lambda: stack.redis_answers(settings.redis_url), 10.0):
+            raise fail_with_log("redis-server started but does not answer", part)
+    step("redis", f"started at {settings.redis_url}")
+
+
+def ensure_dockerd(settings: Settings, part: Part) -> None:
+    url = settings.sandbox.docker_url
+    if stack.docker_answers(url):
+        step("docker", f"answering at {url}")
+        return
+    if not url.startswith("unix://"):
+        raise click.ClickException(f"the Docker engine at {url} does not answer")
+    argv = [stack.executable("dockerd")]
+    if url != DEFAULT_DOCKER_URL:
+        argv += ["--host", url]
+    with err.status("starting dockerd"):
+        pid = stack.spawn(part, argv)
+        if not stack.wait_for(lambda: stack.docker_answers(url), DOCKERD_START_S, interval_s=0.5,
+                              give_up=lambda: not stack.is_alive(pid, part.marker)):
+            raise fail_with_log(f"dockerd did not answer at {url}", part)
+    step("docker", f"started dockerd (pid {pid})")
+
+
+def ensure_base_image(settings: Settings, state: Path, mirror: str) -> None:
+    # Imported here: the image builder pulls in docker-py and is only needed by `dev up`.
+    from algohost.sandbox.baseimage import ensure_base_image as ensure
+
+    log_path = state / "baseimage.log"
+    with log_path.open("a", encoding="utf-8") as log_file:
+        def log(line: str) -> None:
+            log_file.write(line.rstrip("\n") + "\n")
+            log_file.flush()
+            err.print(f"  [dim]{line.rstrip()}[/dim]", markup=True, highlight=False)
+
+        with err.status(f"checking base image {settings.sandbox.base_image}"):
+            try:
+                created = ensure(settings.sandbox, mirror, workdir=state / "rootfs", log=log)
+            except AlgohostError as exc:
+                raise click.ClickException(f"base image: {exc.message} (log: {log_path})"
+                                           ) from exc
+    step("base image", f"{settings.sandbox.base_image} {'created' if created else 'present'}")
+
+
+def api_argv(settings: Settings) -> list[str]:
+    host, port = stack.host_port(settings.api_url, 8000)
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return [stack.executable("gunicorn", venv=True), "-w", "2", "--threads", "4",
+            "-b", bind, APP_TARGET]
+
+
+def worker_argv(queue: str, concurrency: int) -> list[str]:
+    return [stack.executable("celery", venv=True), "-A", CELERY_APP, "worker", "-P", "threads",
+            "-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h", "--loglevel", "INFO"]
+
+
+def start_services(settings: Settings, all_parts: dict[str, Part]) -> None:
+    """API and the two workers: start those not running, then check they stay up."""
+    api = all_parts["api"]
+    started: dict[str, int] = {}
+    if api.running_pid() is None and stack.api_health(settings.api_url) is None:
+        started["api"] = stack.spawn(api, api_argv(settings))
+    for name, queue, concurrency in (("worker-calls", "calls", settings.worker_concurrency),
+                                     ("worker-builds", "builds", 2)):
+        if all_parts[name].running_pid() is None:
+            started[name] = stack.spawn(all_parts[name], worker_argv(queue, concurrency))
+    if "api" in started:
+        pid = started["api"]
+        with err.status("waiting for the API"):
+            if not stack.wait_for(lambda: stack.api_health(settings.api_url) is not None,
+                                  API_START_S, give_up=lambda: not stack.is_alive(pid, "gunicorn")):
+                raise fail_with_log(f"the API did not answer at {settings.api_url}", api)
+    if any(name.startswith("worker") for name in started):
+        stack.wait_for(lambda: False, WORKER_SETTLE_S)  # a bad import kills celery at once
+    for name in ("api", "worker-calls", "worker-builds"):
+        part = all_parts[name]
+        if name in started and part.running_pid() is None:
+            raise fail_with_log(f"{name} exited right after starting", part)
+        step(name, f"started (pid {started[name]})" if name in started else "already running")
+
+
+@click.group()
+def dev() -> None:
+    """Run the whole stack on this host: Redis, dockerd, API, workers."""
+
+
+@dev.command()
+@click.option("--debian-mirror", default=DEFAULT_MIRROR, show_default=True,
+              help="Debian mirror used to make the base image when it is missing.")
+@json_option
+@pass_ctx
+def up(ctx: CliContext, debian_mirror: str, as_json: bool) -> None:
+    """Start whatever part of the local stack is not running (idempotent)."""
+    settings, state = ctx.settings, ctx.state_dir
+    all_parts = parts(state)
+    ensure_redis(settings, all_parts["redis"])
+    ensure_dockerd(settings, all_parts["dockerd"])
+    ensure_base_image(settings, state, debian_mirror)
+    start_services(settings, all_parts)
+    show_status(ctx, as_json)
+
+
+@dev.command()
+@click.option("--all", "everything", is_flag=True,
+              help="Also stop Redis and dockerd, if `dev up` started them.")
+@json_option
+@pass_ctx
+def down(ctx: CliContext, everything: bool, as_json: bool) -> None:
+    """Stop the API and the workers (and with --all, Redis and dockerd)."""
+    all_parts = parts(ctx.state_dir)
+    names = ["api", "worker-calls", "worker-builds"] + (["redis", "dockerd"] if everything else [])
+    stopped = stack.stop_all([all_parts[name] for name in names])
+    if as_json:
+        emit_json({name: name in stopped for name in names})
+        return
+    for name in names:
+        step(name, "stopped" if name in stopped else "was not running (from here)")
+
+
+def status_rows(ctx: CliContext) -> dict[str, Any]:
+    settings, all_parts = ctx.settings, parts(ctx.state_dir)
+    redis_ok = stack.redis_answers(settings.redis_url)
+    docker_ok = stack.docker_answers(settings.sandbox.docker_url)
+    health = stack.api_health(settings.api_url)
+    rows: list[dict[str, Any]] = []
+    for name, answering, address in (("redis", redis_ok, settings.redis_url),
+                                     ("dockerd", docker_ok, settings.sandbox.docker_url),
+                                     ("api", health is not None, settings.api_url),
+                                     ("worker-calls", None, ""), ("worker-builds", None, "")):
+        part = all_parts[name]
+        pid = part.running_pid()
+        running = pid is not None or bool(answering)
+        log = str(part.log_file) if pid is not None or part.log_file.exists() else ""
+        rows.append({"part": name, "state": "running" if running else "stopped", "pid": pid,
+                     "address": address, "log": log, "started_here": pid is not None})
+    return {"parts": rows, "redis": redis_ok, "docker": docker_ok, "api": health}
+
+
+def show_status(ctx: CliContext, as_json: bool) -> None:
+    report = status_rows(ctx)
+    if as_json:
+        emit_json(report)
+        return
+    table = Table("part", "state", "pid", Column("address", overflow="fold"),
+                  Column("log", overflow="fold"))
+    for row in report["parts"]:
+        style = "green" if row["state"] == "running" else "red"
+        table.add_row(row["part"], f"[{style}]{row['state']}[/{style}]",
+                      str(row["pid"] or "-"), row["address"] or "-", row["log"] or "-")
+    out.print(table)
+    health = report["api"] or {}
+    out.print(f"redis reachable: {report['redis']}  docker reachable: {report['docker']}  "
+              f"api health: {health.get('status', 'no answer')}")
+
+
+@dev.command()
+@json_option
+@pass_ctx
+def status(ctx: CliContext, as_json: bool) -> None:
+    """Show which parts of the local stack run, their pids and where they log."""
+    show_status(ctx, as_json)
+
+
+dev.add_command(demo)

@@ -1,0 +1,36 @@
+"""The `algohost` entry point: one click group holding every command.
+
+Settings are read once here, through `load_settings`, and handed down in the
+click context; no command reads the environment itself.
+"""
+
+from __future__ import annotations
+
+import click
+
+from algohost.cli.commands import API_COMMANDS
+from algohost.cli.common import CliContext
+from algohost.cli.dev import dev
+from algohost.cli.keys import keys
+from algohost.cli.prune import prune
+from algohost.config import load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="algohost")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Publish algorithms and call them through the algohost API.
+
+    Configuration comes from ALGOHOST_* environment variables, chiefly
+    ALGOHOST_API_URL and ALGOHOST_API_KEY.
+    """
+    if ctx.obj is None:  # tests pass their own CliContext
+        try:
+            ctx.obj = CliContext(load_settings())
+        except ValueError as exc:
+            raise click.ClickException(f"bad configuration: {exc}") from exc
+
+
+for command in (*API_COMMANDS, keys, dev, prune):
+    cli.add_command(command)

@@ -1,0 +1,99 @@
+"""Settings read from ALGOHOST_* environment variables, in this one place.
+
+Every other module receives a `Settings` (or a part of it) as an argument and
+must never read the environment itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    """What the sandbox needs: the Docker engine and the container limits."""
+
+    docker_url: str = "unix:///var/run/docker.sock"
+    base_image: str = "python:3.11-slim"
+    extra_ca_bundle: str = ""
+    runtime: str = ""
+    pids_limit: int = 128
+    tmpfs_mb: int = 64
+    max_output_bytes: int = 5 * MiB
+    max_log_bytes: int = 64 * 1024
+    start_timeout_s: float = 60.0
+    pool_max_total: int = 8
+    pool_max_per_build: int = 4
+    pool_idle_s: float = 300.0
+    pool_max_calls: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""
+    api_url: str = "http://127.0.0.1:8000"
+    api_key: str = ""
+    state_dir: str = str(Path.home() / ".local" / "state" / "algohost")
+    job_retention_s: int = 7 * 24 * 3600
+    max_input_bytes: int = 5 * MiB
+    max_upload_bytes: int = 50 * MiB
+    max_wait_s: int = 60
+    max_timeout_s: int = 3600
+    worker_concurrency: int = 8
+    lease_s: int = 60
+    max_attempts: int = 3
+    vault_url: str = "http://127.0.0.1:8200"
+    vault_token: str = ""
+    vault_token_file: str = ""
+    vault_mount: str = "secret"
+    vault_worker_token: str = ""
+    vault_worker_token_file: str = ""
+    vault_role: str = "algohost-worker"
+    secret_max_bytes: int = 64 * 1024
+    secret_token_ttl_s: int = 300
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.redis_url
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _coerce(value: str, kind: Any, name: str) -> Any:
+    if kind in (int, "int"):
+        return int(value)
+    if kind in (float, "float"):
+        return float(value)
+    if kind in (bool, "bool"):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value
+
+
+def _read(cls: Any, env: Mapping[str, str], prefix: str) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name == "sandbox":
+            continue
+        key = prefix + f.name.upper()
+        if key in env and env[key] != "":
+            try:
+                values[f.name] = _coerce(env[key], f.type, key)
+            except ValueError as exc:
+                raise ValueError(f"{key}={env[key]!r} is not a valid {f.type}") from exc
+    return values
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from ALGOHOST_* variables (sandbox ones included)."""
+    source = os.environ if env is None else env
+    sandbox = SandboxSettings(**_read(SandboxSettings, source, "ALGOHOST_"))
+    return Settings(sandbox=sandbox, **_read(Settings, source, "ALGOHOST_"))

@@ -1,0 +1,178 @@
+"""The typed exception hierarchy: every error algohost raises on purpose.
+
+Each class carries its HTTP status and a stable machine `code`; the API renders
+them all with one handler. Vendor errors (redis, docker, hvac) are translated
+into these where they are caught, with `raise ... from exc`.
+
+    AlgohostError (500 internal_error)
+    ├── BadRequest (400 bad_request)
+    │   ├── MalformedJSON (malformed_json)
+    │   ├── InvalidRequest (invalid_request)
+    │   ├── InvalidManifest (invalid_manifest)
+    │   ├── InvalidPrefer (invalid_prefer)
+    │   └── InvalidArchive (invalid_archive)
+    ├── Unauthorized (401 unauthorized)
+    ├── Forbidden (403 forbidden)
+    │   └── SecretsForbidden (secrets_forbidden)
+    ├── NotFound (404 not_found)
+    │   ├── AlgorithmNotFound, VersionNotFound, JobNotFound, BuildNotFound
+    │   └── SecretNotFound (secret_not_found)
+    ├── MethodNotAllowed (405 method_not_allowed)
+    ├── Conflict (409 conflict)
+    │   ├── JobNotCancelable (job_not_cancelable)
+    │   └── BuildNotReady (build_not_ready)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── ServiceUnavailable (503 service_unavailable)
+    │   ├── StoreUnavailable (store_unavailable)
+    │   ├── SandboxUnavailable (sandbox_unavailable)
+    │   └── SecretsUnavailable (secrets_unavailable)
+    ├── SandboxError (sandbox_error)
+    │   └── ContainerStartFailed (container_start_failed)
+    └── BuildFailed (build_failed)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AlgohostError(Exception):
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str = "", **details: Any) -> None:
+        super().__init__(message or self.code.replace("_", " "))
+        self.message = message or self.code.replace("_", " ")
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class BadRequest(AlgohostError):
+    http_status = 400
+    code = "bad_request"
+
+
+class MalformedJSON(BadRequest):
+    code = "malformed_json"
+
+
+class InvalidRequest(BadRequest):
+    code = "invalid_request"
+
+
+class InvalidManifest(BadRequest):
+    code = "invalid_manifest"
+
+
+class InvalidPrefer(BadRequest):
+    code = "invalid_prefer"
+
+
+class InvalidArchive(BadRequest):
+    code = "invalid_archive"
+
+
+class Unauthorized(AlgohostError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class Forbidden(AlgohostError):
+    http_status = 403
+    code = "forbidden"
+
+
+class SecretsForbidden(Forbidden):
+    """Vault refused a token scoped to one algorithm: a misconfiguration or an attack."""
+
+    code = "secrets_forbidden"
+
+
+class NotFound(AlgohostError):
+    http_status = 404
+    code = "not_found"
+
+
+class AlgorithmNotFound(NotFound):
+    code = "algorithm_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class BuildNotFound(NotFound):
+    code = "build_not_found"
+
+
+class SecretNotFound(NotFound):
+    """A secret named in the manifest (or a request) does not exist; retrying will not help."""
+
+    code = "secret_not_found"
+
+
+class MethodNotAllowed(AlgohostError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
+class Conflict(AlgohostError):
+    http_status = 409
+    code = "conflict"
+
+
+class JobNotCancelable(Conflict):
+    code = "job_not_cancelable"
+
+
+class BuildNotReady(Conflict):
+    code = "build_not_ready"
+
+
+class PayloadTooLarge(AlgohostError):
+    http_status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AlgohostError):
+    http_status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailable(AlgohostError):
+    http_status = 503
+    code = "service_unavailable"
+
+
+class StoreUnavailable(ServiceUnavailable):
+    code = "store_unavailable"
+
+
+class SandboxUnavailable(ServiceUnavailable):
+    code = "sandbox_unavailable"
+
+
+class SecretsUnavailable(ServiceUnavailable):
+    code = "secrets_unavailable"
+
+
+class SandboxError(AlgohostError):
+    code = "sandbox_error"
+
+
+class ContainerStartFailed(SandboxError):
+    code = "container_start_failed"
+
+
+class BuildFailed(AlgohostError):
+    code = "build_failed"

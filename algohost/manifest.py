@@ -1,0 +1,203 @@
+"""algorithm.toml: parsing and validation into a typed `Manifest`.
+
+Every problem is an InvalidManifest naming the offending key; unknown keys are
+errors too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from algohost.errors import InvalidManifest
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+SECRET_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+# Debian package names (policy 5.6.1), optionally with =version.
+APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+SUPPORTED_PYTHON = ("3", "3.11")
+
+MAX_TIMEOUT_S = 3600
+MAX_MEMORY_MB = 64 * 1024
+MIN_MEMORY_MB = 16
+
+
+@dataclass(frozen=True)
+class BuildSection:
+    python_packages: list[str] = field(default_factory=list)
+    requirements: str | None = None
+    system_packages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResourcesSection:
+    timeout_s: int = 30
+    memory_mb: int = 512
+    cpus: float = 1.0
+    network: bool = False
+
+
+@dataclass(frozen=True)
+class SecretsSection:
+    names: list[str] = field(default_factory=list)
+    as_env: bool = False
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    entrypoint: str
+    python: str = "3.11"
+    build: BuildSection = field(default_factory=BuildSection)
+    resources: ResourcesSection = field(default_factory=ResourcesSection)
+    secrets: SecretsSection = field(default_factory=SecretsSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            path = f"{where}.{key}" if where else key
+            raise InvalidManifest(f"unknown key '{path}'", key=path)
+
+
+def _typed(table: dict[str, Any], key: str, kinds: tuple[type, ...], where: str) -> Any:
+    value = table[key]
+    path = f"{where}.{key}" if where else key
+    # bool is an int subclass; a `true` where a number belongs is a mistake.
+    if isinstance(value, bool) and bool not in kinds:
+        raise InvalidManifest(f"'{path}' must be {_kind_names(kinds)}", key=path)
+    if not isinstance(value, kinds):
+        raise InvalidManifest(f"'{path}' must be {_kind_names(kinds)}", key=path)
+    return value
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+             list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _string_list(table: dict[str, Any], key: str, where: str, pattern: re.Pattern[str] | None,
+                 what: str) -> list[str]:
+    values = _typed(table, key, (list,), where)
+    path = f"{where}.{key}"
+    for item in values:
+        if not isinstance(item, str) or not item.strip():
+            raise InvalidManifest(f"'{path}' must be a list of non-empty strings", key=path)
+        if pattern is not None and not pattern.match(item):
+            raise InvalidManifest(f"'{path}' has an invalid {what}: {item!r}", key=path)
+    return list(values)
+
+
+def _build(table: dict[str, Any]) -> BuildSection:
+    _check_keys(table, {"python_packages", "requirements", "system_packages"}, "build")
+    packages = _string_list(table, "python_packages", "build", None, "package") \
+        if "python_packages" in table else []
+    for spec in packages:
+        if spec.lstrip().startswith("-"):
+            raise InvalidManifest("'build.python_packages' may not hold pip options",
+                                  key="build.python_packages")
+    requirements = None
+    if "requirements" in table:
+        requirements = _typed(table, "requirements", (str,), "build")
+        if requirements.startswith("/") or ".." in requirements.split("/"):
+            raise InvalidManifest("'build.requirements' must be a path inside the algorithm",
+                                  key="build.requirements")
+    if packages and requirements:
+        raise InvalidManifest("use either 'build.python_packages' or 'build.requirements'",
+                              key="build.requirements")
+    system = _string_list(table, "system_packages", "build", APT_PACKAGE_RE, "package name") \
+        if "system_packages" in table else []
+    return BuildSection(packages, requirements, system)
+
+
+def _ranged(table: dict[str, Any], key: str, kinds: tuple[type, ...], low: float,
+            high: float) -> Any:
+    value = _typed(table, key, kinds, "resources")
+    if not low <= value <= high:
+        raise InvalidManifest(f"'resources.{key}' must be between {low} and {high}",
+                              key=f"resources.{key}")
+    return value
+
+
+def _resources(table: dict[str, Any]) -> ResourcesSection:
+    _check_keys(table, {"timeout_s", "memory_mb", "cpus", "network"}, "resources")
+    base = ResourcesSection()
+    return ResourcesSection(
+        timeout_s=_ranged(table, "timeout_s", (int,), 1, MAX_TIMEOUT_S)
+        if "timeout_s" in table else base.timeout_s,
+        memory_mb=_ranged(table, "memory_mb", (int,), MIN_MEMORY_MB, MAX_MEMORY_MB)
+        if "memory_mb" in table else base.memory_mb,
+        cpus=float(_ranged(table, "cpus", (int, float), 0.1, 64))
+        if "cpus" in table else base.cpus,
+        network=_typed(table, "network", (bool,), "resources")
+        if "network" in table else base.network,
+    )
+
+
+def _secrets(table: dict[str, Any]) -> SecretsSection:
+    _check_keys(table, {"names", "as_env"}, "secrets")
+    names = _string_list(table, "names", "secrets", SECRET_NAME_RE, "secret name") \
+        if "names" in table else []
+    as_env = _typed(table, "as_env", (bool,), "secrets") if "as_env" in table else False
+    return SecretsSection(names, as_env)
+
+
+def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if key not in data:
+        return {}
+    return dict(_typed(data, key, (dict,), ""))
+
+
+def parse_manifest(data: dict[str, Any]) -> Manifest:
+    """Validate a decoded algorithm.toml."""
+    _check_keys(data, {"name", "entrypoint", "python", "build", "resources", "secrets"}, "")
+    for required in ("name", "entrypoint"):
+        if required not in data:
+            raise InvalidManifest(f"missing required key '{required}'", key=required)
+    name = _typed(data, "name", (str,), "")
+    if not NAME_RE.match(name):
+        raise InvalidManifest(
+            "'name' must be 1-63 lowercase letters, digits, '-' or '_', starting with a "
+            "letter or digit", key="name")
+    entrypoint = _typed(data, "entrypoint", (str,), "")
+    if not ENTRYPOINT_RE.match(entrypoint):
+        raise InvalidManifest("'entrypoint' must look like 'module:function'", key="entrypoint")
+    python = str(_typed(data, "python", (str,), "")) if "python" in data else "3.11"
+    if python not in SUPPORTED_PYTHON:
+        raise InvalidManifest(f"'python' must be one of {', '.join(SUPPORTED_PYTHON)}",
+                              key="python")
+    return Manifest(
+        name=name,
+        entrypoint=entrypoint,
+        python=python,
+        build=_build(_section(data, "build")),
+        resources=_resources(_section(data, "resources")),
+        secrets=_secrets(_section(data, "secrets")),
+    )
+
+
+def loads_manifest(text: str) -> Manifest:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidManifest(f"algorithm.toml is not valid TOML: {exc}") from exc
+    return parse_manifest(data)
+
+
+def manifest_from_dict(data: dict[str, Any]) -> Manifest:
+    """Rebuild a Manifest stored with `to_dict` (already validated once)."""
+    return Manifest(
+        name=data["name"],
+        entrypoint=data["entrypoint"],
+        python=data.get("python", "3.11"),
+        build=BuildSection(**data.get("build", {})),
+        resources=ResourcesSection(**data.get("resources", {})),
+        secrets=SecretsSection(**data.get("secrets", {})),
+    )

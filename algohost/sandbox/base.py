@@ -1,0 +1,106 @@
+"""The sandbox seam: what the worker asks of whatever runs algorithm code.
+
+A `Sandbox` starts `Session`s (one container each) for a build and reports
+what happened to a call as a `CallOutcome`. It never touches Redis or Vault:
+secrets arrive as plain values in `ContainerSpec.secrets` and leave no trace.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ExitReason(StrEnum):
+    """Why a call ended; stored on the job record as `reason`."""
+
+    SUCCEEDED = "succeeded"
+    EXCEPTION = "exception"  # the algorithm raised
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    CRASHED = "crashed"  # the container or runner died for another reason
+    CANCELED = "canceled"
+    OUTPUT_TOO_LARGE = "output_too_large"
+    START_FAILED = "start_failed"  # the container or the entrypoint import failed
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 30.0
+    memory_mb: int = 512
+    cpus: float = 1.0
+    network: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to start one container of a build."""
+
+    build_id: str
+    image: str
+    limits: Limits = field(default_factory=Limits)
+    labels: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    secrets_as_env: bool = False
+    secrets_version: str = ""
+
+
+@dataclass
+class CallOutcome:
+    reason: ExitReason
+    output: Any = None
+    error: dict[str, Any] | None = None  # {"type", "message", "traceback"}
+    logs: str = ""
+    run_ms: float = 0.0
+    peak_memory_bytes: int = 0
+    reusable: bool = False  # the container may serve another call
+
+    @property
+    def succeeded(self) -> bool:
+        return self.reason is ExitReason.SUCCEEDED
+
+
+class Session(abc.ABC):
+    """One started container whose runner has imported the entrypoint."""
+
+    spec: ContainerSpec
+    container_id: str
+    cold_start_ms: float
+    startup_logs: str
+    calls: int
+
+    @abc.abstractmethod
+    def call(
+        self,
+        payload: Any,
+        timeout_s: float,
+        should_cancel: Callable[[], bool] = lambda: False,
+    ) -> CallOutcome:
+        """Send one input and wait for its outcome; kill the container on timeout,
+        cancel, crash or memory exhaustion (the outcome is then not reusable)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop and remove the container. Safe to call twice."""
+
+    @property
+    @abc.abstractmethod
+    def alive(self) -> bool: ...
+
+
+class Sandbox(abc.ABC):
+    @abc.abstractmethod
+    def start(self, spec: ContainerSpec) -> Session:
+        """Start a container and wait until its runner is ready.
+
+        Raises ContainerStartFailed (with the runner's error, if any)."""
+
+    @abc.abstractmethod
+    def ping(self) -> bool: ...
+
+    @abc.abstractmethod
+    def remove_orphans(self, owner_label: str | None = None) -> int:
+        """Remove algohost containers (by label) not owned by a live session."""

@@ -1,0 +1,60 @@
+"""Semantic versions of builds: parse, order and bump `MAJOR.MINOR.PATCH`.
+
+Pre-release and build metadata are not used by algohost and are rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from algohost.errors import InvalidRequest
+
+_VERSION_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+FIRST = "0.1.0"
+
+
+class Bump(StrEnum):
+    PATCH = "patch"
+    MINOR = "minor"
+    MAJOR = "major"
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    major: int
+    minor: int
+    patch: int
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        match = _VERSION_RE.match(text)
+        if not match:
+            raise InvalidRequest(f"'{text}' is not a version like 1.2.3", value=text)
+        return cls(*(int(part) for part in match.groups()))
+
+    def bump(self, part: Bump) -> Version:
+        if part is Bump.MAJOR:
+            return Version(self.major + 1, 0, 0)
+        if part is Bump.MINOR:
+            return Version(self.major, self.minor + 1, 0)
+        return Version(self.major, self.minor, self.patch + 1)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+def is_version(text: str) -> bool:
+    return bool(_VERSION_RE.match(text))
+
+
+def next_version(existing: list[str], part: Bump) -> str:
+    """The version a new publish gets: 0.1.0 first, then a bump of the newest."""
+    if not existing:
+        return FIRST
+    return str(max(Version.parse(v) for v in existing).bump(part))
+
+
+def newest(versions: list[str]) -> str | None:
+    return str(max(Version.parse(v) for v in versions)) if versions else None

@@ -1,0 +1,44 @@
+"""Redis-backed state: job records, the registry of algorithms and builds, API keys.
+
+The store holds no secret values, ever; translate redis errors into
+StoreUnavailable here so callers see algohost errors only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import redis
+
+from algohost.config import Settings
+from algohost.errors import StoreUnavailable
+
+PREFIX = "algohost:"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client that decodes replies to str (records are JSON text)."""
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                health_check_interval=30)
+
+
+def connect_raw(settings: Settings) -> redis.Redis:
+    """A client for binary blobs (algorithm sources)."""
+    return redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+
+
+def translate_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn redis connection failures into StoreUnavailable (503)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"the state store is unreachable: {exc}") from exc
+
+    return wrapper

@@ -1,0 +1,193 @@
+"""Job records in Redis: the lifecycle, compare-and-set transitions, leases, waiting.
+
+The record is the truth, not the broker: every status change is a CAS in one
+Lua script, so a redelivered message for a finished job changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from algohost.store import PREFIX, translate_errors
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT,
+                      JobStatus.CANCELED})
+
+# The one table of allowed moves. running -> queued is the reaper re-enqueueing
+# a job whose worker was lost.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT,
+                                  JobStatus.CANCELED, JobStatus.QUEUED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.TIMED_OUT: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+}
+
+
+class InvalidTransition(RuntimeError):
+    """A transition outside TRANSITIONS was asked for: a bug, never user input."""
+
+
+def sources_for(target: JobStatus) -> frozenset[JobStatus]:
+    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
+
+
+# KEYS[1] job hash, KEYS[2] running zset; ARGV[1] comma list of encoded allowed
+# statuses, ARGV[2] encoded new status, ARGV[3] job id, ARGV[4] lease expiry or "",
+# then field/value pairs.
+_CAS = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return -1 end
+local ok = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == current then ok = true end
+end
+if not ok then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2])
+for i = 5, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+else
+  redis.call('ZREM', KEYS[2], ARGV[3])
+end
+return 1
+"""
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, retention_s: int) -> None:
+        # redis-py's stubs type replies as bytes | str; this client decodes to str.
+        self.redis: Any = client
+        self.retention_s = retention_s
+        self._cas = client.register_script(_CAS)
+
+    @staticmethod
+    def key(job_id: str) -> str:
+        return f"{PREFIX}job:{job_id}"
+
+    @staticmethod
+    def done_key(job_id: str) -> str:
+        return f"{PREFIX}job:{job_id}:done"
+
+    RUNNING_KEY = f"{PREFIX}jobs:running"
+
+    @translate_errors
+    def create(self, job: dict[str, Any]) -> None:
+        key = self.key(job["id"])
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping=_encode(job))
+        pipe.expire(key, self.retention_s)
+        owner_index = f"{PREFIX}jobs:owner:{job['owner']}"
+        pipe.zadd(owner_index, {job["id"]: time.time()})
+        pipe.zremrangebyscore(owner_index, "-inf", time.time() - self.retention_s)
+        pipe.expire(owner_index, self.retention_s)
+        pipe.execute()
+
+    @translate_errors
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        raw = self.redis.hgetall(self.key(job_id))
+        return _decode(raw) if raw else None
+
+    @translate_errors
+    def status(self, job_id: str) -> JobStatus | None:
+        raw = self.redis.hget(self.key(job_id), "status")
+        return JobStatus(json.loads(raw)) if raw else None
+
+    @translate_errors
+    def update(self, job_id: str, **fields: Any) -> None:
+        if "status" in fields:
+            raise InvalidTransition("status changes go through transition()")
+        self.redis.hset(self.key(job_id), mapping=_encode(fields))
+
+    @translate_errors
+    def transition(self, job_id: str, target: JobStatus,
+                   expected: set[JobStatus] | frozenset[JobStatus] | None = None,
+                   lease_until: float | None = None, **fields: Any) -> bool:
+        """Move the job to `target` if its status is one of `expected`.
+
+        Returns False when the record is in another state (someone else won)."""
+        allowed = sources_for(target)
+        sources = allowed if expected is None else frozenset(expected)
+        if not sources <= allowed:
+            raise InvalidTransition(f"{sorted(sources - allowed)} -> {target} is not allowed")
+        encoded = _encode(fields)
+        args: list[str] = [",".join(json.dumps(s.value) for s in sources),
+                           json.dumps(target.value), job_id,
+                           "" if lease_until is None else repr(lease_until)]
+        for name, value in encoded.items():
+            args += [name, value]
+        result = self._cas(keys=[self.key(job_id), self.RUNNING_KEY], args=args)
+        if result == 1 and target.terminal:
+            pipe = self.redis.pipeline()
+            pipe.rpush(self.done_key(job_id), "1")
+            pipe.expire(self.done_key(job_id), 300)
+            pipe.execute()
+        return bool(result == 1)
+
+    @translate_errors
+    def renew_lease(self, job_id: str, until: float) -> None:
+        self.redis.zadd(self.RUNNING_KEY, {job_id: until}, xx=True)
+
+    @translate_errors
+    def expired_leases(self, now: float) -> list[str]:
+        return list(self.redis.zrangebyscore(self.RUNNING_KEY, "-inf", now))
+
+    @translate_errors
+    def wait_terminal(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
+        """Block until the job is terminal or the timeout passes; returns the record."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if job is None or JobStatus(job["status"]).terminal:
+                return job
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return job
+            # BLPOP takes whole seconds on old servers; floats work on Redis >= 6.
+            popped = self.redis.blpop([self.done_key(job_id)], timeout=max(remaining, 0.01))
+            if popped:
+                # Put the token back so any other waiter on this job wakes too.
+                self.redis.rpush(self.done_key(job_id), "1")
+
+    @translate_errors
+    def list_for_owner(self, owner: str, limit: int) -> list[dict[str, Any]]:
+        ids = self.redis.zrevrange(f"{PREFIX}jobs:owner:{owner}", 0, max(limit * 2, limit) - 1)
+        jobs = []
+        for job_id in ids:
+            job = self.get(job_id)
+            if job is not None:
+                jobs.append(job)
+            if len(jobs) >= limit:
+                break
+        return jobs

@@ -1,0 +1,62 @@
+"""API keys: created for an owner, stored only as SHA-256 hashes.
+
+A key is shown once, at creation; the store can tell who owns a presented key
+but can never give a key back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from typing import Any
+
+import redis
+
+from algohost.clock import now_iso
+from algohost.errors import InvalidRequest
+from algohost.store import PREFIX, translate_errors
+
+KEY_PREFIX = "ak_"
+OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def validate_owner(owner: str) -> str:
+    if not OWNER_RE.match(owner):
+        raise InvalidRequest(
+            "an owner is 1-63 lowercase letters, digits, '-' or '_'", owner=owner)
+    return owner
+
+
+class KeyStore:
+    HASH = f"{PREFIX}keys"
+
+    def __init__(self, client: redis.Redis) -> None:
+        # redis-py's stubs type replies as bytes | str; this client decodes to str.
+        self.redis: Any = client
+
+    @translate_errors
+    def create(self, owner: str) -> str:
+        validate_owner(owner)
+        key = new_key()
+        record = {"owner": owner, "created_at": now_iso(), "prefix": key[:7]}
+        self.redis.hset(self.HASH, hash_key(key), json.dumps(record))
+        return key
+
+    @translate_errors
+    def owner_of(self, key: str) -> str | None:
+        raw = self.redis.hget(self.HASH, hash_key(key))
+        return str(json.loads(raw)["owner"]) if raw else None
+
+    @translate_errors
+    def revoke(self, key: str) -> bool:
+        return bool(self.redis.hdel(self.HASH, hash_key(key)))

@@ -1,0 +1,174 @@
+"""The registry: algorithms, their immutable builds and semantic versions.
+
+A build is keyed by a content hash of source + manifest; publishing the same
+content again returns the existing build. Versions are assigned under a
+per-algorithm lock so two concurrent publishes never get the same number.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+from algohost import semver
+from algohost.clock import now_iso
+from algohost.errors import AlgorithmNotFound, BuildNotFound, BuildNotReady, VersionNotFound
+from algohost.store import PREFIX, translate_errors
+
+MAX_BUILD_LOG_BYTES = 512 * 1024
+
+
+class BuildStatus(StrEnum):
+    QUEUED = "queued"
+    BUILDING = "building"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
+def image_tag(owner: str, name: str, content_hash: str) -> str:
+    return f"algohost/{owner}/{name}:{content_hash[:16]}"
+
+
+class Registry:
+    def __init__(self, client: redis.Redis, raw: redis.Redis | None = None) -> None:
+        # redis-py's stubs type replies as bytes | str; this client decodes to str.
+        self.redis: Any = client
+        self.raw: Any = raw
+
+    @staticmethod
+    def _algo(owner: str, name: str) -> str:
+        return f"{PREFIX}algo:{owner}/{name}"
+
+    @staticmethod
+    def _build(build_id: str) -> str:
+        return f"{PREFIX}build:{build_id}"
+
+    @translate_errors
+    def publish(self, owner: str, name: str, content_hash: str, manifest: dict[str, Any],
+                source: bytes, bump: semver.Bump) -> tuple[dict[str, Any], bool]:
+        """Record a build for this content; returns (build, created).
+
+        Identical content returns its existing build, unless that build failed,
+        in which case the same version is built again."""
+        algo = self._algo(owner, name)
+        with self.redis.lock(f"{PREFIX}lock:{owner}/{name}", timeout=30, blocking_timeout=30):
+            existing_id = self.redis.hget(f"{algo}:hashes", content_hash)
+            if existing_id:
+                build = self.get_build(existing_id)
+                if build["status"] != BuildStatus.FAILED:
+                    return build, False
+                self._reset(build, manifest, source)
+                return self.get_build(existing_id), True
+            version = semver.next_version(list(self.redis.hkeys(f"{algo}:versions")), bump)
+            build_id = "b_" + uuid.uuid4().hex[:20]
+            build = {
+                "id": build_id, "owner": owner, "name": name, "version": version,
+                "ref": f"{owner}/{name}@{version}", "content_hash": content_hash,
+                "image": image_tag(owner, name, content_hash), "status": BuildStatus.QUEUED.value,
+                "created_at": now_iso(), "started_at": None, "finished_at": None,
+                "manifest": manifest, "error": None,
+            }
+            pipe = self.redis.pipeline()
+            pipe.hsetnx(algo, "owner", owner)
+            pipe.hsetnx(algo, "name", name)
+            pipe.hsetnx(algo, "created_at", now_iso())
+            pipe.sadd(f"{PREFIX}algos:{owner}", name)
+            pipe.hset(self._build(build_id), mapping=_encode(build))
+            pipe.hset(f"{algo}:versions", version, build_id)
+            pipe.hset(f"{algo}:hashes", content_hash, build_id)
+            pipe.execute()
+            self._store_source(build_id, source)
+            return build, True
+
+    def _reset(self, build: dict[str, Any], manifest: dict[str, Any], source: bytes) -> None:
+        fields = {"status": BuildStatus.QUEUED.value, "error": None, "finished_at": None,
+                  "started_at": None, "manifest": manifest}
+        self.redis.hset(self._build(build["id"]), mapping=_encode(fields))
+        self.redis.delete(f"{self._build(build['id'])}:logs")
+        self._store_source(build["id"], source)
+
+    def _store_source(self, build_id: str, source: bytes) -> None:
+        client = self.raw or self.redis
+        client.set(f"{self._build(build_id)}:source", source)
+
+    @translate_errors
+    def source(self, build_id: str) -> bytes:
+        client = self.raw or self.redis
+        data = client.get(f"{self._build(build_id)}:source")
+        if data is None:
+            raise BuildNotFound(f"no source stored for build {build_id}")
+        return data if isinstance(data, bytes) else str(data).encode()
+
+    @translate_errors
+    def get_build(self, build_id: str) -> dict[str, Any]:
+        raw = self.redis.hgetall(self._build(build_id))
+        if not raw:
+            raise BuildNotFound(f"build {build_id} does not exist")
+        return _decode(raw)
+
+    @translate_errors
+    def update_build(self, build_id: str, **fields: Any) -> None:
+        self.redis.hset(self._build(build_id), mapping=_encode(fields))
+
+    @translate_errors
+    def append_log(self, build_id: str, text: str) -> None:
+        key = f"{self._build(build_id)}:logs"
+        if int(self.redis.strlen(key)) < MAX_BUILD_LOG_BYTES:
+            self.redis.append(key, text)
+
+    @translate_errors
+    def logs(self, build_id: str) -> str:
+        return str(self.redis.get(f"{self._build(build_id)}:logs") or "")
+
+    @translate_errors
+    def exists(self, owner: str, name: str) -> bool:
+        return bool(self.redis.exists(self._algo(owner, name)))
+
+    @translate_errors
+    def versions(self, owner: str, name: str) -> list[dict[str, Any]]:
+        """All builds of an algorithm, newest version first."""
+        if not self.exists(owner, name):
+            raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")
+        mapping = self.redis.hgetall(f"{self._algo(owner, name)}:versions")
+        ordered = sorted(mapping, key=semver.Version.parse, reverse=True)
+        return [self.get_build(mapping[v]) for v in ordered]
+
+    @translate_errors
+    def algorithms(self, owner: str) -> list[str]:
+        return sorted(self.redis.smembers(f"{PREFIX}algos:{owner}"))
+
+    @translate_errors
+    def find(self, owner: str, name: str, version: str) -> dict[str, Any]:
+        """The build for an exact version, whatever its status."""
+        if not self.exists(owner, name):
+            raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")
+        build_id = self.redis.hget(f"{self._algo(owner, name)}:versions", version)
+        if not build_id:
+            raise VersionNotFound(f"{owner}/{name} has no version {version}")
+        return self.get_build(build_id)
+
+    def resolve(self, owner: str, name: str, version: str | None) -> dict[str, Any]:
+        """The build a call should run: an exact version, or @latest (newest success)."""
+        if version and version != "latest":
+            build = self.find(owner, name, version)
+            if build["status"] != BuildStatus.SUCCEEDED:
+                raise BuildNotReady(
+                    f"{build['ref']} is not callable: its build is {build['status']}",
+                    build_status=build["status"])
+            return build
+        for build in self.versions(owner, name):
+            if build["status"] == BuildStatus.SUCCEEDED:
+                return build
+        raise VersionNotFound(f"{owner}/{name} has no successful build yet")

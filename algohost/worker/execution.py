@@ -1,0 +1,213 @@
+"""One call's life inside a worker: claim the record, run it in a container, record it.
+
+The record is claimed with a compare-and-set and held with a lease that the
+worker renews while it waits; nothing here blocks on Celery or reads secrets
+into the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from algohost.clock import ms_between, now_iso
+from algohost.config import Settings
+from algohost.errors import AlgohostError, ContainerStartFailed
+from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
+from algohost.secrets.redaction import redact, redact_text
+from algohost.store.jobs import JobStatus, JobStore
+from algohost.store.registry import Registry
+
+log = logging.getLogger(__name__)
+
+OUTCOME_STATUS = {
+    ExitReason.SUCCEEDED: JobStatus.SUCCEEDED,
+    ExitReason.TIMEOUT: JobStatus.TIMED_OUT,
+    ExitReason.CANCELED: JobStatus.CANCELED,
+}
+
+
+class Pool(Protocol):
+    def acquire(self, spec: ContainerSpec) -> tuple[Session, bool]: ...
+
+    def release(self, session: Session, reusable: bool) -> None: ...
+
+
+class JobHook(Protocol):
+    """Cross-cutting work (webhooks, audit) hangs here, not on flags."""
+
+    def job_started(self, job: dict[str, Any]) -> None: ...
+
+    def job_finished(self, job: dict[str, Any]) -> None: ...
+
+
+class SecretSource(Protocol):
+    def for_build(self, build: dict[str, Any]) -> tuple[dict[str, str], str]:
+        """(values by name, a version tag that changes when any value changes)."""
+        ...
+
+
+class NoSecrets:
+    def for_build(self, build: dict[str, Any]) -> tuple[dict[str, str], str]:
+        return {}, ""
+
+
+class CancelWatch:
+    """Polled by the sandbox while a call runs: renews the lease, spots a cancel."""
+
+    def __init__(self, jobs: JobStore, job_id: str, lease_s: int,
+                 clock: Callable[[], float] = time.time, every_s: float = 0.5) -> None:
+        self.jobs, self.job_id, self.lease_s = jobs, job_id, lease_s
+        self.clock, self.every_s = clock, every_s
+        self._next_check = 0.0
+        self._next_renew = clock() + lease_s / 3
+        self.canceled = False
+
+    def __call__(self) -> bool:
+        now = self.clock()
+        if now >= self._next_check:
+            self._next_check = now + self.every_s
+            self.canceled = self.jobs.status(self.job_id) is JobStatus.CANCELED
+        if now >= self._next_renew:
+            self._next_renew = now + self.lease_s / 3
+            self.jobs.renew_lease(self.job_id, now + self.lease_s)
+        return self.canceled
+
+
+def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: str) -> ContainerSpec:
+    resources = build["manifest"]["resources"]
+    return ContainerSpec(
+        build_id=build["id"],
+        image=build["image"],
+        limits=Limits(timeout_s=float(resources["timeout_s"]),
+                      memory_mb=int(resources["memory_mb"]), cpus=float(resources["cpus"]),
+                      network=bool(resources["network"])),
+        labels={"algohost.algorithm": f"{build['owner']}/{build['name']}"},
+        secrets=secrets,
+        secrets_as_env=bool(build["manifest"].get("secrets", {}).get("as_env", False)),
+        secrets_version=secrets_version,
+    )
+
+
+class JobRunner:
+    def __init__(self, jobs: JobStore, registry: Registry, pool: Pool, settings: Settings,
+                 worker_id: str, secrets: SecretSource | None = None,
+                 hooks: Sequence[JobHook] = ()) -> None:
+        self.jobs, self.registry, self.pool = jobs, registry, pool
+        self.settings, self.worker_id = settings, worker_id
+        self.secrets = secrets or NoSecrets()
+        self.hooks = list(hooks)
+
+    def run(self, job_id: str) -> None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            log.warning("job %s has no record (expired?); dropping the message", job_id)
+            return
+        if job["status"] != JobStatus.QUEUED:
+            log.info("job %s is %s; nothing to do", job_id, job["status"])
+            return
+        claimed = self.jobs.transition(
+            job_id, JobStatus.RUNNING, {JobStatus.QUEUED},
+            lease_until=time.time() + self.settings.lease_s,
+            started_at=now_iso(), worker=self.worker_id, attempts=int(job["attempts"]) + 1)
+        if not claimed:
+            return
+        job = self.jobs.get(job_id) or job
+        self._emit("job_started", job)
+        try:
+            self._execute(job)
+        except AlgohostError as exc:
+            self._finish(job, JobStatus.FAILED, exc.code,
+                         error={"type": type(exc).__name__, "message": exc.message,
+                                "traceback": None})
+        except Exception as exc:  # the worker must survive anything a call does
+            log.exception("job %s failed inside the worker", job_id)
+            self._finish(job, JobStatus.FAILED, "worker_error",
+                         error={"type": type(exc).__name__, "message": str(exc),
+                                "traceback": None})
+
+    def _execute(self, job: dict[str, Any]) -> None:
+        build = self.registry.get_build(job["build_id"])
+        values, version = self.secrets.for_build(build)
+        spec = spec_for(build, values, version)
+        try:
+            session, warm = self.pool.acquire(spec)
+        except ContainerStartFailed as exc:
+            error = exc.details.get("error") or {"type": "ContainerStartFailed",
+                                                 "message": exc.message, "traceback": None}
+            secrets = list(values.values())
+            self._finish(job, JobStatus.FAILED, ExitReason.START_FAILED.value,
+                         error=redact(error, secrets),
+                         logs=redact_text(str(exc.details.get("logs", "")), secrets))
+            return
+        call_started = now_iso()
+        watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s)
+        outcome = CallOutcome(ExitReason.CRASHED)
+        try:
+            outcome = session.call(job["input"], float(job["timeout_s"]), watch)
+        finally:
+            self.pool.release(session, outcome.reusable)
+        logs = (session.startup_logs if not warm else "") + outcome.logs
+        cold_start_ms = 0.0 if warm else round(session.cold_start_ms, 3)
+        metrics = {
+            # Waiting for a free container counts as queueing; starting one does not.
+            "queue_ms": round(max(ms_between(job["created_at"], call_started) - cold_start_ms,
+                                  0.0), 3),
+            "cold_start_ms": cold_start_ms,
+            "run_ms": round(outcome.run_ms, 3),
+            "peak_memory_bytes": outcome.peak_memory_bytes,
+        }
+        status = OUTCOME_STATUS.get(outcome.reason, JobStatus.FAILED)
+        # Whatever the algorithm hands back may quote a secret: mask it before it is stored.
+        secrets = list(values.values())
+        self._finish(job, status, outcome.reason.value, output=redact(outcome.output, secrets),
+                     error=redact(outcome.error, secrets), logs=redact_text(logs, secrets),
+                     warm=warm, metrics=metrics)
+
+    def _finish(self, job: dict[str, Any], status: JobStatus, reason: str, *,
+                output: Any = None, error: dict[str, Any] | None = None, logs: str = "",
+                warm: bool | None = None, metrics: dict[str, Any] | None = None) -> None:
+        finished = now_iso()
+        full_metrics = {"queue_ms": 0.0, "cold_start_ms": 0.0, "run_ms": 0.0,
+                        "peak_memory_bytes": 0, **(metrics or {}),
+                        "total_ms": ms_between(job["created_at"], finished)}
+        changed = self.jobs.transition(
+            job["id"], status, {JobStatus.RUNNING}, finished_at=finished,
+            reason=reason, output=output if status is JobStatus.SUCCEEDED else None,
+            error=error, logs=logs, warm=warm, metrics=full_metrics)
+        if not changed:
+            # Canceled meanwhile: keep the cancel, but record what the run measured.
+            self.jobs.update(job["id"], logs=logs, warm=warm, metrics=full_metrics)
+        record = self.jobs.get(job["id"])
+        if record is not None:
+            self._emit("job_finished", record)
+
+    def _emit(self, event: str, job: dict[str, Any]) -> None:
+        for hook in self.hooks:
+            try:
+                getattr(hook, event)(job)
+            except Exception:  # a hook must never lose a job's result
+                log.exception("hook %s.%s failed for job %s", type(hook).__name__, event,
+                              job["id"])
+
+
+def reap_expired_leases(jobs: JobStore, enqueue: Callable[[str], None], max_attempts: int,
+                        now: float | None = None) -> list[str]:
+    """Re-enqueue running jobs whose worker stopped renewing; fail them past the limit."""
+    reaped = []
+    for job_id in jobs.expired_leases(time.time() if now is None else now):
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        if int(job.get("attempts", 0)) < max_attempts:
+            if jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, worker=None):
+                enqueue(job_id)
+                reaped.append(job_id)
+        elif jobs.transition(job_id, JobStatus.FAILED, {JobStatus.RUNNING},
+                             finished_at=now_iso(), reason="worker_lost",
+                             error={"type": "WorkerLost", "traceback": None,
+                                    "message": f"the worker was lost {job['attempts']} times"}):
+            reaped.append(job_id)
+    return reaped

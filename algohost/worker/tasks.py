@@ -1,0 +1,120 @@
+"""Celery tasks and the worker's lifetime: one runtime per process, built lazily.
+
+Tasks carry only ids; everything else is read from the store. On start the
+worker removes containers a previous incarnation left behind and reaps lost
+jobs; on shutdown it stops its warm containers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from celery.signals import celeryd_init, worker_ready, worker_shutdown
+
+from algohost.config import Settings
+from algohost.sandbox.builder import ImageBuilder
+from algohost.sandbox.docker import DockerSandbox
+from algohost.sandbox.pool import WarmPool
+from algohost.secrets import VaultReader, VaultSecretSource
+from algohost.store import connect, connect_raw
+from algohost.store.jobs import JobStore
+from algohost.store.registry import Registry
+from algohost.worker.app import celery
+from algohost.worker.building import BuildRunner
+from algohost.worker.dispatch import BUILD_TASK, RUN_TASK, CeleryDispatcher
+from algohost.worker.execution import JobRunner, NoSecrets, SecretSource, reap_expired_leases
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    worker_id: str
+    jobs: JobStore
+    registry: Registry
+    sandbox: DockerSandbox
+    pool: WarmPool
+    runner: JobRunner
+    builds: BuildRunner
+    stop: threading.Event
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+_worker_id = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def runtime() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = _make_runtime(celery.conf.algohost_settings, _worker_id)
+        return _runtime
+
+
+def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
+    client = connect(settings)
+    jobs = JobStore(client, settings.job_retention_s)
+    registry = Registry(client, connect_raw(settings))
+    sandbox = DockerSandbox(settings.sandbox, worker_id)
+    pool = WarmPool(sandbox, settings.sandbox)
+    pool.start_reaper()
+    secrets: SecretSource = NoSecrets()
+    if settings.vault_worker_token or settings.vault_worker_token_file:
+        secrets = VaultSecretSource(VaultReader.from_settings(settings))
+    runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets)
+    builds = BuildRunner(registry, ImageBuilder(settings.sandbox), settings)
+    return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, builds,
+                   threading.Event())
+
+
+@celery.task(name=RUN_TASK)
+def run_job(job_id: str) -> None:
+    runtime().runner.run(job_id)
+
+
+@celery.task(name=BUILD_TASK)
+def build(build_id: str) -> None:
+    runtime().builds.run(build_id)
+
+
+def _reap_forever(rt: Runtime) -> None:
+    dispatcher = CeleryDispatcher(celery)
+    interval = max(rt.settings.lease_s / 2, 1.0)
+    while not rt.stop.wait(interval):
+        try:
+            reap_expired_leases(rt.jobs, dispatcher.enqueue_run, rt.settings.max_attempts)
+        except Exception:
+            log.exception("lease reaper failed; retrying")
+
+
+@celeryd_init.connect
+def _on_init(sender: Any = None, **_: Any) -> None:
+    global _worker_id
+    # A stable id per Celery node name, so a restarted worker finds what its
+    # killed predecessor left behind.
+    if sender:
+        _worker_id = str(sender)
+
+
+@worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    rt = runtime()
+    removed = rt.sandbox.remove_orphans(rt.worker_id)
+    if removed:
+        log.warning("removed %d containers left by a previous worker", removed)
+    reap_expired_leases(rt.jobs, CeleryDispatcher(celery).enqueue_run, rt.settings.max_attempts)
+    threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    if _runtime is not None:
+        _runtime.stop.set()
+        _runtime.pool.shutdown()

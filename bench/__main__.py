@@ -1,0 +1,103 @@
+"""`python -m bench`: every baseline and every algohost figure in one run, one table.
+
+Needs the local stack (`algohost dev up`); writes bench/results.json beside the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from algohost.config import load_settings
+from algohost.store import connect
+from algohost.store.keys import KeyStore
+from bench import algohost_bench, baseline_celery, baseline_docker, baseline_flask
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _worker_pid(state_dir: str) -> int | None:
+    for name in ("worker-calls.pid", "calls.pid"):
+        path = Path(state_dir) / name
+        if path.exists():
+            return int(path.read_text().strip())
+    return None
+
+
+def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    settings = load_settings()
+    key = KeyStore(connect(settings)).create("bench")
+    client = algohost_bench.Client(settings, key)
+    results: dict[str, Any] = {}
+    console.print("publishing examples/hello ...")
+    hello = client.publish(algohost_bench.HELLO, "bench")
+    steps = [
+        ("baseline_a_celery", lambda: baseline_celery.run(args.calls, args.jobs)),
+        ("baseline_b_flask", lambda: baseline_flask.run(args.calls)),
+        ("baseline_c_docker_run", lambda: baseline_docker.run(
+            hello["image"], settings.sandbox.docker_url, args.cold)),
+        ("warm_sync", lambda: algohost_bench.warm_sync(client, hello["ref"], args.calls)),
+        ("cold_call", lambda: algohost_bench.cold_calls(client, "bench", args.cold)),
+        ("async", lambda: algohost_bench.async_throughput(client, hello["ref"], args.jobs)),
+        ("memory", lambda: algohost_bench.memory(
+            settings, _worker_pid(settings.state_dir), hello["id"])),
+    ]
+    for name, step in steps:
+        console.print(f"measuring {name} ...")
+        results[name] = step()
+    return results
+
+
+def ratios(r: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+    warm = r["warm_sync"]["p50_ms"] / r["baseline_a_celery"]["p50_ms"]
+    cold = r["cold_call"]["p50_ms"] / r["baseline_c_docker_run"]["p50_ms"]
+    thr = r["async"]["throughput_per_s"] / r["baseline_a_celery"]["throughput_per_s"]
+    return [
+        ("warm sync p50 / Celery no-op p50", warm, "<= 3.0", warm <= 3.0),
+        ("cold call p50 / docker run --rm p50", cold, "<= 1.3", cold <= 1.3),
+        ("async throughput / Celery throughput", thr, ">= 0.5", thr >= 0.5),
+    ]
+
+
+def render(r: dict[str, Any], console: Console) -> None:
+    table = Table(title="algohost benchmarks (same machine, same run)")
+    for column in ("figure", "p50 ms", "p99 ms", "throughput /s", "n"):
+        table.add_column(column)
+    for name in ("baseline_a_celery", "baseline_b_flask", "baseline_c_docker_run", "warm_sync",
+                 "cold_call", "async"):
+        row = r[name]
+        table.add_row(name, str(row.get("p50_ms", "")), str(row.get("p99_ms", "")),
+                      str(row.get("throughput_per_s", "")), str(row.get("n", row.get("jobs", ""))))
+    console.print(table)
+    targets = Table(title="targets")
+    for column in ("ratio", "value", "target", "met"):
+        targets.add_column(column)
+    for label, value, target, met in ratios(r):
+        targets.add_row(label, f"{value:.2f}", target, "yes" if met else "NO")
+    console.print(targets)
+    console.print(f"memory: {r['memory']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--cold", type=int, default=5)
+    args = parser.parse_args()
+    console = Console()
+    results = measure(args, console)
+    results["ratios"] = {label: round(v, 3) for label, v, _, _ in ratios(results)}
+    RESULTS.write_text(json.dumps(results, indent=2))
+    render(results, console)
+    console.print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

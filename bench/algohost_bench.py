@@ -1,0 +1,134 @@
+"""algohost's own figures, measured through the HTTP API of the running local stack.
+
+Warm sync calls, the cold first call of a new build, async throughput and memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import docker
+import requests
+
+from algohost.archive import make_archive
+from algohost.config import Settings
+from bench.stats import summary
+
+HELLO = Path(__file__).resolve().parent.parent / "examples" / "hello"
+
+
+class Client:
+    def __init__(self, settings: Settings, key: str) -> None:
+        self.base = settings.api_url.rstrip("/")
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {key}"
+
+    def publish(self, directory: Path, owner: str) -> dict[str, Any]:
+        import tomllib
+
+        name = tomllib.loads((directory / "algorithm.toml").read_text())["name"]
+        response = self.http.post(f"{self.base}/v1/algorithms/{owner}/{name}/versions",
+                                  data=make_archive(directory),
+                                  headers={"Content-Type": "application/gzip"}, timeout=60)
+        response.raise_for_status()
+        build = response.json()["build"]
+        while build["status"] in ("queued", "building"):
+            time.sleep(0.3)
+            build = self.http.get(
+                f"{self.base}/v1/algorithms/{owner}/{name}/versions/{build['version']}",
+                timeout=10).json()
+        if build["status"] != "succeeded":
+            raise RuntimeError(f"build failed: {build.get('logs', '')[-2000:]}")
+        return dict(build)
+
+    def call(self, ref: str, payload: Any) -> dict[str, Any]:
+        response = self.http.post(f"{self.base}/v1/jobs", json={"algorithm": ref, "input": payload},
+                                  headers={"Prefer": "wait=60"}, timeout=90)
+        response.raise_for_status()
+        job = dict(response.json())
+        if job["status"] != "succeeded":
+            raise RuntimeError(f"call failed: {job}")
+        return job
+
+    def submit(self, ref: str, payload: Any) -> str:
+        response = self.http.post(f"{self.base}/v1/jobs", json={"algorithm": ref, "input": payload},
+                                  timeout=30)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.http.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json())
+
+
+def warm_sync(client: Client, ref: str, calls: int) -> dict[str, Any]:
+    for i in range(20):
+        client.call(ref, {"name": str(i)})
+    samples, server_side = [], []
+    for i in range(calls):
+        started = time.perf_counter()
+        job = client.call(ref, {"name": str(i)})
+        samples.append(time.perf_counter() - started)
+        server_side.append(job["metrics"]["total_ms"] / 1000)
+        assert job["warm"], job
+    return {**summary(samples), "server_total": summary(server_side)}
+
+
+def cold_calls(client: Client, owner: str, repeats: int) -> dict[str, Any]:
+    """Each sample publishes a fresh build, then times its first call."""
+    samples, cold_starts = [], []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "hello"
+            shutil.copytree(HELLO, copy)
+            with open(copy / "main.py", "a") as source:
+                source.write(f"\n# variant {uuid.uuid4().hex}\n")
+            build = client.publish(copy, owner)
+        started = time.perf_counter()
+        job = client.call(build["ref"], {"name": "cold"})
+        samples.append(time.perf_counter() - started)
+        cold_starts.append(job["metrics"]["cold_start_ms"] / 1000)
+        assert not job["warm"], job
+    return {**summary(samples), "cold_start": summary(cold_starts)}
+
+
+def async_throughput(client: Client, ref: str, jobs: int, submitters: int = 8) -> dict[str, Any]:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(submitters) as pool:
+        ids = list(pool.map(lambda i: client.submit(ref, {"name": str(i)}), range(jobs)))
+    submitted = time.perf_counter() - started
+    pending = set(ids)
+    while pending:
+        time.sleep(0.1)
+        with ThreadPoolExecutor(submitters) as pool:
+            states = dict(zip(pending, pool.map(lambda j: client.job(j)["status"], pending),
+                              strict=True))
+        failed = [j for j, s in states.items() if s not in ("queued", "running", "succeeded")]
+        if failed:
+            raise RuntimeError(f"{len(failed)} jobs failed, e.g. {client.job(failed[0])}")
+        pending = {j for j, s in states.items() if s != "succeeded"}
+    elapsed = time.perf_counter() - started
+    return {"jobs": jobs, "seconds": round(elapsed, 2), "submit_seconds": round(submitted, 2),
+            "throughput_per_s": round(jobs / elapsed, 1)}
+
+
+def memory(settings: Settings, worker_pid: int | None, build_id: str) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    if worker_pid:
+        with open(f"/proc/{worker_pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    result["worker_rss_bytes"] = int(line.split()[1]) * 1024
+    client = docker.DockerClient(base_url=settings.sandbox.docker_url)
+    usages = []
+    for container in client.containers.list(filters={"label": f"algohost.build={build_id}"}):
+        stats = container.stats(stream=False)
+        usages.append(int(stats.get("memory_stats", {}).get("usage", 0)))
+    result["warm_containers"] = len(usages)
+    result["per_container_bytes"] = max(usages) if usages else None
+    return result

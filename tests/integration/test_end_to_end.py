@@ -1,0 +1,130 @@
+"""A call's whole life through the real parts: API -> Redis -> Celery worker -> Docker.
+
+The worker is a real `celery worker` process on its own Redis database; the API
+is the Flask app under its test client, sending real Celery messages.
+"""
+
+import time
+
+import docker
+import pytest
+
+from tests.stack import EXAMPLES, TEST_ALGORITHMS, call, publish
+
+
+@pytest.fixture(scope="module")
+def published(stack):
+    refs = {}
+    for name in ("hello", "failing", "pg_version"):
+        refs[name] = publish(stack, EXAMPLES / name)
+    for name in ("sleeper", "memhog", "netcheck", "writer"):
+        refs[name] = publish(stack, TEST_ALGORITHMS / name)
+    return refs
+
+
+def test_hello_round_trip_records_output_and_metrics(stack, published):
+    job = call(stack, published["hello"], {"name": "Ada"})
+    assert job["status"] == "succeeded", job
+    assert job["output"] == {"greeting": "Hello, Ada!"}
+    assert job["algorithm"] == published["hello"]
+    metrics = job["metrics"]
+    for key in ("queue_ms", "cold_start_ms", "run_ms", "total_ms", "peak_memory_bytes"):
+        assert metrics[key] >= 0, key
+    assert metrics["total_ms"] >= metrics["run_ms"]
+    assert metrics["peak_memory_bytes"] > 0
+
+
+def test_latest_resolves_to_the_newest_successful_build(stack, published):
+    job = call(stack, "alice/hello", "Grace")
+    assert job["status"] == "succeeded"
+    assert job["algorithm"] == published["hello"]
+
+
+def test_psycopg2_builds_from_source_against_libpq(stack, published):
+    job = call(stack, published["pg_version"], None)
+    assert job["status"] == "succeeded", job
+    assert job["output"]["libpq_version"] >= 150000
+
+
+def test_exception_is_reported_with_type_message_and_traceback(stack, published):
+    job = call(stack, published["failing"], {"x": 1})
+    assert job["status"] == "failed"
+    assert job["reason"] == "exception"
+    assert job["error"]["type"] == "ValueError"
+    assert "required" in job["error"]["message"]
+    assert "main.py" in job["error"]["traceback"]
+    assert "about to validate" in job["logs"]
+
+
+def test_timeout_kills_container_and_reports_timed_out(stack, published):
+    started = time.monotonic()
+    job = call(stack, published["sleeper"], 60, timeout_s=2)
+    assert job["status"] == "timed_out", job
+    assert time.monotonic() - started < 30
+    assert not stack.containers_of(published["sleeper"], running_only=True)
+
+
+def test_memory_hog_is_stopped_and_reported_oom(stack, published):
+    job = call(stack, published["memhog"], 1024)
+    assert job["status"] == "failed", job
+    assert job["reason"] == "oom"
+
+
+def test_no_network_inside_the_sandbox(stack, published):
+    job = call(stack, published["netcheck"], None)
+    assert job["status"] == "succeeded", job
+    assert job["output"]["interfaces"] == ["lo"]
+    assert job["output"]["connect_errno"] is not None
+
+
+def test_root_filesystem_is_read_only_and_tmp_is_writable(stack, published):
+    job = call(stack, published["writer"], None)
+    assert job["status"] == "succeeded", job
+    assert job["output"]["/opt/algorithm"] is False
+    assert job["output"]["/tmp"] is True
+
+
+def test_cancel_of_a_running_job_kills_its_container(stack, published):
+    job = stack.post_job(published["sleeper"], 60, timeout_s=120)
+    deadline = time.monotonic() + 60
+    while stack.get_job(job["id"])["status"] != "running":
+        assert time.monotonic() < deadline, "job never started"
+        time.sleep(0.1)
+    time.sleep(1)
+    response = stack.client.post(f"/v1/jobs/{job['id']}/cancel", headers=stack.auth)
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "canceled"
+    deadline = time.monotonic() + 15
+    while stack.containers_of(published["sleeper"], running_only=True):
+        assert time.monotonic() < deadline, "container still running after cancel"
+        time.sleep(0.2)
+    assert stack.get_job(job["id"])["status"] == "canceled"
+
+
+def test_another_owner_gets_403_for_job_and_algorithm(stack, published):
+    job = call(stack, published["hello"], "x")
+    other = {"Authorization": f"Bearer {stack.other_key}"}
+    assert stack.client.get(f"/v1/jobs/{job['id']}", headers=other).status_code == 403
+    response = stack.client.post("/v1/jobs", json={"algorithm": published["hello"], "input": 1},
+                                 headers=other)
+    assert response.status_code == 403
+    assert response.get_json()["error"]["code"] == "forbidden"
+
+
+def test_failed_build_keeps_its_logs_and_is_not_callable(stack, tmp_path):
+    (tmp_path / "algorithm.toml").write_text(
+        'name = "broken"\nentrypoint = "main:apply"\n'
+        '[build]\nsystem_packages = ["no-such-package-algohost"]\n')
+    (tmp_path / "main.py").write_text("def apply(x):\n    return x\n")
+    build = publish(stack, tmp_path, expect="failed")
+    assert "no-such-package-algohost" in build["logs"]
+    response = stack.client.post("/v1/jobs", json={"algorithm": "alice/broken", "input": 1},
+                                 headers=stack.auth)
+    assert response.status_code in (404, 409)
+
+
+def test_images_are_labelled_for_pruning(stack, published):
+    client = docker.DockerClient(base_url=stack.settings.sandbox.docker_url)
+    images = client.images.list(filters={"label": "algohost.build"})
+    tags = {tag for image in images for tag in image.tags}
+    assert any(tag.startswith("algohost/alice/hello:") for tag in tags)

@@ -1,0 +1,92 @@
+"""The job record's lifecycle against a real Redis: CAS transitions, waiting, leases."""
+
+import threading
+import time
+
+import pytest
+
+from algohost.store.jobs import InvalidTransition, JobStatus, JobStore
+from algohost.worker.execution import reap_expired_leases
+
+
+def new_job(store, job_id="j_1", **fields):
+    job = {"id": job_id, "owner": "alice", "status": "queued", "attempts": 0,
+           "created_at": "2026-01-01T00:00:00.000Z", "output": None, **fields}
+    store.create(job)
+    return job
+
+
+@pytest.fixture
+def store(redis_client):
+    return JobStore(redis_client, retention_s=60)
+
+
+def test_claim_succeeds_once_then_redelivery_does_nothing(store):
+    new_job(store)
+    assert store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED},
+                            lease_until=time.time() + 30)
+    assert not store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED})
+    assert store.get("j_1")["status"] == "running"
+
+
+def test_finished_job_is_not_changed_by_a_late_cancel(store):
+    new_job(store)
+    store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED})
+    assert store.transition("j_1", JobStatus.SUCCEEDED, {JobStatus.RUNNING}, output={"x": 1})
+    assert not store.transition("j_1", JobStatus.CANCELED)
+    assert store.get("j_1")["output"] == {"x": 1}
+
+
+def test_transition_outside_the_table_is_a_bug(store):
+    new_job(store)
+    with pytest.raises(InvalidTransition):
+        store.transition("j_1", JobStatus.SUCCEEDED, {JobStatus.QUEUED})
+
+
+def test_fields_keep_their_json_types(store):
+    new_job(store, output=None)
+    store.update("j_1", logs="a\nb", metrics={"run_ms": 1.5}, warm=False)
+    job = store.get("j_1")
+    assert job["logs"] == "a\nb" and job["metrics"] == {"run_ms": 1.5} and job["warm"] is False
+
+
+def test_wait_terminal_wakes_when_the_job_finishes(store):
+    new_job(store)
+    store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED})
+
+    def finish():
+        time.sleep(0.3)
+        store.transition("j_1", JobStatus.SUCCEEDED, {JobStatus.RUNNING})
+
+    threading.Thread(target=finish).start()
+    started = time.monotonic()
+    job = store.wait_terminal("j_1", 5)
+    assert job["status"] == "succeeded"
+    assert time.monotonic() - started < 2
+
+
+def test_wait_terminal_returns_the_running_job_after_the_timeout(store):
+    new_job(store)
+    assert store.wait_terminal("j_1", 0.2)["status"] == "queued"
+
+
+def test_reaper_requeues_a_lost_job_then_fails_it_past_the_limit(store):
+    new_job(store)
+    enqueued = []
+    store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED}, lease_until=time.time() - 1,
+                     attempts=1)
+    assert reap_expired_leases(store, enqueued.append, max_attempts=2) == ["j_1"]
+    assert store.get("j_1")["status"] == "queued" and enqueued == ["j_1"]
+    store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED}, lease_until=time.time() - 1,
+                     attempts=2)
+    reap_expired_leases(store, enqueued.append, max_attempts=2)
+    job = store.get("j_1")
+    assert job["status"] == "failed" and job["reason"] == "worker_lost"
+    assert enqueued == ["j_1"]
+
+
+def test_a_renewed_lease_is_not_reaped(store):
+    new_job(store)
+    store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED}, lease_until=time.time() - 1)
+    store.renew_lease("j_1", time.time() + 30)
+    assert reap_expired_leases(store, lambda _: None, max_attempts=3) == []

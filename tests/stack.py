@@ -1,0 +1,149 @@
+"""A real algohost stack for integration tests: a Celery worker process on its own
+Redis database, the Flask app under its test client, and helpers to publish and call.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import docker
+import redis
+
+from algohost.api import create_app
+from algohost.archive import make_archive
+from algohost.config import Settings, load_settings
+from algohost.store.keys import KeyStore
+from algohost.worker.app import make_celery
+from algohost.worker.dispatch import CeleryDispatcher
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+TEST_ALGORITHMS = ROOT / "tests" / "algorithms"
+STACK_REDIS_URL = os.environ.get("ALGOHOST_TEST_STACK_REDIS_URL", "redis://127.0.0.1:6379/13")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def stack_environment(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALGOHOST_")}
+    env.update({
+        "ALGOHOST_REDIS_URL": STACK_REDIS_URL,
+        "ALGOHOST_STATE_DIR": str(tmp),
+        "ALGOHOST_EXTRA_CA_BUNDLE": os.environ.get(
+            "ALGOHOST_EXTRA_CA_BUNDLE", CA_BUNDLE if Path(CA_BUNDLE).exists() else ""),
+        "ALGOHOST_LEASE_S": "30",
+    })
+    env.update(extra)
+    return env
+
+
+class Stack:
+    def __init__(self, tmp: Path, **extra_env: str) -> None:
+        self.env = stack_environment(tmp, **extra_env)
+        self.settings: Settings = load_settings(self.env)
+        self.redis = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
+        self.redis.flushdb()
+        self.log_path = tmp / "worker.log"
+        self.worker: subprocess.Popen[bytes] | None = None
+        app = create_app(self.settings, dispatcher=CeleryDispatcher(make_celery(self.settings)))
+        self.client = app.test_client()
+        keys = KeyStore(self.redis)
+        self.key, self.other_key = keys.create("alice"), keys.create("bob")
+        self.auth = {"Authorization": f"Bearer {self.key}"}
+        self.docker = docker.DockerClient(base_url=self.settings.sandbox.docker_url)
+
+    def start_worker(self, concurrency: int = 4) -> None:
+        command = [sys.executable, "-m", "celery", "-A", "algohost.worker.app:celery", "worker",
+                   "-P", "threads", "-c", str(concurrency), "-Q", "calls,builds",
+                   "-n", f"test-{os.getpid()}@%h", "--loglevel", "INFO", "--without-heartbeat",
+                   "--without-mingle", "--without-gossip"]
+        with open(self.log_path, "ab") as log:
+            self.worker = subprocess.Popen(command, env=self.env, stdout=log, stderr=log,
+                                           cwd=ROOT, start_new_session=True)
+
+    def stop_worker(self) -> None:
+        if self.worker is None or self.worker.poll() is not None:
+            return
+        self.worker.send_signal(signal.SIGTERM)
+        try:
+            self.worker.wait(30)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait(10)
+
+    def worker_log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def close(self) -> None:
+        self.stop_worker()
+        for image in self.docker.images.list(filters={"label": "algohost.build"}):
+            if any(tag.startswith("algohost/alice/") for tag in image.tags):
+                for tag in image.tags:
+                    try:
+                        self.docker.images.remove(tag, force=True)
+                    except docker.errors.APIError:
+                        pass
+        self.redis.flushdb()
+
+    def post_job(self, ref: str, payload: Any, wait: int = 0, **extra: Any) -> dict[str, Any]:
+        headers = dict(self.auth)
+        if wait:
+            headers["Prefer"] = f"wait={wait}"
+        response = self.client.post("/v1/jobs", json={"algorithm": ref, "input": payload, **extra},
+                                    headers=headers)
+        assert response.status_code in (200, 202), response.get_json()
+        return dict(response.get_json())
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/v1/jobs/{job_id}", headers=self.auth)
+        assert response.status_code == 200, response.get_json()
+        return dict(response.get_json())
+
+    def containers_of(self, ref: str, running_only: bool = False) -> list[Any]:
+        owner_name, version = ref.split("@")
+        build = self.client.get(f"/v1/algorithms/{owner_name}/versions/{version}",
+                                headers=self.auth).get_json()
+        filters = {"label": f"algohost.build={build['id']}"}
+        if running_only:
+            filters["status"] = "running"
+        return list(self.docker.containers.list(all=not running_only, filters=filters))
+
+
+def publish(stack: Stack, directory: Path, expect: str = "succeeded",
+            timeout_s: float = 900) -> Any:
+    """Publish a directory and wait for its build; returns `owner/name@version`."""
+    name = _name_of(directory)
+    response = stack.client.post(f"/v1/algorithms/alice/{name}/versions",
+                                 data=make_archive(directory),
+                                 headers={**stack.auth, "Content-Type": "application/gzip"})
+    assert response.status_code in (200, 202), response.get_json()
+    build = response.get_json()["build"]
+    deadline = time.monotonic() + timeout_s
+    while build["status"] in ("queued", "building"):
+        assert time.monotonic() < deadline, f"build of {name} did not finish: {stack.worker_log()}"
+        time.sleep(0.5)
+        build = stack.client.get(f"/v1/algorithms/alice/{name}/versions/{build['version']}",
+                                 headers=stack.auth).get_json()
+    assert build["status"] == expect, build.get("logs", "")[-3000:] + stack.worker_log()
+    return build["ref"] if expect == "succeeded" else build
+
+
+def _name_of(directory: Path) -> str:
+    return str(tomllib.loads((directory / "algorithm.toml").read_text())["name"])
+
+
+def call(stack: Stack, ref: str, payload: Any, **extra: Any) -> dict[str, Any]:
+    """A synchronous call: POST with Prefer: wait, then poll until terminal."""
+    job = stack.post_job(ref, payload, wait=60, **extra)
+    deadline = time.monotonic() + 180
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"job {job['id']} stuck: {stack.worker_log()}"
+        time.sleep(0.2)
+        job = stack.get_job(job["id"])
+    return job

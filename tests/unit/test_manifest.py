@@ -1,0 +1,83 @@
+import pytest
+
+from algohost.errors import InvalidManifest
+from algohost.manifest import loads_manifest, manifest_from_dict
+
+FULL = """
+name = "pg"
+entrypoint = "main:apply"
+python = "3.11"
+[build]
+python_packages = ["psycopg2==2.9.*"]
+system_packages = ["libpq-dev", "gcc"]
+[resources]
+timeout_s = 5
+memory_mb = 256
+cpus = 0.5
+network = false
+[secrets]
+names = ["DB_PASSWORD"]
+"""
+
+
+def test_full_manifest_parses_every_section():
+    m = loads_manifest(FULL)
+    assert m.name == "pg"
+    assert m.build.python_packages == ["psycopg2==2.9.*"]
+    assert m.build.system_packages == ["libpq-dev", "gcc"]
+    assert (m.resources.timeout_s, m.resources.memory_mb, m.resources.cpus) == (5, 256, 0.5)
+    assert m.secrets.names == ["DB_PASSWORD"]
+
+
+def test_defaults_fill_missing_sections():
+    m = loads_manifest('name = "a"\nentrypoint = "m:f"\n')
+    assert m.resources.timeout_s == 30 and m.resources.network is False
+    assert m.build.python_packages == [] and m.secrets.names == []
+
+
+def test_round_trip_through_dict():
+    m = loads_manifest(FULL)
+    assert manifest_from_dict(m.to_dict()) == m
+
+
+@pytest.mark.parametrize("text, key", [
+    ('name = "a"\nentrypoint = "m:f"\ncolour = 1\n', "colour"),
+    ('name = "a"\nentrypoint = "m:f"\n[resources]\nmemory = 1\n', "resources.memory"),
+    ('name = "a"\nentrypoint = "m:f"\n[resources]\ntimeout_s = "5"\n', "resources.timeout_s"),
+    ('name = "a"\nentrypoint = "m:f"\n[resources]\nnetwork = 1\n', "resources.network"),
+    ('name = "a"\nentrypoint = "m:f"\n[resources]\nmemory_mb = true\n', "resources.memory_mb"),
+    ('name = "a"\nentrypoint = "m:f"\n[resources]\ntimeout_s = 0\n', "resources.timeout_s"),
+    ('name = "a"\nentrypoint = "m:f"\n[build]\nsystem_packages = ["x; rm -rf /"]\n',
+     "build.system_packages"),
+    ('name = "a"\nentrypoint = "m:f"\n[build]\npython_packages = ["--index-url=x"]\n',
+     "build.python_packages"),
+    ('name = "a"\nentrypoint = "m:f"\n[secrets]\nnames = ["lower"]\n', "secrets.names"),
+    ('name = "Bad Name"\nentrypoint = "m:f"\n', "name"),
+    ('name = "a"\nentrypoint = "nocolon"\n', "entrypoint"),
+    ('entrypoint = "m:f"\n', "name"),
+    ('name = "a"\nentrypoint = "m:f"\npython = "2.7"\n', "python"),
+    ('name = "a"\nentrypoint = "m:f"\nbuild = 3\n', "build"),
+])
+def test_invalid_manifest_names_the_key(text, key):
+    with pytest.raises(InvalidManifest) as info:
+        loads_manifest(text)
+    assert info.value.details["key"] == key
+    assert key.split(".")[-1] in info.value.message
+    assert info.value.http_status == 400
+
+
+def test_requirements_and_packages_are_exclusive():
+    text = ('name = "a"\nentrypoint = "m:f"\n[build]\n'
+            'requirements = "r.txt"\npython_packages = ["x"]\n')
+    with pytest.raises(InvalidManifest):
+        loads_manifest(text)
+
+
+def test_requirements_path_must_stay_inside():
+    with pytest.raises(InvalidManifest):
+        loads_manifest('name = "a"\nentrypoint = "m:f"\n[build]\nrequirements = "../r.txt"\n')
+
+
+def test_broken_toml_is_an_invalid_manifest():
+    with pytest.raises(InvalidManifest, match="not valid TOML"):
+        loads_manifest("name = ")
