@@ -107,7 +107,7 @@ def ensure_base_image(settings: Settings, state: Path, mirror: str) -> None:
 def api_argv(settings: Settings) -> list[str]:
     host, port = stack.host_port(settings.api_url, 8000)
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return [stack.executable("gunicorn", venv=True), "-w", "2", "--threads", "4",
+    return [stack.executable("gunicorn", venv=True), "-w", "2", "--threads", "16",
             "-b", bind, APP_TARGET]
 
 

@@ -1,0 +1,78 @@
+"""The HTTP API: a thin Flask app that validates, authorises, writes records and enqueues ids.
+
+`gunicorn 'algohost.api:create_app()'` serves it. It never runs algorithm code,
+never reads a secret's value back from Vault, and touches Docker only to answer the
+health check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+from flask import Flask
+
+from algohost.api import algorithms, jobs, meta
+from algohost.api import secrets as secret_routes
+from algohost.api.context import EXTENSION, Services
+from algohost.api.handlers import register_error_handlers
+from algohost.api.openapi import build_document
+from algohost.api.routing import ROUTES
+from algohost.config import Settings, load_settings
+from algohost.secrets.base import SecretStore
+from algohost.secrets.vault import VaultSecretStore
+from algohost.store import connect, connect_raw
+from algohost.store.jobs import JobStore
+from algohost.store.keys import KeyStore
+from algohost.store.registry import Registry
+from algohost.worker.dispatch import CeleryDispatcher, Dispatcher
+
+__all__ = ["create_app"]
+
+# Headroom over our own limits, so that Werkzeug's hard cap only stops bodies that are
+# far too big and ours answer first with the precise limit.
+BODY_SLACK_BYTES = 64 * 1024
+
+
+def redis_pinger(settings: Settings) -> Callable[[], bool]:
+    """A ping on its own client with short timeouts, so a health check never hangs."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2,
+                                  socket_timeout=2)
+
+    def ping() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+    return ping
+
+
+def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None,
+               docker_ping: Callable[[], bool] | None = None,
+               secrets: SecretStore | None = None) -> Flask:
+    settings = settings or load_settings()
+    if dispatcher is None:
+        # Imported here: the worker's app module builds a Celery app when imported.
+        from algohost.worker.app import make_celery
+
+        dispatcher = CeleryDispatcher(make_celery(settings))
+    client = connect(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = (
+        max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
+    app.extensions[EXTENSION] = Services(
+        settings=settings,
+        jobs=JobStore(client, settings.job_retention_s),
+        registry=Registry(client, connect_raw(settings)),
+        keys=KeyStore(client),
+        dispatcher=dispatcher,
+        redis_ping=redis_pinger(settings),
+        docker_ping=docker_ping or meta.DockerPing(settings.sandbox.docker_url),
+        openapi=build_document(ROUTES),
+        secrets=secrets or VaultSecretStore.from_settings(settings),
+    )
+    register_error_handlers(app)
+    for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp):
+        app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,129 @@
+"""Algorithms: publish a source archive as a new immutable build, list versions and builds.
+
+The upload is checked here (safe archive, valid manifest naming this algorithm) before
+anything is stored; building the image is the build worker's job, never the API's.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+
+from flask import Blueprint
+
+from algohost.api.auth import current_owner, require_owner
+from algohost.api.context import services
+from algohost.api.routing import Reply, Upload, route
+from algohost.api.schemas import (
+    AlgorithmList,
+    AlgorithmSummary,
+    Build,
+    BuildList,
+    BuildReply,
+    PublishQuery,
+    public_build,
+)
+from algohost.api.secrets import ensure_policy_quietly
+from algohost.archive import content_hash, read_archive
+from algohost.clock import now_iso
+from algohost.errors import InvalidManifest, InvalidRequest, ServiceUnavailable
+from algohost.manifest import NAME_RE, Manifest, loads_manifest
+from algohost.store.keys import validate_owner
+from algohost.store.registry import BuildStatus
+
+log = logging.getLogger(__name__)
+bp = Blueprint("algorithms", __name__)
+
+MANIFEST_FILE = "algorithm.toml"
+SOURCE = Upload(("application/gzip", "application/octet-stream", "application/x-tar+gzip"),
+                "A tar.gz of the algorithm's directory, algorithm.toml at its root")
+
+
+def _check_names(owner: str, name: str) -> None:
+    require_owner(owner, f"algorithm {owner}/{name}")
+    validate_owner(owner)
+    if not NAME_RE.match(name):
+        raise InvalidRequest("an algorithm name is 1-63 lowercase letters, digits, '-' or '_'",
+                             name=name)
+
+
+def manifest_of(files: dict[str, bytes], name: str) -> Manifest:
+    """The archive's manifest, checked against the algorithm it is published as."""
+    if MANIFEST_FILE not in files:
+        raise InvalidManifest(f"{MANIFEST_FILE} not found at the root of the archive",
+                              key=MANIFEST_FILE)
+    try:
+        text = files[MANIFEST_FILE].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidManifest(f"{MANIFEST_FILE} is not UTF-8 text", key=MANIFEST_FILE) from exc
+    manifest = loads_manifest(text)
+    if manifest.name != name:
+        raise InvalidManifest(f"'name' is '{manifest.name}' in {MANIFEST_FILE} but the "
+                              f"algorithm is published as '{name}'", key="name")
+    requirements = manifest.build.requirements
+    if requirements and posixpath.normpath(requirements) not in files:
+        raise InvalidManifest(f"'build.requirements' names {requirements!r}, which is not in "
+                              "the archive", key="build.requirements")
+    return manifest
+
+
+@route(bp, "POST", "/v1/algorithms/<owner>/<name>/versions",
+       summary="Publish a new version from a source archive", body=SOURCE, query=PublishQuery,
+       responses={202: BuildReply, 200: BuildReply}, errors=(403, 503))
+def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
+    _check_names(owner, name)
+    svc = services()
+    files = read_archive(body, svc.settings.max_upload_bytes)
+    manifest = manifest_of(files, name).to_dict()
+    build, created = svc.registry.publish(owner, name, content_hash(files, manifest), manifest,
+                                          body, query.bump)
+    ensure_policy_quietly(owner, name)
+    if not created:
+        return Reply(BuildReply(build=public_build(build)), 200)
+    try:
+        svc.dispatcher.enqueue_build(build["id"])
+    except Exception as exc:  # the broker's errors vary by transport
+        log.exception("could not enqueue build %s", build["id"])
+        # Failed, so publishing the same content again retries the build.
+        svc.registry.update_build(build["id"], status=BuildStatus.FAILED.value,
+                                  error="the build queue was unreachable",
+                                  finished_at=now_iso())
+        raise ServiceUnavailable("the build queue is unreachable; publish again",
+                                 build_id=build["id"]) from exc
+    return Reply(BuildReply(build=public_build(build)), 202)
+
+
+@route(bp, "GET", "/v1/algorithms", summary="List your algorithms",
+       responses={200: AlgorithmList})
+def list_algorithms() -> Reply:
+    owner, registry = current_owner(), services().registry
+    summaries = []
+    for name in registry.algorithms(owner):
+        builds = registry.versions(owner, name)
+        latest = next((b["version"] for b in builds if b["status"] == BuildStatus.SUCCEEDED),
+                      None)
+        summaries.append(AlgorithmSummary(owner=owner, name=name, latest=latest,
+                                          versions=[b["version"] for b in builds]))
+    return Reply(AlgorithmList(algorithms=summaries))
+
+
+@route(bp, "GET", "/v1/algorithms/<owner>/<name>/versions",
+       summary="List an algorithm's versions, newest first", responses={200: BuildList},
+       errors=(403, 404))
+def list_versions(owner: str, name: str) -> Reply:
+    require_owner(owner, f"algorithm {owner}/{name}")
+    builds = services().registry.versions(owner, name)
+    return Reply(BuildList(versions=[public_build(build) for build in builds]))
+
+
+@route(bp, "GET", "/v1/algorithms/<owner>/<name>/versions/<version>",
+       summary="Read one version's build, with its logs ('latest': newest successful)",
+       responses={200: Build}, errors=(403, 404))
+def get_version(owner: str, name: str, version: str) -> Reply:
+    require_owner(owner, f"algorithm {owner}/{name}")
+    registry = services().registry
+    if version == "latest":
+        build = registry.resolve(owner, name, None)
+    else:
+        build = registry.find(owner, name, version)
+    return Reply(public_build(build, logs=registry.logs(build["id"])))

@@ -1,0 +1,39 @@
+"""What the API's views share: settings, stores and seams, kept on the Flask app.
+
+One typed object under `app.extensions["algohost"]`; views reach it through
+`services()` and never build their own clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from flask import current_app
+
+from algohost.config import Settings
+from algohost.secrets.base import SecretStore
+from algohost.store.jobs import JobStore
+from algohost.store.keys import KeyStore
+from algohost.store.registry import Registry
+from algohost.worker.dispatch import Dispatcher
+
+EXTENSION = "algohost"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    jobs: JobStore
+    registry: Registry
+    keys: KeyStore
+    dispatcher: Dispatcher
+    redis_ping: Callable[[], bool]
+    docker_ping: Callable[[], bool]
+    openapi: dict[str, Any] = field(default_factory=dict)
+    secrets: SecretStore | None = None
+
+
+def services() -> Services:
+    return cast(Services, current_app.extensions[EXTENSION])

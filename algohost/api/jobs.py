@@ -1,0 +1,135 @@
+"""Jobs: submit a call, read it, list them, cancel it; the API writes the record, sends its id.
+
+A caller sees only its own jobs; a sync caller waits on the record (`Prefer: wait=N`),
+never on Celery; a job that cannot be enqueued is failed, never left queued forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+
+from algohost.api.auth import current_owner, require_owner
+from algohost.api.context import services
+from algohost.api.prefer import parse_prefer
+from algohost.api.routing import Header, Reply, route
+from algohost.api.schemas import Job, JobCreate, JobList, JobListQuery, JobView, public_job
+from algohost.clock import now_iso
+from algohost.errors import (
+    InvalidRequest,
+    JobNotCancelable,
+    JobNotFound,
+    ServiceUnavailable,
+)
+from algohost.store.jobs import JobStatus
+
+log = logging.getLogger(__name__)
+bp = Blueprint("jobs", __name__)
+
+PREFER = Header("Prefer", "`wait=N` (0..max_wait_s) waits up to N seconds for the job to "
+                          "finish; `respond-async` answers at once", "wait=10")
+CANCELABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+def split_ref(ref: str) -> tuple[str, str, str | None]:
+    """`owner/name[@version]` (already pattern-checked) as its parts."""
+    owner_name, _, version = ref.partition("@")
+    owner, _, name = owner_name.partition("/")
+    return owner, name, version or None
+
+
+def new_job_id() -> str:
+    return "j_" + uuid.uuid4().hex[:24]
+
+
+def owned_job(job_id: str) -> dict[str, Any]:
+    record = services().jobs.get(job_id)
+    if record is None:
+        raise JobNotFound(f"job {job_id} does not exist (or has expired)")
+    require_owner(str(record["owner"]), f"job {job_id}")
+    return record
+
+
+@route(bp, "POST", "/v1/jobs", summary="Submit a call of an algorithm", body=JobCreate,
+       query=JobView, headers=(PREFER,), responses={202: Job, 200: Job},
+       response_headers={"Location": "The job's URL",
+                         "Retry-After": "Seconds to wait before polling, when still running",
+                         "Preference-Applied": "The wait that was honoured"},
+       errors=(403, 404, 409, 503))
+def create_job(body: JobCreate, query: JobView) -> Reply:
+    svc = services()
+    wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)
+    if body.timeout_s is not None and body.timeout_s > svc.settings.max_timeout_s:
+        message = f"must be at most {svc.settings.max_timeout_s}"
+        raise InvalidRequest(f"invalid request body: timeout_s: {message}",
+                             errors=[{"field": "timeout_s", "message": message}])
+    owner, name, version = split_ref(body.algorithm)
+    require_owner(owner, f"algorithm {owner}/{name}")
+    build = svc.registry.resolve(owner, name, version)
+    job = {
+        "id": new_job_id(), "owner": owner, "requested": body.algorithm,
+        "algorithm": build["ref"], "build_id": build["id"], "image": build["image"],
+        "status": JobStatus.QUEUED.value, "reason": None, "input": body.input,
+        "output": None, "error": None, "logs": "", "created_at": now_iso(),
+        "started_at": None, "finished_at": None, "warm": None,
+        "timeout_s": body.timeout_s or min(int(build["manifest"]["resources"]["timeout_s"]),
+                                           svc.settings.max_timeout_s),
+        "attempts": 0, "metrics": None,
+    }
+    svc.jobs.create(job)
+    _enqueue(job["id"])
+    headers = {"Location": f"/v1/jobs/{job['id']}"}
+    status = 202
+    if wait_s > 0:
+        job = svc.jobs.wait_terminal(job["id"], wait_s) or job
+        headers["Preference-Applied"] = f"wait={wait_s}"
+        if JobStatus(job["status"]).terminal:
+            status = 200
+        else:
+            headers["Retry-After"] = "1"
+    return Reply(public_job(job, query.include == "input"), status, headers)
+
+
+def _enqueue(job_id: str) -> None:
+    svc = services()
+    try:
+        svc.dispatcher.enqueue_run(job_id)
+    except Exception as exc:  # the broker's errors vary by transport
+        log.exception("could not enqueue job %s", job_id)
+        svc.jobs.transition(job_id, JobStatus.FAILED, {JobStatus.QUEUED},
+                            finished_at=now_iso(), reason="enqueue_failed",
+                            error={"type": "EnqueueFailed", "message": str(exc),
+                                   "traceback": None})
+        raise ServiceUnavailable("the job queue is unreachable; the job was not started",
+                                 job_id=job_id) from exc
+
+
+@route(bp, "GET", "/v1/jobs", summary="List your jobs, newest first", query=JobListQuery,
+       responses={200: JobList})
+def list_jobs(query: JobListQuery) -> Reply:
+    records = services().jobs.list_for_owner(current_owner(), query.limit)
+    include = query.include == "input"
+    return Reply(JobList(jobs=[public_job(record, include) for record in records]))
+
+
+@route(bp, "GET", "/v1/jobs/<job_id>", summary="Read a job", query=JobView,
+       responses={200: Job}, errors=(403, 404))
+def get_job(job_id: str, query: JobView) -> Reply:
+    return Reply(public_job(owned_job(job_id), query.include == "input"))
+
+
+@route(bp, "POST", "/v1/jobs/<job_id>/cancel", summary="Cancel a queued or running job",
+       query=JobView, responses={200: Job}, errors=(403, 404, 409))
+def cancel_job(job_id: str, query: JobView) -> Reply:
+    svc = services()
+    record = owned_job(job_id)
+    # The worker polls the status while the call runs and kills the container.
+    canceled = svc.jobs.transition(job_id, JobStatus.CANCELED, CANCELABLE,
+                                   finished_at=now_iso(), reason="canceled")
+    if not canceled:
+        status = (svc.jobs.get(job_id) or record)["status"]
+        raise JobNotCancelable(f"job {job_id} is already {status}", status=status)
+    return Reply(public_job(svc.jobs.get(job_id) or record, query.include == "input"))

@@ -1,0 +1,73 @@
+"""About the service itself: health, the OpenAPI document, and who the caller is.
+
+Health and the document need no key. The health check only pings Redis and the
+Docker engine, with short timeouts, and never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from flask import Blueprint
+
+from algohost.api.auth import current_owner
+from algohost.api.context import services
+from algohost.api.routing import Reply, route
+from algohost.api.schemas import Health, OpenAPIDocument, WhoAmI
+
+log = logging.getLogger(__name__)
+bp = Blueprint("meta", __name__)
+
+
+class DockerPing:
+    """Pings the Docker engine with a client made on first use; False on any error."""
+
+    def __init__(self, docker_url: str, timeout_s: float = 2.0) -> None:
+        self.docker_url, self.timeout_s = docker_url, timeout_s
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> bool:
+        with self._lock:
+            try:
+                if self._client is None:
+                    import docker  # only health needs it; keep it off the API's import path
+
+                    self._client = docker.DockerClient(base_url=self.docker_url,
+                                                       timeout=self.timeout_s)
+                return bool(self._client.ping())
+            except Exception as exc:  # any failure means "not usable now"
+                log.warning("docker ping failed: %s", exc)
+                self._drop()
+                return False
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        try:
+            if client is not None:
+                client.close()
+        except Exception:  # closing a broken client may fail too; nothing to do
+            pass
+
+
+@route(bp, "GET", "/healthz", summary="Is the service usable (Redis and Docker answer)?",
+       responses={200: Health, 503: Health}, auth=False)
+def healthz() -> Reply:
+    svc = services()
+    redis_ok, docker_ok = svc.redis_ping(), svc.docker_ping()
+    healthy = redis_ok and docker_ok
+    health = Health(status="ok" if healthy else "degraded", redis=redis_ok, docker=docker_ok)
+    return Reply(health, 200 if healthy else 503)
+
+
+@route(bp, "GET", "/v1/openapi.json", summary="This API's OpenAPI 3.1 document",
+       responses={200: OpenAPIDocument}, auth=False)
+def openapi_json() -> Reply:
+    return Reply(OpenAPIDocument(services().openapi))
+
+
+@route(bp, "GET", "/v1/whoami", summary="The owner of the API key", responses={200: WhoAmI})
+def whoami() -> Reply:
+    return Reply(WhoAmI(owner=current_owner()))

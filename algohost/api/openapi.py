@@ -1,0 +1,158 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models.
+
+Nothing here is written by hand per endpoint: a route that exists is documented,
+and a documented schema is the model that validates or renders the body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from algohost.api.routing import RouteSpec, Upload
+from algohost.api.schemas import ErrorBody
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+SECURITY_SCHEME = "bearerAuth"
+_PATH_PARAM = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+Mode = Literal["validation", "serialization"]
+
+
+def openapi_path(rule: str) -> str:
+    """Flask's `/v1/jobs/<job_id>` as OpenAPI's `/v1/jobs/{job_id}`."""
+    return _PATH_PARAM.sub(r"{\1}", rule)
+
+
+def _models(routes: Iterable[RouteSpec]) -> list[tuple[type[BaseModel], Mode]]:
+    wanted: dict[tuple[type[BaseModel], Mode], None] = {(ErrorBody, "serialization"): None}
+    for spec in routes:
+        if isinstance(spec.body, type):
+            wanted[(spec.body, "validation")] = None
+        if spec.query is not None:
+            wanted[(spec.query, "validation")] = None
+        for model in spec.responses.values():
+            wanted[(model, "serialization")] = None
+    return list(wanted)
+
+
+def _parameters(spec: RouteSpec, schemas: dict[str, Any], refs: dict[Any, Any]
+                ) -> list[dict[str, Any]]:
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAM.findall(spec.rule)]
+    if spec.query is not None:
+        query = schemas[refs[(spec.query, "validation")]["$ref"].rsplit("/", 1)[-1]]
+        required = set(query.get("required", []))
+        for name, schema in query.get("properties", {}).items():
+            parameter = {"name": name, "in": "query", "required": name in required,
+                         "schema": {k: v for k, v in schema.items() if k != "description"}}
+            if "description" in schema:
+                parameter["description"] = schema["description"]
+            parameters.append(parameter)
+    for header in spec.headers:
+        parameter = {"name": header.name, "in": "header", "required": False,
+                     "description": header.description, "schema": {"type": "string"}}
+        if header.example:
+            parameter["example"] = header.example
+        parameters.append(parameter)
+    return parameters
+
+
+def _request_body(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any] | None:
+    if isinstance(spec.body, Upload):
+        return {"required": True, "description": spec.body.description,
+                "content": {media: {"schema": {"type": "string", "contentMediaType": media}}
+                            for media in spec.body.media_types}}
+    if spec.body is not None:
+        return {"required": True,
+                "content": {"application/json": {"schema": refs[(spec.body, "validation")]}}}
+    return None
+
+
+def _error_statuses(spec: RouteSpec) -> list[int]:
+    statuses = set(spec.errors) | {500}
+    if spec.auth:
+        statuses.add(401)
+    if spec.body is not None or spec.query is not None or spec.headers:
+        statuses.add(400)
+    if spec.body is not None:
+        statuses.add(413)
+    if isinstance(spec.body, Upload):
+        statuses.add(415)
+    return sorted(statuses - set(spec.responses))
+
+
+def _responses(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, model in sorted(spec.responses.items()):
+        response: dict[str, Any] = {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"schema": refs[(model, "serialization")]}}}
+        if spec.response_headers and status < 300:
+            response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
+                                   for name, text in spec.response_headers.items()}
+        responses[str(status)] = response
+    error_schema = refs[(ErrorBody, "serialization")]
+    for status in _error_statuses(spec):
+        responses[str(status)] = {"description": HTTPStatus(status).phrase,
+                                  "content": {"application/json": {"schema": error_schema}}}
+    return dict(sorted(responses.items()))
+
+
+def _operation(spec: RouteSpec, schemas: dict[str, Any], refs: dict[Any, Any]
+               ) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": spec.name,
+        "summary": spec.summary,
+        "tags": [spec.tag],
+        "security": [{SECURITY_SCHEME: []}] if spec.auth else [],
+        "responses": _responses(spec, refs),
+    }
+    parameters = _parameters(spec, schemas, refs)
+    if parameters:
+        operation["parameters"] = parameters
+    body = _request_body(spec, refs)
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+def _package_version() -> str:
+    try:
+        return version("algohost")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_document(routes: list[RouteSpec]) -> dict[str, Any]:
+    """The whole document for these routes; components hold every model once."""
+    refs, definitions = models_json_schema(_models(routes), ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = definitions.get("$defs", {})
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in routes:
+        paths.setdefault(openapi_path(spec.rule), {})[spec.method.lower()] = \
+            _operation(spec, schemas, refs)
+    # Query models were unfolded into parameters above; no operation refers to them.
+    for spec in routes:
+        if spec.query is not None:
+            schemas.pop(refs[(spec.query, "validation")]["$ref"].rsplit("/", 1)[-1], None)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "algohost", "version": _package_version(),
+                 "description": "Publish versioned algorithms and call them; calls run in "
+                                "sandboxed containers. Errors share one body: ErrorBody."},
+        "tags": [{"name": tag} for tag in dict.fromkeys(spec.tag for spec in routes)],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {SECURITY_SCHEME: {
+                "type": "http", "scheme": "bearer",
+                "description": "An API key, as 'Authorization: Bearer <key>'"}},
+        },
+    }

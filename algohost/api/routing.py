@@ -1,0 +1,179 @@
+"""The one route table: each `@route` registers a Flask view AND describes it for OpenAPI.
+
+It also does what every route shares: authenticate, parse query and body, and render
+the reply; a view may only answer with a status and model its route declares.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, request
+from pydantic import BaseModel, ValidationError
+
+from algohost.api.auth import authenticate
+from algohost.api.context import services
+from algohost.errors import (
+    InvalidRequest,
+    MalformedJSON,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A raw request body (not JSON) of one of these media types."""
+
+    media_types: tuple[str, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    description: str
+    example: str = ""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    rule: str
+    name: str
+    tag: str
+    summary: str
+    responses: Mapping[int, type[BaseModel]]
+    body: type[BaseModel] | Upload | None = None
+    query: type[BaseModel] | None = None
+    headers: tuple[Header, ...] = ()
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+    errors: tuple[int, ...] = ()
+    auth: bool = True
+
+
+@dataclass(frozen=True)
+class Reply:
+    model: BaseModel
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+View = Callable[..., Reply]
+ROUTES: list[RouteSpec] = []
+
+
+def route(bp: Blueprint, method: str, rule: str, *, summary: str,
+          responses: Mapping[int, type[BaseModel]], body: type[BaseModel] | Upload | None = None,
+          query: type[BaseModel] | None = None, headers: tuple[Header, ...] = (),
+          response_headers: Mapping[str, str] | None = None, errors: tuple[int, ...] = (),
+          auth: bool = True) -> Callable[[View], View]:
+    def register(view: View) -> View:
+        spec = RouteSpec(method=method, rule=rule, name=view.__name__, tag=bp.name,
+                         summary=summary, responses=dict(responses), body=body, query=query,
+                         headers=headers, response_headers=dict(response_headers or {}),
+                         errors=errors, auth=auth)
+        ROUTES.append(spec)
+
+        @functools.wraps(view)
+        def handle(**path: str) -> Response:
+            return _render(spec, view(**_arguments(spec, path)))
+
+        bp.add_url_rule(rule, view.__name__, handle, methods=[method])
+        return view
+
+    return register
+
+
+def _arguments(spec: RouteSpec, path: dict[str, str]) -> dict[str, Any]:
+    if spec.auth:
+        authenticate()
+    arguments: dict[str, Any] = dict(path)
+    if spec.query is not None:
+        arguments["query"] = _validate(spec.query, request.args.to_dict(), "query parameters")
+    if isinstance(spec.body, Upload):
+        arguments["body"] = read_upload(spec.body)
+    elif spec.body is not None:
+        arguments["body"] = _validate(spec.body, read_json(), "request body")
+    return arguments
+
+
+def _render(spec: RouteSpec, reply: Reply) -> Response:
+    declared = spec.responses.get(reply.status)
+    if declared is None or type(reply.model) is not declared:
+        raise RuntimeError(f"{spec.method} {spec.rule} answered {reply.status} with "
+                           f"{type(reply.model).__name__}, which its route does not declare")
+    # exclude_unset drops optional parts the view chose not to show (a job's input).
+    body = reply.model.model_dump_json(exclude_unset=True)
+    return Response(body, status=reply.status, headers=dict(reply.headers),
+                    mimetype="application/json")
+
+
+def _check_length(limit: int) -> None:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes", limit=limit)
+
+
+def read_json() -> Any:
+    """The decoded JSON body, within Settings.max_input_bytes."""
+    limit = services().settings.max_input_bytes
+    _check_length(limit)
+    if not request.is_json:
+        raise MalformedJSON("the body must be JSON, sent with 'Content-Type: application/json'")
+    data = request.get_data(cache=False)
+    if len(data) > limit:  # chunked bodies carry no Content-Length to check first
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes", limit=limit)
+    try:
+        return json.loads(data, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise MalformedJSON("the JSON body is nested too deeply") from exc
+    except ValueError as exc:
+        raise MalformedJSON(f"the body is not valid JSON: {exc}") from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def read_upload(upload: Upload) -> bytes:
+    """A raw body of an accepted media type, within Settings.max_upload_bytes."""
+    if request.mimetype not in upload.media_types:
+        raise UnsupportedMediaType(
+            f"send the body as one of {', '.join(upload.media_types)}",
+            accepted=list(upload.media_types))
+    limit = services().settings.max_upload_bytes
+    _check_length(limit)
+    data = request.get_data(cache=False)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes", limit=limit)
+    return data
+
+
+_MESSAGES = {
+    "missing": "this field is required",
+    "extra_forbidden": "unknown field",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+}
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """pydantic's errors as field + message, without its internals (input, ctx, urls)."""
+    return [{"field": ".".join(str(part) for part in error["loc"]) or "body",
+             "message": _MESSAGES.get(error["type"], error["msg"])}
+            for error in exc.errors(include_url=False, include_input=False,
+                                    include_context=False)]
+
+
+def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        raise InvalidRequest(f"invalid {where}: {summary}", errors=errors) from exc

@@ -1,0 +1,182 @@
+"""Request, query and response bodies of the HTTP API, as pydantic models.
+
+Views answer through these models and the OpenAPI document is generated from them,
+so what is served and what is documented cannot drift apart. No store internals here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from algohost.semver import Bump
+from algohost.store.jobs import JobStatus
+from algohost.store.registry import BuildStatus
+
+_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
+_NUMBER = r"(0|[1-9][0-9]{0,8})"
+ALGORITHM_REF_PATTERN = rf"^{_NAME}/{_NAME}(@(latest|{_NUMBER}\.{_NUMBER}\.{_NUMBER}))?$"
+
+
+# Requests ------------------------------------------------------------------------------
+
+class JobCreate(BaseModel):
+    """A call of an algorithm."""
+
+    # Strict: "5" is not a timeout, and an unknown field is a typo, not something to ignore.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    algorithm: str = Field(pattern=ALGORITHM_REF_PATTERN,
+                           description="owner/name, owner/name@latest or owner/name@1.2.3",
+                           examples=["alice/hello@latest"])
+    input: Any = Field(description="Any JSON value, handed to the entrypoint (null allowed)")
+    timeout_s: int | None = Field(default=None, ge=1,
+                                  description="Wall-clock limit in seconds; defaults to the "
+                                              "manifest's resources.timeout_s and may not "
+                                              "exceed the server's maximum")
+
+
+class JobView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include: Literal["input"] | None = Field(
+        default=None, description="`input` adds the job's input to the response")
+
+
+class JobListQuery(JobView):
+    limit: int = Field(default=20, ge=1, le=200, description="How many jobs, newest first")
+
+
+class PublishQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    bump: Bump = Field(default=Bump.PATCH,
+                       description="Which part of the newest version a new build increments")
+
+
+# Responses -----------------------------------------------------------------------------
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class JobMetrics(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    queue_ms: float | None = None
+    cold_start_ms: float | None = None
+    run_ms: float | None = None
+    total_ms: float | None = None
+    peak_memory_bytes: int | None = None
+
+
+class Job(BaseModel):
+    id: str
+    algorithm: str = Field(description="The exact build that runs it: owner/name@1.2.3")
+    requested: str = Field(description="The algorithm as the caller named it")
+    status: JobStatus
+    reason: str | None
+    input: Any = Field(default=None, description="Only with ?include=input")
+    output: Any
+    error: JobError | None
+    logs: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    warm: bool | None
+    timeout_s: int
+    attempts: int
+    metrics: JobMetrics | None
+
+
+class JobList(BaseModel):
+    jobs: list[Job]
+
+
+class Build(BaseModel):
+    id: str
+    owner: str
+    name: str
+    version: str
+    ref: str = Field(description="owner/name@version")
+    content_hash: str
+    image: str
+    status: BuildStatus
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    manifest: dict[str, Any]
+    error: str | None
+    logs: str | None = Field(default=None, description="Build output; only on a single version")
+
+
+class BuildReply(BaseModel):
+    build: Build
+
+
+class BuildList(BaseModel):
+    versions: list[Build] = Field(description="Newest version first")
+
+
+class AlgorithmSummary(BaseModel):
+    owner: str
+    name: str
+    latest: str | None = Field(description="The newest successfully built version, if any")
+    versions: list[str] = Field(description="Every version, newest first")
+
+
+class AlgorithmList(BaseModel):
+    algorithms: list[AlgorithmSummary]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    redis: bool
+    docker: bool
+
+
+class WhoAmI(BaseModel):
+    owner: str
+
+
+class OpenAPIDocument(RootModel[dict[str, Any]]):
+    """This document."""
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. job_not_found")
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+# Record -> representation --------------------------------------------------------------
+
+_JOB_FIELDS = ("id", "algorithm", "requested", "status", "reason", "output", "error", "logs",
+               "created_at", "started_at", "finished_at", "warm", "timeout_s", "attempts",
+               "metrics")
+_BUILD_FIELDS = ("id", "owner", "name", "version", "ref", "content_hash", "image", "status",
+                 "created_at", "started_at", "finished_at", "manifest", "error")
+
+
+def public_job(record: dict[str, Any], include_input: bool = False) -> Job:
+    """What a caller sees of a job record: never the owner's internals (worker, lease...)."""
+    fields = {name: record.get(name) for name in _JOB_FIELDS}
+    if include_input:
+        fields["input"] = record.get("input")
+    return Job.model_validate(fields)
+
+
+def public_build(record: dict[str, Any], logs: str | None = None) -> Build:
+    fields = {name: record.get(name) for name in _BUILD_FIELDS}
+    if logs is not None:
+        fields["logs"] = logs
+    return Build.model_validate(fields)
