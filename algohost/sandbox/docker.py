@@ -1,0 +1,357 @@
+"""The Docker backend of the sandbox: one hardened container per session, spoken to over attach.
+
+Every docker-py error is translated here into algohost's errors (`raise ... from exc`).
+Secret values travel only over the container's stdin; they never go into the container's
+configuration, environment, labels or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from algohost.config import MiB, SandboxSettings
+from algohost.errors import AlgohostError, ContainerStartFailed, SandboxError, SandboxUnavailable
+from algohost.sandbox.attach import AttachChannel, ProtocolViolation
+from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Sandbox, Session
+from algohost.sandbox.runner import protocol
+
+log = logging.getLogger(__name__)
+
+LABEL_MANAGED = "algohost.managed"
+LABEL_BUILD = "algohost.build"
+LABEL_WORKER = "algohost.worker"
+POLL_S = 0.2  # how often a waiting call looks at its deadline and its cancel flag
+EXIT_WAIT_S = 10
+
+
+@contextmanager
+def translate_docker_errors(
+    action: str, failure: type[AlgohostError] = SandboxError
+) -> Iterator[None]:
+    """Turn docker-py and transport errors into algohost errors, naming what was attempted."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise failure(f"{action}: {exc.explanation or exc}") from exc
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise SandboxUnavailable(f"{action}: the Docker engine is not reachable ({exc})") from exc
+
+
+def docker_client(settings: SandboxSettings, timeout_s: int = 60) -> Any:
+    with translate_docker_errors(f"connecting to {settings.docker_url}"):
+        return docker.DockerClient(base_url=settings.docker_url, timeout=timeout_s)
+
+
+def container_params(
+    spec: ContainerSpec, settings: SandboxSettings, worker_id: str
+) -> dict[str, Any]:
+    """The hardened create parameters for one session's container."""
+    memory = f"{spec.limits.memory_mb}m"
+    params: dict[str, Any] = {
+        "stdin_open": True,
+        "tty": False,
+        "read_only": True,
+        "tmpfs": {
+            "/tmp": f"size={settings.tmpfs_mb}m,mode=1777",
+            "/run/secrets": "size=1m,mode=0700,uid=65534",
+        },
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "user": "65534:65534",
+        "pids_limit": settings.pids_limit,
+        "mem_limit": memory,
+        "memswap_limit": memory,  # equal to mem_limit: no swap
+        "nano_cpus": int(spec.limits.cpus * 1e9),
+        "environment": {"HOME": "/tmp"},  # the root filesystem is read-only
+        # Outputs cross stdout; the engine must not keep copies of them on disk.
+        "log_config": {"type": "none", "config": {}},
+        "labels": {
+            **spec.labels,
+            LABEL_BUILD: spec.build_id,
+            LABEL_MANAGED: "1",
+            LABEL_WORKER: worker_id,
+        },
+    }
+    if not spec.limits.network:
+        params["network_mode"] = "none"
+    if settings.runtime:
+        params["runtime"] = settings.runtime
+    return params
+
+
+_ERROR_TYPES = {
+    ExitReason.TIMEOUT: "Timeout",
+    ExitReason.CANCELED: "Canceled",
+    ExitReason.OOM: "OutOfMemory",
+    ExitReason.CRASHED: "Crashed",
+    ExitReason.START_FAILED: "StartFailed",
+}
+
+
+def _error(reason: ExitReason, message: str) -> dict[str, Any]:
+    return dict(protocol.error_info(_ERROR_TYPES[reason], message))
+
+
+def _exit_cause(container: Any, memory_mb: int) -> tuple[ExitReason, str]:
+    """Why the output of a container ended: the OOM killer, or an exit with some code."""
+    try:
+        code = container.wait(timeout=EXIT_WAIT_S).get("StatusCode")
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        log.warning("could not read the exit state of %s: %s", container.id[:12], exc)
+        code, oom = "unknown", False
+    if oom:
+        return ExitReason.OOM, f"the container went over its {memory_mb} MB memory limit"
+    return ExitReason.CRASHED, f"the container exited with code {code}"
+
+
+def _remove(container: Any) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        # Left for remove_orphans; the caller cannot do better than that.
+        log.warning("could not remove container %s: %s", container.id[:12], exc)
+
+
+def _result_outcome(msg: dict[str, Any]) -> CallOutcome:
+    outcome = CallOutcome(
+        reason=ExitReason.SUCCEEDED,
+        logs=str(msg.get("logs", "")),
+        run_ms=float(msg.get("run_ms", 0.0)),
+        peak_memory_bytes=int(msg.get("peak_memory_bytes", 0)),
+        reusable=True,
+    )
+    if msg.get("ok"):
+        outcome.output = msg.get("output")
+    else:
+        too_large = msg.get("reason") == protocol.REASON_OUTPUT_TOO_LARGE
+        outcome.reason = ExitReason.OUTPUT_TOO_LARGE if too_large else ExitReason.EXCEPTION
+        outcome.error = msg.get("error")
+    return outcome
+
+
+class DockerSession(Session):
+    """A started container whose runner is ready. Used by one thread at a time."""
+
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        container: Any,
+        channel: AttachChannel,
+        on_close: Callable[[DockerSession], None],
+    ) -> None:
+        self.spec = spec
+        self.container_id = str(container.id)
+        self.cold_start_ms = 0.0
+        self.startup_logs = ""
+        self.calls = 0
+        self._container = container
+        self._channel = channel
+        self._on_close = on_close
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            self._channel.poll()
+        except (OSError, ProtocolViolation):
+            return False
+        return not self._channel.eof
+
+    def call(
+        self,
+        payload: Any,
+        timeout_s: float,
+        should_cancel: Callable[[], bool] = lambda: False,
+    ) -> CallOutcome:
+        if self._closed:
+            raise SandboxError("this container session is closed")
+        call_id = uuid.uuid4().hex
+        try:
+            line = protocol.encode({"type": protocol.CALL, "id": call_id, "input": payload})
+        except (TypeError, ValueError) as exc:
+            raise SandboxError(f"the input is not JSON-serialisable: {exc}") from exc
+        self.calls += 1
+        try:
+            return self._wait(call_id, line, timeout_s, should_cancel)
+        except BaseException:
+            self.close()  # never leave a container half-way through a call
+            raise
+
+    def _wait(
+        self, call_id: str, line: bytes, timeout_s: float, should_cancel: Callable[[], bool]
+    ) -> CallOutcome:
+        started = time.monotonic()
+        deadline = started + timeout_s
+        try:
+            self._channel.send(line)
+        except OSError:
+            return self._died(started)
+        while True:
+            try:
+                msg = self._channel.receive(max(0.0, min(POLL_S, deadline - time.monotonic())))
+            except ProtocolViolation as exc:
+                return self._kill(ExitReason.CRASHED, str(exc), started)
+            if msg is not None:
+                if msg["type"] == protocol.RESULT and msg.get("id") == call_id:
+                    return _result_outcome(msg)
+                continue
+            if self._channel.eof:
+                return self._died(started)
+            if time.monotonic() >= deadline:
+                message = f"the call did not finish within {timeout_s:g} s"
+                return self._kill(ExitReason.TIMEOUT, message, started)
+            if should_cancel():
+                return self._kill(ExitReason.CANCELED, "the call was canceled", started)
+
+    def _kill(
+        self, reason: ExitReason, message: str, started: float, logs: str = ""
+    ) -> CallOutcome:
+        self.close()
+        return CallOutcome(
+            reason=reason,
+            error=_error(reason, message),
+            logs=logs,
+            run_ms=(time.monotonic() - started) * 1000.0,
+            peak_memory_bytes=self.spec.limits.memory_mb * MiB if reason is ExitReason.OOM else 0,
+        )
+
+    def _died(self, started: float) -> CallOutcome:
+        reason, message = _exit_cause(self._container, self.spec.limits.memory_mb)
+        # The runner's own stderr: empty unless the interpreter itself failed.
+        return self._kill(reason, f"{message} during the call", started, self._channel.stderr_text)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._channel.close()
+        _remove(self._container)
+        self._on_close(self)
+
+
+class DockerSandbox(Sandbox):
+    """Starts sessions on one Docker engine. Thread-safe; the client is made on first use."""
+
+    def __init__(self, settings: SandboxSettings, worker_id: str, client: Any = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self._client = client
+        self._lock = threading.Lock()
+        self._live: set[str] = set()
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = docker_client(self.settings)
+            return self._client
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except (AlgohostError, docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+
+    def start(self, spec: ContainerSpec) -> DockerSession:
+        started = time.monotonic()
+        params = container_params(spec, self.settings, self.worker_id)
+        with translate_docker_errors(f"creating a container of {spec.image}", ContainerStartFailed):
+            container = self.client.containers.create(spec.image, **params)
+        channel: AttachChannel | None = None
+        try:
+            with translate_docker_errors("starting the container", ContainerStartFailed):
+                channel = AttachChannel(
+                    self.client.api.attach_socket(
+                        container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+                    ),
+                    self.settings.max_output_bytes + 8 * self.settings.max_log_bytes + MiB,
+                )
+                container.start()  # only after attaching, so no early output is missed
+            ready = self._handshake(spec, container, channel)
+        except BaseException:
+            if channel is not None:
+                channel.close()
+            _remove(container)
+            raise
+        session = DockerSession(spec, container, channel, self._forget)
+        session.cold_start_ms = (time.monotonic() - started) * 1000.0
+        session.startup_logs = str(ready.get("logs", ""))
+        with self._lock:
+            self._live.add(session.container_id)
+        return session
+
+    def _handshake(
+        self, spec: ContainerSpec, container: Any, channel: AttachChannel
+    ) -> dict[str, Any]:
+        init = {
+            "type": protocol.INIT,
+            "secrets": dict(spec.secrets),
+            "secrets_as_env": spec.secrets_as_env,
+            "max_output_bytes": self.settings.max_output_bytes,
+            "max_log_bytes": self.settings.max_log_bytes,
+        }
+        try:
+            channel.send(protocol.encode(init))
+        except OSError:
+            pass  # the container is already gone; its exit state says why, below
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while True:
+            try:
+                msg = channel.receive(max(0.0, min(POLL_S, deadline - time.monotonic())))
+            except ProtocolViolation as exc:
+                raise ContainerStartFailed(str(exc), build_id=spec.build_id) from exc
+            if msg is not None and msg["type"] == protocol.READY:
+                return msg
+            if msg is not None and msg["type"] == protocol.LOAD_ERROR:
+                error = msg.get("error") or _error(ExitReason.START_FAILED, "the entrypoint failed")
+                message = f"{error.get('type')}: {error.get('message')}"
+                logs = str(msg.get("logs", ""))
+                raise ContainerStartFailed(message, build_id=spec.build_id, error=error, logs=logs)
+            if channel.eof:
+                reason, message = _exit_cause(container, spec.limits.memory_mb)
+                message += " before its runner was ready"
+                error, logs = _error(reason, message), channel.stderr_text
+                raise ContainerStartFailed(message, build_id=spec.build_id, error=error, logs=logs)
+            if time.monotonic() >= deadline:
+                message = f"the runner was not ready within {self.settings.start_timeout_s:g} s"
+                error = _error(ExitReason.START_FAILED, message)
+                raise ContainerStartFailed(message, build_id=spec.build_id, error=error)
+
+    def _forget(self, session: DockerSession) -> None:
+        with self._lock:
+            self._live.discard(session.container_id)
+
+    def remove_orphans(self, owner_label: str | None = None) -> int:
+        """Remove algohost containers that no live session of this sandbox owns.
+
+        With `owner_label`, only those started by that worker id; without it, every
+        algohost container on the engine, other workers' included."""
+        labels = [f"{LABEL_MANAGED}=1"]
+        if owner_label:
+            labels.append(f"{LABEL_WORKER}={owner_label}")
+        with translate_docker_errors("listing algohost containers"):
+            containers = self.client.containers.list(all=True, filters={"label": labels})
+        with self._lock:
+            live = set(self._live)
+        orphans = [c for c in containers if c.id not in live]
+        for container in orphans:
+            _remove(container)
+        return len(orphans)

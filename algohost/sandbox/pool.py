@@ -1,0 +1,222 @@
+"""Warm containers kept between calls, bounded per build and in total. Thread-safe.
+
+A session is only reused for the same build and the same secrets version, and never after
+an outcome that was not reusable. Containers are started and closed outside the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from algohost.config import SandboxSettings
+from algohost.errors import SandboxUnavailable
+from algohost.sandbox.base import ContainerSpec, Sandbox, Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Idle:
+    session: Session
+    since: float
+
+
+@dataclass
+class _Build:
+    idle: list[_Idle] = field(default_factory=list)  # oldest first
+    busy: int = 0  # handed out, or being started
+    generation: int = 0  # bumped by close_build: older sessions are not kept
+
+    @property
+    def size(self) -> int:
+        return len(self.idle) + self.busy
+
+
+class WarmPool:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        settings: SandboxSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sandbox = sandbox
+        self.settings = settings
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._builds: dict[str, _Build] = {}
+        self._generations: dict[int, int] = {}  # id(session) -> generation it was lent in
+        self._closed = False
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    def acquire(self, spec: ContainerSpec, wait_s: float | None = None) -> tuple[Session, bool]:
+        """A session for `spec` and whether it was warm; waits for a free slot if needed.
+
+        Raises SandboxUnavailable if no slot frees up within `wait_s` (None: wait forever),
+        and whatever `Sandbox.start` raises for a cold start."""
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        to_close: list[Session] = []  # dead or evicted; closed once the lock is released
+        try:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        raise SandboxUnavailable("the warm pool is shut down")
+                    build = self._builds.setdefault(spec.build_id, _Build())
+                    warm = self._take_idle(build, spec, to_close)
+                    if warm is not None or self._reserve(build, to_close):
+                        build.busy += 1
+                        generation = build.generation
+                        break
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise SandboxUnavailable("no container slot became free in time")
+                    self._cond.wait(remaining)
+                self._prune()  # evictions may have emptied another build
+                if warm is not None:
+                    self._generations[id(warm)] = generation
+                    return warm, True
+        finally:
+            self._close_all(to_close)
+        try:
+            session = self.sandbox.start(spec)
+        except BaseException:
+            with self._cond:
+                build.busy -= 1
+                self._prune()
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._generations[id(session)] = generation
+        return session, False
+
+    def _take_idle(self, build: _Build, spec: ContainerSpec, dead: list[Session]) -> Session | None:
+        """Take the most recently used matching session; move dead ones to `dead`."""
+        dead += [e.session for e in build.idle if not e.session.alive]
+        build.idle = [e for e in build.idle if e.session.alive]
+        for entry in reversed(build.idle):
+            if entry.session.spec.secrets_version == spec.secrets_version:
+                build.idle.remove(entry)
+                return entry.session
+        return None
+
+    def _reserve(self, build: _Build, evicted: list[Session]) -> bool:
+        """Make room for one more session of `build`, evicting an idle one if that helps."""
+        if build.size >= self.settings.pool_max_per_build:
+            if not build.idle:  # all busy: wait for one to come back
+                return False
+            # Idle but not reusable for this spec (other secrets): frees a slot of both kinds.
+            evicted.append(build.idle.pop(0).session)
+            return True
+        if self._total() < self.settings.pool_max_total:
+            return True
+        victim = self._least_recently_used()
+        if victim is None:
+            return False
+        evicted.append(victim)
+        return True
+
+    def _total(self) -> int:
+        return sum(b.size for b in self._builds.values())
+
+    def _least_recently_used(self) -> Session | None:
+        candidates = [(b.idle[0].since, key) for key, b in self._builds.items() if b.idle]
+        if not candidates:
+            return None
+        _, key = min(candidates)
+        return self._builds[key].idle.pop(0).session
+
+    def release(self, session: Session, reusable: bool) -> None:
+        """Give a session back: kept warm if `reusable` and still fit, else closed."""
+        build_id = session.spec.build_id
+        with self._cond:
+            build = self._builds[build_id]
+            build.busy -= 1
+            generation = self._generations.pop(id(session), -1)
+            keep = (
+                reusable
+                and not self._closed
+                and generation == build.generation
+                and session.calls < self.settings.pool_max_calls
+                and session.alive
+            )
+            if keep:
+                build.idle.append(_Idle(session, self._clock()))
+            self._prune()
+            self._cond.notify_all()
+        if not keep:
+            self._close_all([session])
+
+    def reap_idle(self) -> int:
+        """Close sessions idle for longer than pool_idle_s; returns how many."""
+        cutoff = self._clock() - self.settings.pool_idle_s
+        with self._cond:
+            expired = []
+            for build in self._builds.values():
+                expired += [e.session for e in build.idle if e.since <= cutoff]
+                build.idle = [e for e in build.idle if e.since > cutoff]
+            self._prune()
+            self._cond.notify_all()
+        self._close_all(expired)
+        return len(expired)
+
+    def start_reaper(self, interval_s: float | None = None) -> threading.Thread:
+        if self._reaper is None:
+            interval = interval_s or max(1.0, min(30.0, self.settings.pool_idle_s / 4))
+            self._reaper = threading.Thread(
+                target=self._reap_loop, args=(interval,), name="warm-pool-reaper", daemon=True
+            )
+            self._reaper.start()
+        return self._reaper
+
+    def _reap_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.reap_idle()
+            except Exception:  # the reaper must outlive one bad close
+                log.exception("reaping idle containers failed")
+
+    def close_build(self, build_id: str) -> int:
+        """Close a build's idle sessions now and its busy ones when they come back."""
+        with self._cond:
+            build = self._builds.get(build_id)
+            if build is None:
+                return 0
+            build.generation += 1
+            idle = [e.session for e in build.idle]
+            build.idle = []
+            self._prune()
+            self._cond.notify_all()
+        self._close_all(idle)
+        return len(idle)
+
+    def shutdown(self) -> None:
+        """Close every idle session; busy ones are closed when released."""
+        self._stop.set()
+        with self._cond:
+            self._closed = True
+            idle = [e.session for b in self._builds.values() for e in b.idle]
+            for build in self._builds.values():
+                build.idle = []
+            self._cond.notify_all()
+        self._close_all(idle)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        with self._cond:
+            return {k: {"idle": len(b.idle), "busy": b.busy} for k, b in self._builds.items()}
+
+    def _prune(self) -> None:
+        # A build with no sessions at all has none lent out, so its generation can go too.
+        for key in [k for k, b in self._builds.items() if b.size == 0]:
+            del self._builds[key]
+
+    @staticmethod
+    def _close_all(sessions: list[Session]) -> None:
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:
+                log.exception("closing container %s failed", session.container_id)

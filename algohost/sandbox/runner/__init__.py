@@ -1,0 +1,1 @@
+"""The in-container runner and the line protocol it speaks with the worker."""

@@ -1,0 +1,110 @@
+"""The messages the worker and the in-container runner exchange: one JSON object per line.
+
+Standard library only: this file is copied into every image next to runner.py, so it
+must never import algohost or anything outside the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+
+# Message types, worker -> runner.
+INIT = "init"
+CALL = "call"
+SHUTDOWN = "shutdown"
+# Message types, runner -> worker.
+READY = "ready"
+LOAD_ERROR = "load_error"
+RESULT = "result"
+
+# Why a result has ok=false.
+REASON_EXCEPTION = "exception"
+REASON_OUTPUT_TOO_LARGE = "output_too_large"
+
+# Environment the image sets for the runner; the two directories are overridable so the
+# runner can be exercised outside a container.
+ENTRYPOINT_ENV = "ALGOHOST_ENTRYPOINT"
+ALGORITHM_DIR_ENV = "ALGOHOST_ALGORITHM_DIR"
+SECRETS_DIR_ENV = "ALGOHOST_SECRETS_DIR"
+DEFAULT_ALGORITHM_DIR = "/opt/algorithm"
+DEFAULT_SECRETS_DIR = "/run/secrets"
+
+DEFAULT_MAX_OUTPUT_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_LOG_BYTES = 64 * 1024
+
+
+class ProtocolError(ValueError):
+    """A line that is not a protocol message."""
+
+
+class ErrorInfo(TypedDict):
+    type: str
+    message: str
+    traceback: str
+
+
+class InitMessage(TypedDict):
+    type: str
+    secrets: dict[str, str]
+    secrets_as_env: bool
+    max_output_bytes: int
+    max_log_bytes: int
+
+
+class CallMessage(TypedDict):
+    type: str
+    id: str
+    input: Any
+
+
+class ShutdownMessage(TypedDict):
+    type: str
+
+
+class ReadyMessage(TypedDict):
+    type: str
+    import_ms: float
+    logs: str
+
+
+class LoadErrorMessage(TypedDict):
+    type: str
+    error: ErrorInfo
+    logs: str
+
+
+class _ResultBase(TypedDict):
+    type: str
+    id: str
+    ok: bool
+    logs: str
+    run_ms: float
+    peak_memory_bytes: int
+
+
+class ResultMessage(_ResultBase, total=False):
+    output: Any  # present when ok
+    error: ErrorInfo  # present when not ok
+    reason: str  # present when not ok: REASON_EXCEPTION or REASON_OUTPUT_TOO_LARGE
+
+
+def encode(msg: Any) -> bytes:
+    """One message as one UTF-8 line; json escapes newlines inside strings."""
+    text = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8") + b"\n"
+
+
+def decode(line: bytes | str) -> dict[str, Any]:
+    """Parse one line into a message dict; raise ProtocolError if it is not one."""
+    try:
+        msg = json.loads(line)
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise ProtocolError(f"not a JSON line: {exc}") from exc
+    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+        raise ProtocolError("a message must be a JSON object with a string 'type'")
+    return msg
+
+
+def error_info(type_: str, message: str, traceback: str = "") -> ErrorInfo:
+    return {"type": type_, "message": message, "traceback": traceback}

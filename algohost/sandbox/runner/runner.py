@@ -1,0 +1,207 @@
+"""Runs INSIDE the container: imports the algorithm once, then serves calls over stdin/stdout.
+
+Standard library only (it runs on the image's interpreter, next to protocol.py). Nothing
+the algorithm prints may ever reach the protocol stream, and secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import importlib.util
+import os
+import resource
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load_protocol() -> ModuleType:
+    # Loaded by path under a private name, and the runner's directory taken off sys.path,
+    # so an algorithm with its own `protocol` or `runner` module imports its own.
+    path = os.path.join(_HERE, "protocol.py")
+    spec = importlib.util.spec_from_file_location("_algohost_protocol", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+protocol = _load_protocol()
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+
+class Capture:
+    """fds 1 and 2 pointed at one unlinked file, so output written from C is captured too."""
+
+    def __init__(self, max_bytes: int) -> None:
+        fd, path = tempfile.mkstemp(prefix="algohost-output-")
+        os.unlink(path)
+        # O_APPEND: after a truncate, every writer (whatever fd it holds) starts at offset 0.
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+        self.fd = fd
+        self.max_bytes = max_bytes
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+
+    def reset(self) -> None:
+        _flush_std()
+        os.ftruncate(self.fd, 0)
+
+    def collect(self) -> str:
+        """The captured output, only its tail if it is over the limit."""
+        _flush_std()
+        size = os.fstat(self.fd).st_size
+        start = max(0, size - self.max_bytes)
+        text = os.pread(self.fd, size - start, start).decode("utf-8", errors="replace")
+        if start:
+            text = f"[algohost: {start} earlier bytes of output dropped]\n{text}"
+        return text
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a stream the algorithm closed or replaced must not stop the runner
+            pass
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "[...]" + text[-limit:]
+
+
+def _error(exc: BaseException, limit: int) -> dict[str, str]:
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next  # the runner's own frame says nothing about the algorithm
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    return protocol.error_info(type(exc).__name__, _tail(str(exc), limit), _tail(text, limit))
+
+
+class Channel:
+    """The protocol, over private copies of fds 0 and 1 taken before anything is redirected."""
+
+    def __init__(self) -> None:
+        self._in = os.fdopen(os.dup(0), "rb")
+        self._out = os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+
+    def read(self) -> dict[str, Any] | None:
+        line = self._in.readline()
+        return protocol.decode(line) if line else None
+
+    def send(self, msg: dict[str, Any]) -> None:
+        view = memoryview(protocol.encode(msg))
+        while view:
+            view = view[os.write(self._out, view) :]
+
+
+def write_secrets(secrets: dict[str, str], as_env: bool) -> None:
+    directory = os.environ.get(protocol.SECRETS_DIR_ENV, protocol.DEFAULT_SECRETS_DIR)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for name, value in secrets.items():
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"invalid secret name {name!r}")
+        path = os.path.join(directory, name)
+        if os.path.exists(path):
+            os.unlink(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(value)
+        if as_env:
+            os.environ[name] = value
+
+
+def load_entrypoint() -> Callable[[Any], Any]:
+    spec = os.environ.get(protocol.ENTRYPOINT_ENV, "")
+    module_name, _, func_name = spec.partition(":")
+    if not module_name or not func_name:
+        raise ValueError(f"{protocol.ENTRYPOINT_ENV} must be 'module:function', got {spec!r}")
+    directory = os.environ.get(protocol.ALGORITHM_DIR_ENV, protocol.DEFAULT_ALGORITHM_DIR)
+    os.chdir(directory)
+    sys.path.insert(0, directory)
+    module = importlib.import_module(module_name)
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise AttributeError(f"module {module_name!r} has no callable {func_name!r}")
+    load = getattr(module, "load", None)
+    if callable(load):
+        load()
+    return func  # type: ignore[no-any-return]
+
+
+def run_call(
+    func: Callable[[Any], Any], msg: dict[str, Any], capture: Capture, max_output: int
+) -> dict[str, Any]:
+    capture.reset()
+    started = time.perf_counter()
+    reply: dict[str, Any] = {"type": protocol.RESULT, "id": msg.get("id", ""), "ok": True}
+    try:
+        output = func(msg.get("input"))
+        size = len(protocol.encode(output)) - 1  # unserialisable output is the algorithm's error
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt are the algorithm's too
+        reply.update(
+            ok=False, reason=protocol.REASON_EXCEPTION, error=_error(exc, capture.max_bytes)
+        )
+    else:
+        if size > max_output:
+            message = f"output is {size} bytes of JSON; the limit is {max_output}"
+            error = protocol.error_info("OutputTooLarge", message)
+            reply.update(ok=False, reason=protocol.REASON_OUTPUT_TOO_LARGE, error=error)
+        else:
+            reply["output"] = output
+    reply["run_ms"] = (time.perf_counter() - started) * 1000.0
+    reply["logs"] = capture.collect()
+    reply["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return reply
+
+
+def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
+    init = channel.read()
+    if init is None:
+        return 0
+    if init["type"] != protocol.INIT:
+        os.write(diag_fd, b"algohost runner: the first message must be init\n")
+        return 2
+    max_output = int(init.get("max_output_bytes") or protocol.DEFAULT_MAX_OUTPUT_BYTES)
+    capture.max_bytes = int(init.get("max_log_bytes") or protocol.DEFAULT_MAX_LOG_BYTES)
+    capture.reset()
+    started = time.perf_counter()
+    try:
+        write_secrets(init.get("secrets") or {}, bool(init.get("secrets_as_env")))
+        func = load_entrypoint()
+    except BaseException as exc:
+        error = _error(exc, capture.max_bytes)
+        channel.send({"type": protocol.LOAD_ERROR, "error": error, "logs": capture.collect()})
+        return 1
+    import_ms = (time.perf_counter() - started) * 1000.0
+    channel.send({"type": protocol.READY, "import_ms": import_ms, "logs": capture.collect()})
+    while True:
+        msg = channel.read()
+        if msg is None or msg["type"] == protocol.SHUTDOWN:
+            return 0
+        if msg["type"] == protocol.CALL:
+            channel.send(run_call(func, msg, capture, max_output))
+
+
+def main() -> int:
+    diag_fd = os.dup(2)  # the container's real stderr, for the runner's own failures only
+    try:
+        channel = Channel()
+        return serve(channel, Capture(protocol.DEFAULT_MAX_LOG_BYTES), diag_fd)
+    except Exception:
+        os.write(diag_fd, traceback.format_exc().encode("utf-8", errors="replace"))
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The warm pool, against the in-process stub sandbox and a fake clock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from algohost.config import SandboxSettings
+from algohost.errors import ContainerStartFailed, SandboxUnavailable
+from algohost.sandbox.base import ContainerSpec, ExitReason
+from algohost.sandbox.pool import WarmPool
+from algohost.sandbox.stub import SimulatedExit, StubSandbox, StubSession
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def echo(x: Any) -> Any:
+    return x
+
+
+def spec(build_id: str = "a", secrets_version: str = "v1") -> ContainerSpec:
+    return ContainerSpec(build_id, image=f"img-{build_id}", secrets_version=secrets_version)
+
+
+def make_pool(**limits: Any) -> tuple[WarmPool, StubSandbox, FakeClock]:
+    sandbox = StubSandbox({"a": echo, "b": echo, "c": echo})
+    settings = SandboxSettings(
+        **{"pool_max_total": 4, "pool_max_per_build": 2, "pool_idle_s": 60.0, **limits}
+    )
+    clock = FakeClock()
+    return WarmPool(sandbox, settings, clock=clock), sandbox, clock
+
+
+def test_a_released_session_is_reused_warm_for_the_same_build() -> None:
+    pool, sandbox, _ = make_pool()
+    first, warm = pool.acquire(spec())
+    assert not warm
+    pool.release(first, reusable=True)
+    second, warm = pool.acquire(spec())
+    assert warm and second is first and len(sandbox.sessions) == 1
+
+
+def test_a_session_is_not_reused_after_an_outcome_that_was_not_reusable() -> None:
+    pool, sandbox, _ = make_pool()
+    session, _ = pool.acquire(spec())
+    outcome = session.call(1, timeout_s=1)
+    assert outcome.reusable
+    pool.release(session, reusable=False)
+    assert isinstance(session, StubSession) and session.closed
+    again, warm = pool.acquire(spec())
+    assert not warm and again is not session
+
+
+def test_a_session_killed_by_its_call_is_replaced() -> None:
+    def times_out(_: Any) -> Any:
+        raise SimulatedExit(ExitReason.TIMEOUT)
+
+    pool = WarmPool(StubSandbox({"a": times_out}), SandboxSettings())
+    session, _ = pool.acquire(spec())
+    outcome = session.call(None, timeout_s=1)
+    assert outcome.reason is ExitReason.TIMEOUT and not outcome.reusable
+    pool.release(session, outcome.reusable)
+    assert pool.acquire(spec())[1] is False
+
+
+def test_sessions_are_not_shared_across_builds_or_secrets_versions() -> None:
+    pool, sandbox, _ = make_pool()
+    session, _ = pool.acquire(spec("a", "v1"))
+    pool.release(session, reusable=True)
+    assert pool.acquire(spec("b", "v1"))[0] is not session
+    assert pool.acquire(spec("a", "v2"))[0] is not session
+    assert len(sandbox.sessions) == 3
+
+
+def test_per_build_max_holds_under_concurrent_threads() -> None:
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def slow(_: Any) -> Any:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return "ok"
+
+    sandbox = StubSandbox({"a": slow})
+    pool = WarmPool(sandbox, SandboxSettings(pool_max_per_build=2, pool_max_total=8))
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(5):
+                session, _ = pool.acquire(spec())
+                outcome = session.call(None, timeout_s=5)
+                pool.release(session, outcome.reusable)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors
+    assert peak == 2
+    assert len(sandbox.sessions) == 2
+    assert pool.stats() == {"a": {"idle": 2, "busy": 0}}
+
+
+def test_a_full_pool_evicts_the_least_recently_used_idle_session_of_another_build() -> None:
+    pool, _, clock = make_pool(pool_max_total=2)
+    old, _ = pool.acquire(spec("a"))
+    newer, _ = pool.acquire(spec("b"))
+    pool.release(old, reusable=True)
+    clock.now += 1
+    pool.release(newer, reusable=True)
+    session, warm = pool.acquire(spec("c"))
+    assert not warm
+    assert isinstance(old, StubSession) and old.closed
+    assert isinstance(newer, StubSession) and not newer.closed
+    assert pool.stats() == {"b": {"idle": 1, "busy": 0}, "c": {"idle": 0, "busy": 1}}
+
+
+def test_when_every_slot_is_busy_acquire_waits_for_a_release() -> None:
+    pool, _, _ = make_pool(pool_max_total=1)
+    held, _ = pool.acquire(spec("a"))
+    with pytest.raises(SandboxUnavailable):
+        pool.acquire(spec("b"), wait_s=0.05)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(spec("b"), wait_s=5)))
+    waiter.start()
+    time.sleep(0.05)
+    assert not got
+    pool.release(held, reusable=True)
+    waiter.join(timeout=5)
+    assert got and got[0][1] is False
+    assert isinstance(held, StubSession) and held.closed  # evicted to make room for "b"
+
+
+def test_idle_sessions_past_pool_idle_s_are_reaped() -> None:
+    pool, _, clock = make_pool(pool_idle_s=60.0)
+    first, _ = pool.acquire(spec("a"))
+    second, _ = pool.acquire(spec("b"))
+    pool.release(first, reusable=True)
+    clock.now += 30
+    pool.release(second, reusable=True)
+    clock.now += 31
+    assert pool.reap_idle() == 1
+    assert isinstance(first, StubSession) and first.closed
+    assert isinstance(second, StubSession) and not second.closed
+    assert pool.stats() == {"b": {"idle": 1, "busy": 0}}
+
+
+def test_the_reaper_thread_reaps_in_the_background() -> None:
+    pool, _, clock = make_pool(pool_idle_s=60.0)
+    session, _ = pool.acquire(spec())
+    pool.release(session, reusable=True)
+    clock.now += 61
+    pool.start_reaper(interval_s=0.01)
+    deadline = time.monotonic() + 5
+    while not (isinstance(session, StubSession) and session.closed):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pool.shutdown()
+
+
+def test_a_session_is_recycled_after_pool_max_calls() -> None:
+    pool, _, _ = make_pool(pool_max_calls=2)
+    session, _ = pool.acquire(spec())
+    for _ in range(2):
+        session.call(None, timeout_s=1)
+    pool.release(session, reusable=True)
+    assert isinstance(session, StubSession) and session.closed
+
+
+def test_a_dead_idle_session_is_never_handed_out() -> None:
+    pool, _, _ = make_pool()
+    session, _ = pool.acquire(spec())
+    pool.release(session, reusable=True)
+    session.close()  # its container died while idle
+    again, warm = pool.acquire(spec())
+    assert not warm and again is not session
+
+
+def test_a_failed_start_gives_its_slot_back() -> None:
+    pool, _, _ = make_pool(pool_max_total=1)
+    with pytest.raises(ContainerStartFailed):
+        pool.acquire(spec("unknown"))
+    assert pool.acquire(spec("a"), wait_s=0.1)[1] is False
+
+
+def test_close_build_closes_idle_sessions_now_and_busy_ones_on_release() -> None:
+    pool, _, _ = make_pool()
+    idle, _ = pool.acquire(spec())
+    busy, _ = pool.acquire(spec())
+    pool.release(idle, reusable=True)
+    assert pool.close_build("a") == 1
+    assert isinstance(idle, StubSession) and idle.closed
+    pool.release(busy, reusable=True)
+    assert isinstance(busy, StubSession) and busy.closed
+    assert pool.acquire(spec())[1] is False
+
+
+def test_shutdown_closes_everything_and_refuses_new_work() -> None:
+    pool, sandbox, _ = make_pool()
+    idle, _ = pool.acquire(spec("a"))
+    busy, _ = pool.acquire(spec("b"))
+    pool.release(idle, reusable=True)
+    pool.shutdown()
+    pool.release(busy, reusable=True)
+    assert sandbox.open_sessions == []
+    with pytest.raises(SandboxUnavailable):
+        pool.acquire(spec("a"))
+
+
+def test_stub_reports_an_exception_without_killing_the_session() -> None:
+    def fails(_: Any) -> Any:
+        raise KeyError("missing")
+
+    session = StubSandbox({"a": fails}).start(spec())
+    outcome = session.call(None, timeout_s=1)
+    assert outcome.reason is ExitReason.EXCEPTION and outcome.reusable and session.alive
+    assert outcome.error is not None and outcome.error["type"] == "KeyError"
