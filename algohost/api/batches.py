@@ -1,0 +1,220 @@
+"""Batches: many inputs to one algorithm, fanned out in chunks; counts, paged results, cancel.
+
+The API stores the inputs and sends one Celery group of chunk messages; it never runs
+anything. Results come back in input order, a page at a time, whatever order they ran in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from algohost.api.auth import require_owner
+from algohost.api.context import services
+from algohost.api.jobs import split_ref
+from algohost.api.routing import Reply, Upload, field_errors, route
+from algohost.api.schemas import ALGORITHM_REF_PATTERN, WebhookRequest
+from algohost.clock import now_iso
+from algohost.config import Settings
+from algohost.errors import (
+    BatchNotCancelable,
+    BatchNotFound,
+    InvalidRequest,
+    MalformedJSON,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyInputs,
+)
+from algohost.public import Batch, BatchResult, public_batch, public_result
+from algohost.store.batches import BatchStatus, chunk_ranges
+from algohost.webhooks.urls import refused_literal
+
+log = logging.getLogger(__name__)
+bp = Blueprint("batches", __name__)
+NDJSON = "application/x-ndjson"
+
+
+class BatchCreate(WebhookRequest):
+    """Many inputs to one algorithm; each input is called on its own."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    algorithm: str = Field(pattern=ALGORITHM_REF_PATTERN, examples=["alice/hello@latest"])
+    inputs: list[Any] = Field(min_length=1, description="JSON values, one per call")
+    timeout_s: int | None = Field(default=None, ge=1, description="Limit of each input's call")
+
+
+class BatchUploadQuery(BaseModel):
+    """With a JSONL body, what a JSON body would carry besides its inputs."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    algorithm: str | None = Field(default=None, pattern=ALGORITHM_REF_PATTERN,
+                                  description="Required with a JSONL body")
+    webhook: str | None = Field(default=None, description="With a JSONL body")
+    webhook_events: str | None = Field(default=None, description="Comma-separated, with a "
+                                                                 "JSONL body")
+    timeout_s: int | None = Field(default=None, ge=1, description="With a JSONL body")
+
+
+class ResultsQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class BatchResults(BaseModel):
+    results: list[BatchResult] = Field(description="In input order; unfinished ones pending")
+    next_cursor: str | None = Field(description="null on the last page")
+
+
+BODY = Upload(("application/json", NDJSON),
+              "A JSON BatchCreate, or JSON Lines (one input per line) with the algorithm "
+              "and options in the query string", schemas={"application/json": BatchCreate})
+
+
+def owned_batch(batch_id: str) -> dict[str, Any]:
+    record = services().batches.get(batch_id)
+    if record is None:
+        raise BatchNotFound(f"batch {batch_id} does not exist (or has expired)")
+    require_owner(str(record["owner"]), f"batch {batch_id}")
+    return record
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _decode(text: bytes | str, where: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise MalformedJSON(f"{where} is nested too deeply") from exc
+    except ValueError as exc:
+        raise MalformedJSON(f"{where} is not valid JSON: {exc}") from exc
+
+
+def _too_many(count: int, limit: int) -> None:
+    if count > limit:
+        raise TooManyInputs(f"a batch holds at most {limit} inputs; this one has {count}",
+                            limit=limit, inputs=count)
+
+
+def parse_request(body: bytes, mimetype: str, query: BatchUploadQuery,
+                  settings: Settings) -> BatchCreate:
+    """The batch a body describes: a JSON object, or JSON Lines plus the query string."""
+    if mimetype == NDJSON:
+        lines = [line for line in body.splitlines() if line.strip()]
+        _too_many(len(lines), settings.max_batch_inputs)
+        data: dict[str, Any] = {
+            "algorithm": query.algorithm, "timeout_s": query.timeout_s, "webhook": query.webhook,
+            "inputs": [_decode(line, f"line {n + 1}") for n, line in enumerate(lines)]}
+        if query.webhook_events is not None:
+            data["webhook_events"] = [e.strip() for e in query.webhook_events.split(",")]
+        if data["algorithm"] is None:
+            raise InvalidRequest("a JSONL batch names its algorithm in the query string",
+                                 errors=[{"field": "algorithm", "message": "required"}])
+    else:
+        data = _decode(body, "the body")
+        if isinstance(data, dict) and isinstance(data.get("inputs"), list):
+            _too_many(len(data["inputs"]), settings.max_batch_inputs)
+    try:
+        return BatchCreate.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+        raise InvalidRequest(f"invalid batch: {summary}", errors=errors[:50]) from exc
+
+
+def encode_inputs(inputs: list[Any], max_input_bytes: int) -> list[str]:
+    encoded = [json.dumps(item, separators=(",", ":")) for item in inputs]
+    for index, text in enumerate(encoded):
+        if len(text) > max_input_bytes:
+            raise PayloadTooLarge(f"input {index} is larger than {max_input_bytes} bytes",
+                                  limit=max_input_bytes, index=index)
+    return encoded
+
+
+@route(bp, "POST", "/v1/batches", summary="Submit a batch: many inputs to one algorithm",
+       body=BODY, query=BatchUploadQuery, responses={202: Batch},
+       response_headers={"Location": "The batch's URL"}, errors=(403, 404, 409, 503))
+def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
+    svc = services()
+    batch = parse_request(body, request.mimetype, query, svc.settings)
+    if batch.timeout_s is not None and batch.timeout_s > svc.settings.max_timeout_s:
+        message = f"must be at most {svc.settings.max_timeout_s}"
+        raise InvalidRequest(f"invalid batch: timeout_s: {message}",
+                             errors=[{"field": "timeout_s", "message": message}])
+    owner, name, version = split_ref(batch.algorithm)
+    require_owner(owner, f"algorithm {owner}/{name}")
+    if batch.webhook is not None:
+        refused_literal(batch.webhook, svc.settings.webhook_allow_private)
+    encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)
+    build = svc.registry.resolve(owner, name, version)
+    record = {
+        "id": "b_" + uuid.uuid4().hex[:24], "owner": owner, "requested": batch.algorithm,
+        "algorithm": build["ref"], "build_id": build["id"], "status": BatchStatus.RUNNING.value,
+        "reason": None, "total": len(encoded), "created_at": now_iso(), "finished_at": None,
+        "timeout_s": batch.timeout_s or min(int(build["manifest"]["resources"]["timeout_s"]),
+                                            svc.settings.max_timeout_s),
+        "webhook": batch.webhook, "webhook_events": batch.webhook_events if batch.webhook else [],
+    }
+    svc.batches.create(record, encoded)
+    try:
+        svc.dispatcher.enqueue_batch(record["id"],
+                                     chunk_ranges(len(encoded), svc.settings.batch_chunk_size))
+    except Exception as exc:  # the broker's errors vary by transport
+        log.exception("could not enqueue batch %s", record["id"])
+        svc.batches.cancel(record["id"], now_iso(), reason="enqueue_failed")
+        raise ServiceUnavailable("the job queue is unreachable; the batch was not started",
+                                 batch_id=record["id"]) from exc
+    return Reply(public_batch(record, {}), 202, {"Location": f"/v1/batches/{record['id']}"})
+
+
+@route(bp, "GET", "/v1/batches/<batch_id>", summary="A batch: status, counts by status, progress",
+       responses={200: Batch}, errors=(403, 404))
+def get_batch(batch_id: str) -> Reply:
+    record = owned_batch(batch_id)
+    return Reply(public_batch(record, services().batches.counts(batch_id)))
+
+
+@route(bp, "GET", "/v1/batches/<batch_id>/results",
+       summary="A page of a batch's results, in input order", query=ResultsQuery,
+       responses={200: BatchResults}, errors=(403, 404))
+def batch_results(batch_id: str, query: ResultsQuery) -> Reply:
+    record = owned_batch(batch_id)
+    cursor = query.cursor or "0"
+    if not cursor.isdigit():
+        raise InvalidRequest("cursor: use next_cursor from the previous page",
+                             errors=[{"field": "cursor", "message": "not a cursor"}])
+    total = int(record["total"])
+    start = min(int(cursor), total)
+    stop = min(start + query.limit, total)
+    stored = services().batches.results(batch_id, start, stop)
+    results = [public_result(start + offset, item) for offset, item in enumerate(stored)]
+    return Reply(BatchResults(results=results, next_cursor=str(stop) if stop < total else None))
+
+
+@route(bp, "POST", "/v1/batches/<batch_id>/cancel",
+       summary="Cancel what has not finished; finished results are kept",
+       responses={200: Batch}, errors=(403, 404, 409))
+def cancel_batch(batch_id: str) -> Reply:
+    svc = services()
+    owned_batch(batch_id)
+    # Chunk workers look at the status between inputs and while one runs.
+    if not svc.batches.cancel(batch_id, now_iso()):
+        status = (svc.batches.get(batch_id) or {}).get("status")
+        raise BatchNotCancelable(f"batch {batch_id} is already {status}", status=status)
+    record = svc.batches.get(batch_id) or {}
+    counts = svc.batches.counts(batch_id)
+    try:
+        svc.notifier.batch(record, counts, "completed")
+    except Exception:  # the cancel stands even if its webhook cannot be queued now
+        log.exception("queueing the completed webhook of batch %s failed", batch_id)
+    return Reply(public_batch(record, counts))

@@ -1,0 +1,73 @@
+"""One scheduled attempt of a delivery: sign, send, record, and say when to try again.
+
+A message that no longer matches the delivery (redelivered since, already attempted,
+delivered) does nothing, so duplicated or stale broker messages never send twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from algohost.clock import iso, now_iso
+from algohost.store.webhooks import DeliveryState, WebhookStore
+from algohost.webhooks.delivery import AttemptResult
+from algohost.webhooks.schedule import next_delay
+from algohost.webhooks.signing import signature_headers
+
+log = logging.getLogger(__name__)
+
+
+class Poster(Protocol):
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult: ...
+
+
+class Deliverer:
+    def __init__(self, store: WebhookStore, poster: Poster, schedule: Sequence[float],
+                 rand: Callable[[], float] = random.random,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.poster, self.schedule = store, poster, tuple(schedule)
+        self.rand, self.clock = rand, clock
+
+    def attempt(self, delivery_id: str, generation: int, attempt: int) -> float | None:
+        """Make attempt number `attempt` (0-based, over the delivery's life).
+
+        Returns the delay before the next attempt, or None when there is none to make."""
+        delivery = self.store.get(delivery_id)
+        if delivery is None:
+            log.info("delivery %s has expired; dropping", delivery_id)
+            return None
+        if (delivery["state"] != DeliveryState.PENDING or int(delivery["generation"]) != generation
+                or int(delivery["attempts"]) != attempt):
+            log.info("stale message for delivery %s; dropping", delivery_id)
+            return None
+        body = str(delivery["body"])
+        headers = {
+            **signature_headers(self.store.secret(delivery["owner"]), delivery_id, self.clock(),
+                                body),
+            "Content-Type": "application/json",
+            "algohost-event": f"{str(delivery['subject']).split(':', 1)[0]}.{delivery['event']}",
+        }
+        at = now_iso()
+        result = self.poster.post(str(delivery["url"]), body.encode(), headers)
+        record = {"at": at, "status_code": result.status_code, "latency_ms": result.latency_ms,
+                  "error": result.error, "response_body": result.response_body}
+        delay = None
+        if result.ok:
+            state = DeliveryState.DELIVERED
+        else:
+            in_round = attempt + 1 - int(delivery.get("round_start", 0))
+            if not result.refused:
+                delay = next_delay(in_round, self.schedule, result.status_code,
+                                   result.retry_after, self.rand, self.clock)
+            state = DeliveryState.PENDING if delay is not None else DeliveryState.DEAD
+        next_at = iso(self.clock() + delay) if delay is not None else None
+        if not self.store.record_attempt(delivery_id, generation, record, state, next_at):
+            return None  # redelivered meanwhile: the new round schedules its own attempts
+        if state is DeliveryState.DEAD:
+            log.warning("delivery %s of %s is dead after %d attempts: %s", delivery_id,
+                        delivery["subject"], attempt + 1, result.error)
+        return delay

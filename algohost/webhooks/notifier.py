@@ -1,0 +1,71 @@
+"""Turning a job's or batch's event into a queued delivery: the one path the API and workers share.
+
+It only records the delivery and enqueues its first attempt; it never sends anything
+itself, so a slow receiver can never hold up a job, a batch or an API request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from algohost.public import public_batch, public_job, render
+from algohost.store.webhooks import WebhookStore
+from algohost.webhooks import Event
+
+
+class Enqueue(Protocol):
+    def __call__(self, delivery_id: str, generation: int, attempt: int,
+                 countdown_s: float = 0.0) -> None: ...
+
+
+def job_subject(job_id: str) -> str:
+    return f"job:{job_id}"
+
+
+def batch_subject(batch_id: str) -> str:
+    return f"batch:{batch_id}"
+
+
+class WebhookNotifier:
+    def __init__(self, store: WebhookStore, enqueue: Enqueue) -> None:
+        self.store, self.enqueue = store, enqueue
+
+    def notify(self, subject: str, record: dict[str, Any], event: Event,
+               body: Callable[[], str]) -> str | None:
+        """Queue `event` for the record's webhook, if it asked for it and it was not yet queued."""
+        url = record.get("webhook")
+        if not url or event not in (record.get("webhook_events") or ()):
+            return None
+        delivery = self.store.create(subject, str(record["owner"]), event, str(url), body())
+        if delivery is None:
+            return None  # this event of this subject is already on its way
+        self.enqueue(delivery["id"], 0, 0)
+        return str(delivery["id"])
+
+    def job(self, record: dict[str, Any], event: Event) -> str | None:
+        return self.notify(job_subject(record["id"]), record, event,
+                           lambda: render(public_job(record)))
+
+    def batch(self, record: dict[str, Any], counts: dict[str, int], event: Event) -> str | None:
+        return self.notify(batch_subject(record["id"]), record, event,
+                           lambda: render(public_batch(record, counts)))
+
+    def redeliver(self, delivery_id: str) -> dict[str, Any]:
+        """Attempt a delivery again from the start of the schedule, with the same webhook-id."""
+        delivery = self.store.restart(delivery_id)
+        self.enqueue(delivery_id, int(delivery["generation"]), int(delivery["attempts"]))
+        return delivery
+
+
+class WebhookHook:
+    """The JobHook that queues `started` and `completed` deliveries of a job."""
+
+    def __init__(self, notifier: WebhookNotifier) -> None:
+        self.notifier = notifier
+
+    def job_started(self, job: dict[str, Any]) -> None:
+        self.notifier.job(job, "started")
+
+    def job_finished(self, job: dict[str, Any]) -> None:
+        self.notifier.job(job, "completed")

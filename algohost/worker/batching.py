@@ -1,0 +1,173 @@
+"""One chunk of a batch: its inputs through one warm container, in turn, results written together.
+
+One failing input never fails the others and a dead container is replaced; every input
+ends with a result, canceled ones included, so a batch never waits on inputs nobody runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from algohost.clock import now_iso
+from algohost.errors import AlgohostError
+from algohost.sandbox.base import CallOutcome, ExitReason, Session
+from algohost.secrets.redaction import redact, redact_text
+from algohost.store.batches import BatchStatus, BatchStore
+from algohost.store.registry import Registry
+from algohost.webhooks import Event
+from algohost.webhooks.notifier import WebhookNotifier
+from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for
+
+log = logging.getLogger(__name__)
+
+CANCEL_CHECK_S = 0.25  # one status read per interval, however cheap the inputs are
+FLUSH_S = 2.0  # slow inputs still show progress before their chunk ends
+LOG_TAIL = 4096
+
+
+def item_result(outcome: CallOutcome, hidden: list[str]) -> dict[str, Any]:
+    """What is stored for one input: status, output or error, and its metrics."""
+    status = OUTCOME_STATUS.get(outcome.reason, None)
+    result: dict[str, Any] = {
+        "status": (status.value if status else "failed"), "reason": outcome.reason.value,
+        "metrics": {"run_ms": round(outcome.run_ms, 3),
+                    "peak_memory_bytes": outcome.peak_memory_bytes}}
+    if outcome.reason is ExitReason.SUCCEEDED:
+        result["output"] = redact(outcome.output, hidden)
+    else:
+        result["error"] = redact(outcome.error, hidden)
+        if outcome.logs:
+            result["logs"] = redact_text(outcome.logs[-LOG_TAIL:], hidden)
+    return result
+
+
+def failed_result(error: AlgohostError | Exception, reason: str) -> dict[str, Any]:
+    message = error.message if isinstance(error, AlgohostError) else str(error)
+    return {"status": "failed", "reason": reason,
+            "error": {"type": type(error).__name__, "message": message, "traceback": None}}
+
+
+CANCELED = {"status": "canceled", "reason": "canceled"}
+
+
+class CancelCheck:
+    """True once the batch is no longer running; reads the status at most every interval."""
+
+    def __init__(self, batches: BatchStore, batch_id: str,
+                 clock: Callable[[], float] = time.monotonic, every_s: float = CANCEL_CHECK_S
+                 ) -> None:
+        self.batches, self.batch_id, self.clock, self.every_s = batches, batch_id, clock, every_s
+        self._next = clock() + every_s
+        self.canceled = False
+
+    def __call__(self) -> bool:
+        if not self.canceled and self.clock() >= self._next:
+            self._next = self.clock() + self.every_s
+            self.canceled = self.batches.status(self.batch_id) is not BatchStatus.RUNNING
+        return self.canceled
+
+
+class _Results:
+    """A chunk's results: buffered, written in one round trip per flush, never twice."""
+
+    def __init__(self, batches: BatchStore, batch_id: str) -> None:
+        self.batches, self.batch_id = batches, batch_id
+        self.buffer: dict[int, dict[str, Any]] = {}
+        self.finished: set[int] = set()
+
+    def add(self, index: int, result: dict[str, Any]) -> None:
+        self.buffer[index] = result
+        self.finished.add(index)
+
+    def fill(self, indices: list[int], result: dict[str, Any]) -> None:
+        for index in indices:
+            if index not in self.finished:
+                self.add(index, dict(result))
+
+    def flush(self) -> bool:
+        """Write the buffer; True when this write finished the batch."""
+        buffer, self.buffer = self.buffer, {}
+        return self.batches.record_results(self.batch_id, buffer, now_iso())
+
+
+class ChunkRunner:
+    def __init__(self, batches: BatchStore, registry: Registry, pool: Pool,
+                 secrets: SecretSource, notifier: WebhookNotifier | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.batches, self.registry, self.pool = batches, registry, pool
+        self.secrets, self.notifier, self.clock = secrets, notifier, clock
+
+    def run(self, batch_id: str, start: int, stop: int) -> None:
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            log.warning("batch %s has no record (expired?); dropping chunk", batch_id)
+            return
+        stored = self.batches.results(batch_id, start, stop)
+        # A redelivered chunk runs only what the first delivery did not finish.
+        todo = [start + offset for offset, result in enumerate(stored) if result is None]
+        if not todo:
+            return
+        results = _Results(self.batches, batch_id)
+        if batch["status"] == BatchStatus.RUNNING:
+            self._notify(batch, "started")
+            try:
+                self._run_items(batch, todo, start, stop, results)
+            except Exception as exc:  # never leave inputs pending forever
+                reason = exc.code if isinstance(exc, AlgohostError) else "worker_error"
+                if not isinstance(exc, AlgohostError):
+                    log.exception("chunk %d..%d of batch %s failed", start, stop, batch_id)
+                results.fill(todo, failed_result(exc, reason))
+        results.fill(todo, CANCELED)
+        self._flush(batch, results)
+
+    def _run_items(self, batch: dict[str, Any], todo: list[int], start: int, stop: int,
+                   results: _Results) -> None:
+        build = self.registry.get_build(batch["build_id"])
+        values, version = self.secrets.for_build(build)
+        spec, hidden = spec_for(build, values, version), list(values.values())
+        inputs = self.batches.inputs(batch["id"], start, stop)
+        canceled = CancelCheck(self.batches, batch["id"], self.clock)
+        timeout_s = float(batch["timeout_s"])
+        session: Session | None = None
+        last_flush = self.clock()
+        try:
+            for index in todo:
+                if canceled():
+                    return
+                if session is None:
+                    session, _ = self.pool.acquire(spec)
+                try:
+                    outcome = session.call(inputs[index - start], timeout_s, canceled)
+                except Exception as exc:  # the session closed itself; go on with a new one
+                    log.exception("input %d of batch %s failed in the worker", index, batch["id"])
+                    self.pool.release(session, False)
+                    session = None
+                    results.add(index, failed_result(exc, "worker_error"))
+                    continue
+                if not outcome.reusable:
+                    self.pool.release(session, False)
+                    session = None
+                results.add(index, item_result(outcome, hidden))
+                if self.clock() - last_flush >= FLUSH_S:
+                    self._flush(batch, results)
+                    last_flush = self.clock()
+        finally:
+            if session is not None:
+                self.pool.release(session, True)
+
+    def _flush(self, batch: dict[str, Any], results: _Results) -> None:
+        if results.flush():
+            self._notify(self.batches.get(batch["id"]) or batch, "completed")
+
+    def _notify(self, batch: dict[str, Any], event: Event) -> None:
+        if self.notifier is None or event not in (batch.get("webhook_events") or ()):
+            return
+        if not batch.get("webhook"):
+            return
+        try:
+            self.notifier.batch(batch, self.batches.counts(batch["id"]), event)
+        except Exception:  # a webhook must never lose a batch's results
+            log.exception("queueing the %s webhook of batch %s failed", event, batch["id"])

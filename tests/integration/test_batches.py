@@ -1,0 +1,98 @@
+"""Batches through the whole stack: chunks of inputs run in warm containers by a real worker."""
+
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.receiver import Receiver
+from tests.stack import TEST_ALGORITHMS, publish
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def refs(stack):
+    return {"picky": publish(stack, TEST_ALGORITHMS / "picky"),
+            "sleeper": publish(stack, TEST_ALGORITHMS / "sleeper")}
+
+
+def submit(stack, **body):
+    response = stack.client.post("/v1/batches", json=body, headers=stack.auth)
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()
+
+
+def batch(stack, batch_id):
+    return stack.client.get(f"/v1/batches/{batch_id}", headers=stack.auth).get_json()
+
+
+def wait_until(stack, batch_id, done, timeout_s=180):
+    deadline = time.monotonic() + timeout_s
+    record = batch(stack, batch_id)
+    while not done(record):
+        assert time.monotonic() < deadline, f"{record} {stack.worker_log()}"
+        time.sleep(0.2)
+        record = batch(stack, batch_id)
+    return record
+
+
+def all_results(stack, batch_id):
+    results, cursor = [], "0"
+    while cursor is not None:
+        page = stack.client.get(f"/v1/batches/{batch_id}/results?cursor={cursor}&limit=300",
+                                headers=stack.auth).get_json()
+        results += page["results"]
+        cursor = page["next_cursor"]
+    return results
+
+
+def test_a_thousand_inputs_with_ten_failing_keep_input_order(stack, refs):
+    created = submit(stack, algorithm=refs["picky"], inputs=list(range(1000)))
+    record = wait_until(stack, created["id"], lambda b: b["status"] != "running")
+    assert record["status"] == "completed" and record["progress"] == 1.0
+    assert record["counts"] == {"pending": 0, "succeeded": 990, "failed": 10, "timed_out": 0,
+                                "canceled": 0}
+    results = all_results(stack, created["id"])
+    assert [r["index"] for r in results] == list(range(1000))
+    failed = [r["index"] for r in results if r["status"] == "failed"]
+    assert failed == [i for i in range(1000) if i % 100 == 7]
+    assert results[8]["output"] == {"double": 16}
+    assert results[7]["error"]["type"] == "ValueError"
+    assert all(r["metrics"]["run_ms"] >= 0 for r in results)
+
+
+def test_cancel_mid_batch_leaves_no_queued_work_running(stack, refs):
+    created = submit(stack, algorithm=refs["sleeper"], inputs=[0.2] * 200)
+    wait_until(stack, created["id"], lambda b: b["counts"]["succeeded"] >= 4, timeout_s=120)
+    canceled = stack.client.post(f"/v1/batches/{created['id']}/cancel", headers=stack.auth)
+    assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
+    record = wait_until(stack, created["id"], lambda b: b["counts"]["pending"] == 0,
+                        timeout_s=30)
+    time.sleep(2)
+    later = batch(stack, created["id"])
+    assert later["counts"] == record["counts"]  # nothing ran after the chunks stopped
+    assert record["counts"]["canceled"] > 100
+    assert record["counts"]["succeeded"] + record["counts"]["canceled"] == 200
+    assert stack.redis.llen("calls") == 0  # no chunk message is left waiting
+
+
+def test_a_jsonl_batch_fires_one_signed_completed_webhook(stack, refs):
+    hook = Receiver().start()
+    try:
+        lines = b"\n".join(str(i).encode() for i in range(20)) + b"\n"
+        response = stack.client.post(
+            f"/v1/batches?algorithm={refs['picky']}&webhook={hook.url}", data=lines,
+            headers={**stack.auth, "Content-Type": "application/x-ndjson"})
+        assert response.status_code == 202, response.get_json()
+        batch_id = response.get_json()["id"]
+        [event] = hook.wait_for(1, timeout_s=60)
+        secret = stack.client.get("/v1/webhooks/secret", headers=stack.auth).get_json()["secret"]
+        body = Webhook(secret).verify(event.body, event.headers)
+        assert body["id"] == batch_id and body["status"] == "completed"
+        assert body["counts"]["succeeded"] == 19 and body["counts"]["failed"] == 1
+        assert event.headers["algohost-event"] == "batch.completed"
+        time.sleep(1)
+        assert len(hook.received) == 1
+    finally:
+        hook.stop()

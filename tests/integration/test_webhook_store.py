@@ -1,0 +1,164 @@
+"""Webhook deliveries against a real Redis: attempts, schedule, dead letters, deduplication.
+
+The receiver is a fake poster here; tests/integration/test_webhooks.py uses a real one.
+"""
+
+import pytest
+
+from algohost.store.webhooks import DeliveryState, WebhookStore
+from algohost.webhooks.deliverer import Deliverer
+from algohost.webhooks.delivery import AttemptResult
+from algohost.webhooks.notifier import WebhookHook, WebhookNotifier, job_subject
+from algohost.worker.dispatch import RecordingDispatcher
+
+pytestmark = pytest.mark.integration
+SCHEDULE = (5.0, 30.0)
+JOB = {"id": "j_1", "owner": "alice", "algorithm": "alice/hello@0.1.0", "requested": "alice/hello",
+       "status": "succeeded", "reason": "succeeded", "output": {"ok": True}, "error": None,
+       "logs": "", "created_at": "2026-01-01T00:00:00.000Z", "started_at": None,
+       "finished_at": None, "warm": True, "timeout_s": 10, "attempts": 1, "metrics": None,
+       "webhook": "https://hooks.example/x", "webhook_events": ["completed"]}
+
+
+class ScriptedPoster:
+    """Answers with the given results in turn and remembers what it was sent."""
+
+    def __init__(self, *results):
+        self.results = list(results)
+        self.sent = []
+
+    def post(self, url, body, headers):
+        self.sent.append((url, body, dict(headers)))
+        return self.results.pop(0)
+
+
+def answer(status, **extra):
+    error = None if 200 <= status < 300 else f"HTTP {status}"
+    return AttemptResult(status, 12.5, error, "ok", **extra)
+
+
+@pytest.fixture
+def store(redis_client):
+    return WebhookStore(redis_client, 3600)
+
+
+@pytest.fixture
+def dispatcher():
+    return RecordingDispatcher()
+
+
+@pytest.fixture
+def notifier(store, dispatcher):
+    return WebhookNotifier(store, dispatcher.enqueue_webhook)
+
+
+def deliver(store, poster, delivery_id, attempt, generation=0):
+    return Deliverer(store, poster, SCHEDULE, rand=lambda: 0.5).attempt(
+        delivery_id, generation, attempt)
+
+
+def test_the_completed_event_is_queued_once_per_job(notifier, dispatcher, store):
+    first = notifier.job(JOB, "completed")
+    assert first is not None
+    assert notifier.job({**JOB, "status": "canceled"}, "completed") is None
+    assert dispatcher.webhooks == [(first, 0, 0, 0.0)]
+    assert len(store.for_subject(job_subject("j_1"))) == 1
+
+
+def test_events_not_asked_for_and_jobs_without_webhook_send_nothing(notifier, dispatcher):
+    hook = WebhookHook(notifier)
+    hook.job_started(JOB)
+    hook.job_finished({**JOB, "id": "j_2", "webhook": None})
+    assert dispatcher.webhooks == []
+
+
+def test_the_body_is_the_public_job(notifier, store):
+    delivery = store.get(notifier.job({**JOB, "worker": "w-1"}, "completed"))
+    assert '"status":"succeeded"' in delivery["body"]
+    assert "worker" not in delivery["body"] and "owner" not in delivery["body"]
+
+
+def test_a_2xx_delivers_and_records_one_attempt(notifier, store):
+    delivery_id = notifier.job(JOB, "completed")
+    poster = ScriptedPoster(answer(204))
+    assert deliver(store, poster, delivery_id, 0) is None
+    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    [attempt] = store.attempts(delivery_id)
+    assert attempt["status_code"] == 204 and attempt["latency_ms"] == 12.5
+    url, body, headers = poster.sent[0]
+    assert headers["webhook-id"] == delivery_id and headers["algohost-event"] == "job.completed"
+
+
+def test_failures_follow_the_schedule_then_dead_letter(notifier, store):
+    delivery_id = notifier.job(JOB, "completed")
+    poster = ScriptedPoster(answer(500), answer(502), answer(500))
+    assert deliver(store, poster, delivery_id, 0) == 5.0
+    assert store.get(delivery_id)["state"] == DeliveryState.PENDING
+    assert deliver(store, poster, delivery_id, 1) == 30.0
+    assert deliver(store, poster, delivery_id, 2) is None
+    delivery = store.get(delivery_id)
+    assert delivery["state"] == DeliveryState.DEAD and delivery["attempts"] == 3
+    assert [a["status_code"] for a in store.attempts(delivery_id)] == [500, 502, 500]
+    assert {h["webhook-id"] for _, _, h in poster.sent} == {delivery_id}
+
+
+def test_gone_dead_letters_at_once(notifier, store):
+    delivery_id = notifier.job(JOB, "completed")
+    assert deliver(store, ScriptedPoster(answer(410)), delivery_id, 0) is None
+    assert store.get(delivery_id)["state"] == DeliveryState.DEAD
+
+
+def test_a_refused_url_is_recorded_and_never_retried(notifier, store):
+    delivery_id = notifier.job(JOB, "completed")
+    refused = AttemptResult(None, 0.1, "refused: private address", refused=True)
+    assert deliver(store, ScriptedPoster(refused), delivery_id, 0) is None
+    assert store.get(delivery_id)["state"] == DeliveryState.DEAD
+    assert store.attempts(delivery_id)[0]["error"].startswith("refused")
+
+
+def test_stale_or_duplicated_messages_do_nothing(notifier, store):
+    delivery_id = notifier.job(JOB, "completed")
+    poster = ScriptedPoster(answer(500))
+    assert deliver(store, poster, delivery_id, 0) == 5.0
+    assert deliver(store, poster, delivery_id, 0) is None  # the same message again
+    assert deliver(store, poster, delivery_id, 1, generation=7) is None
+    assert len(poster.sent) == 1
+
+
+def test_redelivery_restarts_the_schedule_with_the_same_id(notifier, store, dispatcher):
+    delivery_id = notifier.job(JOB, "completed")
+    poster = ScriptedPoster(answer(410), answer(500), answer(200))
+    deliver(store, poster, delivery_id, 0)
+    restarted = notifier.redeliver(delivery_id)
+    assert restarted["generation"] == 1
+    assert dispatcher.webhooks[-1] == (delivery_id, 1, 1, 0.0)
+    assert deliver(store, poster, delivery_id, 1, generation=1) == 5.0  # schedule from the top
+    assert deliver(store, poster, delivery_id, 2, generation=1) is None
+    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    assert len(store.attempts(delivery_id)) == 3
+
+
+def test_the_signing_key_is_made_once_and_rotates(store):
+    first = store.secret("alice")
+    assert first.startswith("whsec_") and store.secret("alice") == first
+    assert store.secret("bob") != first
+    rotated = store.rotate_secret("alice")
+    assert rotated != first and store.secret("alice") == rotated
+
+
+def test_an_attempt_in_flight_during_a_redelivery_leaves_the_new_round_alone(notifier, store,
+                                                                           dispatcher):
+    delivery_id = notifier.job(JOB, "completed")
+
+    class RedeliveringPoster(ScriptedPoster):
+        def post(self, url, body, headers):
+            notifier.redeliver(delivery_id)  # the owner asks again while we wait
+            return super().post(url, body, headers)
+
+    assert deliver(store, RedeliveringPoster(answer(500)), delivery_id, 0) is None
+    delivery = store.get(delivery_id)
+    assert delivery["state"] == DeliveryState.PENDING and delivery["attempts"] == 0
+    assert len(store.attempts(delivery_id)) == 1  # logged all the same
+    assert dispatcher.webhooks[-1] == (delivery_id, 1, 0, 0.0)
+    assert deliver(store, ScriptedPoster(answer(200)), delivery_id, 0, generation=1) is None
+    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED

@@ -1,0 +1,143 @@
+"""Webhooks through the whole stack: a real worker delivers to a real receiver on 127.0.0.1.
+
+The stack's schedule is 0.5 s, 1 s, 2 s (±20%): one attempt and three retries.
+"""
+
+import json
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from algohost.api import create_app
+from algohost.worker.dispatch import RecordingDispatcher
+from tests.receiver import Receiver
+from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def refs(stack):
+    return {"hello": publish(stack, EXAMPLES / "hello"),
+            "sleeper": publish(stack, TEST_ALGORITHMS / "sleeper")}
+
+
+@pytest.fixture
+def receiver():
+    started = []
+
+    def make(*statuses, running=True):
+        r = Receiver(*statuses)
+        started.append(r)
+        return r.start() if running else r
+
+    yield make
+    for r in started:
+        r.stop()
+
+
+def deliveries(stack, job_id):
+    response = stack.client.get(f"/v1/jobs/{job_id}/webhooks", headers=stack.auth)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["deliveries"]
+
+
+def settled(stack, job_id, state, timeout_s=30):
+    """The job's single delivery once it reaches `state`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = deliveries(stack, job_id)
+        if found and found[-1]["state"] == state:
+            return found[-1]
+        assert time.monotonic() < deadline, f"{found} {stack.worker_log()}"
+        time.sleep(0.1)
+
+
+def test_events_are_signed_and_verify_with_the_standardwebhooks_verifier(stack, refs, receiver):
+    hook = receiver()
+    job = stack.post_job(refs["hello"], {"name": "Ada"}, webhook=hook.url,
+                         webhook_events=["started", "completed"])
+    started, completed = hook.wait_for(2)
+    secret = stack.client.get("/v1/webhooks/secret", headers=stack.auth).get_json()["secret"]
+    verifier = Webhook(secret)
+    assert verifier.verify(started.body, started.headers)["status"] == "running"
+    body = verifier.verify(completed.body, completed.headers)
+    assert body == stack.get_job(job["id"])
+    assert body["output"] == {"greeting": "Hello, Ada!"}
+    assert completed.headers["algohost-event"] == "job.completed"
+    assert started.headers["webhook-id"] != completed.headers["webhook-id"]
+
+
+def test_two_500s_then_200_is_one_success_after_three_attempts(stack, refs, receiver):
+    hook = receiver(500, 500)
+    job = stack.post_job(refs["hello"], "retry", webhook=hook.url)
+    delivery = settled(stack, job["id"], "delivered")
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
+    assert all(a["latency_ms"] >= 0 and a["at"] for a in delivery["attempts"])
+    time.sleep(1.5)  # nothing more arrives once delivered
+    assert len(hook.received) == 3
+    assert {r.headers["webhook-id"] for r in hook.received} == {delivery["id"]}
+
+
+def test_a_receiver_down_until_after_the_second_retry_still_receives(stack, refs, receiver):
+    hook = receiver(running=False)
+    job = stack.post_job(refs["hello"], "late", webhook=hook.url)
+    deadline = time.monotonic() + 30
+    while len((deliveries(stack, job["id"]) or [{"attempts": []}])[0]["attempts"]) < 3:
+        assert time.monotonic() < deadline, stack.worker_log()
+        time.sleep(0.05)
+    hook.start()
+    delivery = settled(stack, job["id"], "delivered")
+    assert [a["status_code"] for a in delivery["attempts"]] == [None, None, None, 200]
+    assert "connection" in delivery["attempts"][0]["error"]
+    assert len(hook.received) == 1
+
+
+def test_gone_stops_the_retries(stack, refs, receiver):
+    hook = receiver(410)
+    job = stack.post_job(refs["hello"], "gone", webhook=hook.url)
+    delivery = settled(stack, job["id"], "dead")
+    assert [a["status_code"] for a in delivery["attempts"]] == [410]
+    time.sleep(2.5)  # longer than the whole schedule
+    assert len(hook.received) == 1 and len(deliveries(stack, job["id"])[0]["attempts"]) == 1
+
+
+def test_a_dead_delivery_is_redelivered_with_the_same_id(stack, refs, receiver):
+    hook = receiver(500, 500, 500, 500)
+    job = stack.post_job(refs["hello"], "dead", webhook=hook.url)
+    dead = settled(stack, job["id"], "dead")
+    assert len(dead["attempts"]) == 4
+    response = stack.client.post(f"/v1/jobs/{job['id']}/webhooks/redeliver", headers=stack.auth)
+    assert response.status_code == 202, response.get_json()
+    delivered = settled(stack, job["id"], "delivered")
+    assert delivered["id"] == dead["id"] and len(delivered["attempts"]) == 5
+    assert hook.received[-1].headers["webhook-id"] == dead["id"]
+
+
+def test_cancel_sends_one_completed_event_with_status_canceled(stack, refs, receiver):
+    hook = receiver()
+    job = stack.post_job(refs["sleeper"], 30, webhook=hook.url)
+    deadline = time.monotonic() + 60
+    while stack.get_job(job["id"])["status"] != "running":
+        assert time.monotonic() < deadline, stack.worker_log()
+        time.sleep(0.1)
+    canceled = stack.client.post(f"/v1/jobs/{job['id']}/cancel", headers=stack.auth)
+    assert canceled.status_code == 200
+    [event] = hook.wait_for(1)
+    assert json.loads(event.body)["status"] == "canceled"
+    while stack.get_job(job["id"])["finished_at"] is None or \
+            stack.get_job(job["id"])["metrics"] is None:  # the worker has seen the cancel
+        assert time.monotonic() < deadline, stack.worker_log()
+        time.sleep(0.1)
+    time.sleep(1.5)
+    assert len(hook.received) == 1 and len(deliveries(stack, job["id"])) == 1
+
+
+def test_a_private_receiver_is_refused_without_the_opt_in(stack, refs):
+    strict = create_app(stack.settings.with_overrides(webhook_allow_private=False),
+                        dispatcher=RecordingDispatcher()).test_client()
+    response = strict.post("/v1/jobs", headers=stack.auth, json={
+        "algorithm": refs["hello"], "input": 1, "webhook": "http://127.0.0.1:9/hook"})
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "webhook_refused"
