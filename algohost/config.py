@@ -58,14 +58,37 @@ class Settings:
     vault_role: str = "algohost-worker"
     secret_max_bytes: int = 64 * 1024
     secret_token_ttl_s: int = 300
+    webhook_allow_private: bool = False
+    webhook_schedule_s: str = "5,30,120,600,1800,3600"
+    max_batch_inputs: int = 100_000
+    batch_chunk_size: int = 200
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+
+    def __post_init__(self) -> None:
+        self.webhook_schedule  # noqa: B018 - a bad schedule fails at load, not at first retry
 
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
 
+    @property
+    def webhook_schedule(self) -> tuple[float, ...]:
+        """Seconds before each retry of a webhook, in order; the first attempt is at once."""
+        return parse_schedule(self.webhook_schedule_s)
+
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
+
+
+def parse_schedule(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"ALGOHOST_WEBHOOK_SCHEDULE_S={text!r} is not a comma-separated "
+                         "list of seconds") from exc
+    if any(delay < 0 for delay in delays):
+        raise ValueError(f"ALGOHOST_WEBHOOK_SCHEDULE_S={text!r} has a negative delay")
+    return delays
 
 
 def _coerce(value: str, kind: Any, name: str) -> Any:
@@ -97,3 +120,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = os.environ if env is None else env
     sandbox = SandboxSettings(**_read(SandboxSettings, source, "ALGOHOST_"))
     return Settings(sandbox=sandbox, **_read(Settings, source, "ALGOHOST_"))
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment plus `extra`, for a child process it starts."""
+    return {**os.environ, **extra}

@@ -10,18 +10,22 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── InvalidRequest (invalid_request)
     │   ├── InvalidManifest (invalid_manifest)
     │   ├── InvalidPrefer (invalid_prefer)
-    │   └── InvalidArchive (invalid_archive)
+    │   ├── InvalidArchive (invalid_archive)
+    │   └── WebhookRefused (webhook_refused)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
     │   └── SecretsForbidden (secrets_forbidden)
     ├── NotFound (404 not_found)
     │   ├── AlgorithmNotFound, VersionNotFound, JobNotFound, BuildNotFound
-    │   └── SecretNotFound (secret_not_found)
+    │   ├── SecretNotFound (secret_not_found)
+    │   └── BatchNotFound, DeliveryNotFound
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── JobNotCancelable (job_not_cancelable)
-    │   └── BuildNotReady (build_not_ready)
+    │   ├── BuildNotReady (build_not_ready)
+    │   └── BatchNotCancelable (batch_not_cancelable)
     ├── PayloadTooLarge (413 payload_too_large)
+    │   └── TooManyInputs (too_many_inputs)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── ServiceUnavailable (503 service_unavailable)
     │   ├── StoreUnavailable (store_unavailable)
@@ -78,6 +82,12 @@ class InvalidArchive(BadRequest):
     code = "invalid_archive"
 
 
+class WebhookRefused(BadRequest):
+    """A webhook URL that is not http(s), or whose host is a private address."""
+
+    code = "webhook_refused"
+
+
 class Unauthorized(AlgohostError):
     http_status = 401
     code = "unauthorized"
@@ -121,6 +131,14 @@ class SecretNotFound(NotFound):
     code = "secret_not_found"
 
 
+class BatchNotFound(NotFound):
+    code = "batch_not_found"
+
+
+class DeliveryNotFound(NotFound):
+    code = "delivery_not_found"
+
+
 class MethodNotAllowed(AlgohostError):
     http_status = 405
     code = "method_not_allowed"
@@ -139,9 +157,17 @@ class BuildNotReady(Conflict):
     code = "build_not_ready"
 
 
+class BatchNotCancelable(Conflict):
+    code = "batch_not_cancelable"
+
+
 class PayloadTooLarge(AlgohostError):
     http_status = 413
     code = "payload_too_large"
+
+
+class TooManyInputs(PayloadTooLarge):
+    code = "too_many_inputs"
 
 
 class UnsupportedMediaType(AlgohostError):

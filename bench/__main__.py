@@ -17,7 +17,7 @@ from rich.table import Table
 from algohost.config import load_settings
 from algohost.store import connect
 from algohost.store.keys import KeyStore
-from bench import algohost_bench, baseline_celery, baseline_docker, baseline_flask
+from bench import algohost_bench, baseline_celery, baseline_docker, baseline_flask, batch_bench
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -45,6 +45,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         ("warm_sync", lambda: algohost_bench.warm_sync(client, hello["ref"], args.calls)),
         ("cold_call", lambda: algohost_bench.cold_calls(client, "bench", args.cold)),
         ("async", lambda: algohost_bench.async_throughput(client, hello["ref"], args.jobs)),
+        ("batch", lambda: batch_bench.batch_throughput(client, hello["ref"], args.batch)),
         ("memory", lambda: algohost_bench.memory(
             settings, _worker_pid(settings.state_dir), hello["id"])),
     ]
@@ -58,10 +59,14 @@ def ratios(r: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
     warm = r["warm_sync"]["p50_ms"] / r["baseline_a_celery"]["p50_ms"]
     cold = r["cold_call"]["p50_ms"] / r["baseline_c_docker_run"]["p50_ms"]
     thr = r["async"]["throughput_per_s"] / r["baseline_a_celery"]["throughput_per_s"]
+    batch = r["batch"]["throughput_per_s"]
+    fan = batch / r["async"]["throughput_per_s"]
     return [
         ("warm sync p50 / Celery no-op p50", warm, "<= 3.0", warm <= 3.0),
         ("cold call p50 / docker run --rm p50", cold, "<= 1.3", cold <= 1.3),
         ("async throughput / Celery throughput", thr, ">= 0.5", thr >= 0.5),
+        ("batch items/s / async jobs/s", fan, ">= 4", fan >= 4),
+        ("batch items/s", batch, ">= 2000", batch >= 2000),
     ]
 
 
@@ -70,7 +75,7 @@ def render(r: dict[str, Any], console: Console) -> None:
     for column in ("figure", "p50 ms", "p99 ms", "throughput /s", "n"):
         table.add_column(column)
     for name in ("baseline_a_celery", "baseline_b_flask", "baseline_c_docker_run", "warm_sync",
-                 "cold_call", "async"):
+                 "cold_call", "async", "batch"):
         row = r[name]
         table.add_row(name, str(row.get("p50_ms", "")), str(row.get("p99_ms", "")),
                       str(row.get("throughput_per_s", "")), str(row.get("n", row.get("jobs", ""))))
@@ -89,6 +94,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--cold", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=10_000, help="inputs in the batch step")
     args = parser.parse_args()
     console = Console()
     results = measure(args, console)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ import redis
 from algohost.api import create_app
 from algohost.archive import make_archive
 from algohost.config import Settings, load_settings
+from algohost.secrets.devserver import ensure_dev_server, find_bao, stop_dev_server
 from algohost.store.keys import KeyStore
 from algohost.worker.app import make_celery
 from algohost.worker.dispatch import CeleryDispatcher
@@ -38,14 +40,40 @@ def stack_environment(tmp: Path, **extra: str) -> dict[str, str]:
         "ALGOHOST_EXTRA_CA_BUNDLE": os.environ.get(
             "ALGOHOST_EXTRA_CA_BUNDLE", CA_BUNDLE if Path(CA_BUNDLE).exists() else ""),
         "ALGOHOST_LEASE_S": "30",
+        # Webhook receivers in the tests listen on 127.0.0.1, and must not wait minutes.
+        "ALGOHOST_WEBHOOK_ALLOW_PRIVATE": "1",
+        "ALGOHOST_WEBHOOK_SCHEDULE_S": "0.5,1,2",
+        "ALGOHOST_BATCH_CHUNK_SIZE": "50",
     })
     env.update(extra)
     return env
 
 
+def start_vault(state_dir: Path, address: str) -> dict[str, str]:
+    """The stack's own OpenBao dev server; no vault settings when `bao` is missing."""
+    if find_bao() is None:
+        return {}
+    info = ensure_dev_server(state_dir, address, log=lambda line: None)
+    return {"ALGOHOST_VAULT_URL": info["url"],
+            "ALGOHOST_VAULT_TOKEN_FILE": info["api_token_file"],
+            "ALGOHOST_VAULT_WORKER_TOKEN_FILE": info["worker_token_file"]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class Stack:
-    def __init__(self, tmp: Path, **extra_env: str) -> None:
-        self.env = stack_environment(tmp, **extra_env)
+    def __init__(self, tmp: Path, owner: str = "alice", node: str = "test",
+                 **extra_env: str) -> None:
+        # Stacks in one test run keep apart by owner (their images) and by node
+        # name (the worker id that labels their containers).
+        self.owner, self.node = owner, f"{node}-{os.getpid()}"
+        self.vault_dir, self.vault_address = tmp / "openbao", f"127.0.0.1:{free_port()}"
+        self.vault_env = start_vault(self.vault_dir, self.vault_address)
+        self.env = stack_environment(tmp, **self.vault_env, **extra_env)
         self.settings: Settings = load_settings(self.env)
         self.redis = redis.Redis.from_url(self.settings.redis_url, decode_responses=True)
         self.redis.flushdb()
@@ -54,14 +82,14 @@ class Stack:
         app = create_app(self.settings, dispatcher=CeleryDispatcher(make_celery(self.settings)))
         self.client = app.test_client()
         keys = KeyStore(self.redis)
-        self.key, self.other_key = keys.create("alice"), keys.create("bob")
+        self.key, self.other_key = keys.create(owner), keys.create(f"{owner}-other")
         self.auth = {"Authorization": f"Bearer {self.key}"}
         self.docker = docker.DockerClient(base_url=self.settings.sandbox.docker_url)
 
     def start_worker(self, concurrency: int = 4) -> None:
         command = [sys.executable, "-m", "celery", "-A", "algohost.worker.app:celery", "worker",
-                   "-P", "threads", "-c", str(concurrency), "-Q", "calls,builds",
-                   "-n", f"test-{os.getpid()}@%h", "--loglevel", "INFO", "--without-heartbeat",
+                   "-P", "threads", "-c", str(concurrency), "-Q", "calls,builds,webhooks",
+                   "-n", f"{self.node}@%h", "--loglevel", "INFO", "--without-heartbeat",
                    "--without-mingle", "--without-gossip"]
         with open(self.log_path, "ab") as log:
             self.worker = subprocess.Popen(command, env=self.env, stdout=log, stderr=log,
@@ -82,8 +110,9 @@ class Stack:
 
     def close(self) -> None:
         self.stop_worker()
+        stop_dev_server(self.vault_dir)
         for image in self.docker.images.list(filters={"label": "algohost.build"}):
-            if any(tag.startswith("algohost/alice/") for tag in image.tags):
+            if any(tag.startswith(f"algohost/{self.owner}/") for tag in image.tags):
                 for tag in image.tags:
                     try:
                         self.docker.images.remove(tag, force=True)
@@ -99,6 +128,16 @@ class Stack:
                                     headers=headers)
         assert response.status_code in (200, 202), response.get_json()
         return dict(response.get_json())
+
+    def wait(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        """Poll a job until it is terminal."""
+        deadline = time.monotonic() + timeout_s
+        job = self.get_job(job_id)
+        while job["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"job {job_id} stuck: {self.worker_log()}"
+            time.sleep(0.1)
+            job = self.get_job(job_id)
+        return job
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         response = self.client.get(f"/v1/jobs/{job_id}", headers=self.auth)
@@ -119,7 +158,7 @@ def publish(stack: Stack, directory: Path, expect: str = "succeeded",
             timeout_s: float = 900) -> Any:
     """Publish a directory and wait for its build; returns `owner/name@version`."""
     name = _name_of(directory)
-    response = stack.client.post(f"/v1/algorithms/alice/{name}/versions",
+    response = stack.client.post(f"/v1/algorithms/{stack.owner}/{name}/versions",
                                  data=make_archive(directory),
                                  headers={**stack.auth, "Content-Type": "application/gzip"})
     assert response.status_code in (200, 202), response.get_json()
@@ -128,7 +167,8 @@ def publish(stack: Stack, directory: Path, expect: str = "succeeded",
     while build["status"] in ("queued", "building"):
         assert time.monotonic() < deadline, f"build of {name} did not finish: {stack.worker_log()}"
         time.sleep(0.5)
-        build = stack.client.get(f"/v1/algorithms/alice/{name}/versions/{build['version']}",
+        build = stack.client.get(
+            f"/v1/algorithms/{stack.owner}/{name}/versions/{build['version']}",
                                  headers=stack.auth).get_json()
     assert build["status"] == expect, build.get("logs", "")[-3000:] + stack.worker_log()
     return build["ref"] if expect == "succeeded" else build

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import redis
 from flask import Flask
 
-from algohost.api import algorithms, jobs, meta
+from algohost.api import algorithms, batches, jobs, meta, webhooks
 from algohost.api import secrets as secret_routes
 from algohost.api.context import EXTENSION, Services
 from algohost.api.handlers import register_error_handlers
@@ -22,9 +22,12 @@ from algohost.config import Settings, load_settings
 from algohost.secrets.base import SecretStore
 from algohost.secrets.vault import VaultSecretStore
 from algohost.store import connect, connect_raw
+from algohost.store.batches import BatchStore
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
+from algohost.store.webhooks import WebhookStore
+from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.dispatch import CeleryDispatcher, Dispatcher
 
 __all__ = ["create_app"]
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
 
         dispatcher = CeleryDispatcher(make_celery(settings))
     client = connect(settings)
+    webhook_store = WebhookStore(client, settings.job_retention_s)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = (
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
@@ -69,10 +73,14 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         dispatcher=dispatcher,
         redis_ping=redis_pinger(settings),
         docker_ping=docker_ping or meta.DockerPing(settings.sandbox.docker_url),
+        webhooks=webhook_store,
+        batches=BatchStore(client, settings.job_retention_s),
+        notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
         openapi=build_document(ROUTES),
         secrets=secrets or VaultSecretStore.from_settings(settings),
     )
     register_error_handlers(app)
-    for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp):
+    for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
+                      webhooks.bp):
         app.register_blueprint(blueprint)
     return app

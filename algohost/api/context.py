@@ -14,9 +14,12 @@ from flask import current_app
 
 from algohost.config import Settings
 from algohost.secrets.base import SecretStore
+from algohost.store.batches import BatchStore
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
+from algohost.store.webhooks import WebhookStore
+from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.dispatch import Dispatcher
 
 EXTENSION = "algohost"
@@ -31,6 +34,9 @@ class Services:
     dispatcher: Dispatcher
     redis_ping: Callable[[], bool]
     docker_ping: Callable[[], bool]
+    webhooks: WebhookStore
+    batches: BatchStore
+    notifier: WebhookNotifier
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
 

@@ -25,6 +25,7 @@ from algohost.errors import (
     ServiceUnavailable,
 )
 from algohost.store.jobs import JobStatus
+from algohost.webhooks.urls import refused_literal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
@@ -68,6 +69,8 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
                              errors=[{"field": "timeout_s", "message": message}])
     owner, name, version = split_ref(body.algorithm)
     require_owner(owner, f"algorithm {owner}/{name}")
+    if body.webhook is not None:
+        refused_literal(body.webhook, svc.settings.webhook_allow_private)
     build = svc.registry.resolve(owner, name, version)
     job = {
         "id": new_job_id(), "owner": owner, "requested": body.algorithm,
@@ -78,6 +81,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         "timeout_s": body.timeout_s or min(int(build["manifest"]["resources"]["timeout_s"]),
                                            svc.settings.max_timeout_s),
         "attempts": 0, "metrics": None,
+        "webhook": body.webhook, "webhook_events": body.webhook_events if body.webhook else [],
     }
     svc.jobs.create(job)
     _enqueue(job["id"])
@@ -132,4 +136,10 @@ def cancel_job(job_id: str, query: JobView) -> Reply:
     if not canceled:
         status = (svc.jobs.get(job_id) or record)["status"]
         raise JobNotCancelable(f"job {job_id} is already {status}", status=status)
-    return Reply(public_job(svc.jobs.get(job_id) or record, query.include == "input"))
+    record = svc.jobs.get(job_id) or record
+    try:
+        # Sent from here, where the cancel happens; the worker's own `completed` is deduplicated.
+        svc.notifier.job(record, "completed")
+    except Exception:  # the cancel stands even if its webhook cannot be queued now
+        log.exception("queueing the completed webhook of job %s failed", job_id)
+    return Reply(public_job(record, query.include == "input"))

@@ -34,6 +34,8 @@ def _models(routes: Iterable[RouteSpec]) -> list[tuple[type[BaseModel], Mode]]:
     for spec in routes:
         if isinstance(spec.body, type):
             wanted[(spec.body, "validation")] = None
+        if isinstance(spec.body, Upload):
+            wanted.update({(model, "validation"): None for model in spec.body.schemas.values()})
         if spec.query is not None:
             wanted[(spec.query, "validation")] = None
         for model in spec.responses.values():
@@ -66,8 +68,11 @@ def _parameters(spec: RouteSpec, schemas: dict[str, Any], refs: dict[Any, Any]
 
 def _request_body(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any] | None:
     if isinstance(spec.body, Upload):
+        models = spec.body.schemas
         return {"required": True, "description": spec.body.description,
-                "content": {media: {"schema": {"type": "string", "contentMediaType": media}}
+                "content": {media: {"schema": refs[(models[media], "validation")]
+                                    if media in models else
+                                    {"type": "string", "contentMediaType": media}}
                             for media in spec.body.media_types}}
     if spec.body is not None:
         return {"required": True,

@@ -27,10 +27,13 @@ from algohost.errors import (
 
 @dataclass(frozen=True)
 class Upload:
-    """A raw request body (not JSON) of one of these media types."""
+    """A raw request body of one of these media types; the view parses it.
+
+    `schemas` documents the media types whose content a model describes."""
 
     media_types: tuple[str, ...]
     description: str
+    schemas: Mapping[str, type[BaseModel]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,18 @@ so what is served and what is documented cannot drift apart. No store internals 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
+from algohost.errors import WebhookRefused
+from algohost.public import Job, JobError, JobMetrics, public_job
 from algohost.semver import Bump
-from algohost.store.jobs import JobStatus
 from algohost.store.registry import BuildStatus
+from algohost.webhooks import EVENTS, Event
+from algohost.webhooks.urls import parse_url
+
+__all__ = ["Job", "JobError", "JobMetrics", "public_job"]  # re-exported for the views
 
 _NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
 _NUMBER = r"(0|[1-9][0-9]{0,8})"
@@ -21,7 +26,39 @@ ALGORITHM_REF_PATTERN = rf"^{_NAME}/{_NAME}(@(latest|{_NUMBER}\.{_NUMBER}\.{_NUM
 
 # Requests ------------------------------------------------------------------------------
 
-class JobCreate(BaseModel):
+def _default_events() -> list[Event]:
+    return ["completed"]
+
+
+class WebhookRequest(BaseModel):
+    """Where to send events of a job or batch; signed per Standard Webhooks."""
+
+    webhook: str | None = Field(default=None, max_length=2048,
+                                description="An http(s) URL that receives the events",
+                                examples=["https://example.com/hooks/algohost"])
+    webhook_events: list[Event] = Field(
+        default_factory=_default_events, min_length=1, max_length=len(EVENTS),
+        description="Which events to send: started, completed (default: completed)")
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                parse_url(url)
+            except WebhookRefused as exc:
+                raise ValueError(exc.message) from exc
+        return url
+
+    @model_validator(mode="after")
+    def _events_need_a_url(self) -> Self:
+        if self.webhook is None and "webhook_events" in self.model_fields_set:
+            raise ValueError("webhook_events is given without a webhook")
+        self.webhook_events = list(dict.fromkeys(self.webhook_events))
+        return self
+
+
+class JobCreate(WebhookRequest):
     """A call of an algorithm."""
 
     # Strict: "5" is not a timeout, and an unknown field is a typo, not something to ignore.
@@ -56,43 +93,6 @@ class PublishQuery(BaseModel):
 
 
 # Responses -----------------------------------------------------------------------------
-
-class JobError(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    message: str
-    traceback: str | None = None
-
-
-class JobMetrics(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    queue_ms: float | None = None
-    cold_start_ms: float | None = None
-    run_ms: float | None = None
-    total_ms: float | None = None
-    peak_memory_bytes: int | None = None
-
-
-class Job(BaseModel):
-    id: str
-    algorithm: str = Field(description="The exact build that runs it: owner/name@1.2.3")
-    requested: str = Field(description="The algorithm as the caller named it")
-    status: JobStatus
-    reason: str | None
-    input: Any = Field(default=None, description="Only with ?include=input")
-    output: Any
-    error: JobError | None
-    logs: str
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    warm: bool | None
-    timeout_s: int
-    attempts: int
-    metrics: JobMetrics | None
-
 
 class JobList(BaseModel):
     jobs: list[Job]
@@ -160,19 +160,8 @@ class ErrorBody(BaseModel):
 
 # Record -> representation --------------------------------------------------------------
 
-_JOB_FIELDS = ("id", "algorithm", "requested", "status", "reason", "output", "error", "logs",
-               "created_at", "started_at", "finished_at", "warm", "timeout_s", "attempts",
-               "metrics")
 _BUILD_FIELDS = ("id", "owner", "name", "version", "ref", "content_hash", "image", "status",
                  "created_at", "started_at", "finished_at", "manifest", "error")
-
-
-def public_job(record: dict[str, Any], include_input: bool = False) -> Job:
-    """What a caller sees of a job record: never the owner's internals (worker, lease...)."""
-    fields = {name: record.get(name) for name in _JOB_FIELDS}
-    if include_input:
-        fields["input"] = record.get("input")
-    return Job.model_validate(fields)
 
 
 def public_build(record: dict[str, Any], logs: str | None = None) -> Build:

@@ -211,3 +211,47 @@ class ApiClient:
 
     def cancel(self, job_id: str) -> Job:
         return cast(Job, self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    # -- webhooks and batches --------------------------------------------------------------
+
+    def webhook_secret(self, rotate: bool = False) -> str:
+        if rotate:
+            return str(self._json("POST", "/v1/webhooks/secret/rotate")["secret"])
+        return str(self._json("GET", "/v1/webhooks/secret")["secret"])
+
+    @staticmethod
+    def _subject_path(subject_id: str) -> str:
+        """Batch ids start with b_, job ids with j_."""
+        kind = "batches" if subject_id.startswith("b_") else "jobs"
+        return f"/v1/{kind}/{subject_id}"
+
+    def deliveries(self, subject_id: str) -> list[dict[str, Any]]:
+        body = self._json("GET", f"{self._subject_path(subject_id)}/webhooks")
+        return cast(list[dict[str, Any]], body["deliveries"])
+
+    def redeliver(self, subject_id: str, delivery_id: str | None = None) -> dict[str, Any]:
+        params = {"delivery": delivery_id} if delivery_id else {}
+        return self._json("POST", f"{self._subject_path(subject_id)}/webhooks/redeliver",
+                          params=params)
+
+    def submit_batch(self, algorithm: str, jsonl: bytes, *, webhook: str | None = None,
+                     timeout_s: int | None = None) -> dict[str, Any]:
+        """POST /v1/batches with a JSON Lines body: the file is sent as it is."""
+        params: dict[str, Any] = {"algorithm": algorithm}
+        if webhook:
+            params["webhook"] = webhook
+        if timeout_s is not None:
+            params["timeout_s"] = timeout_s
+        return self._json("POST", "/v1/batches", params=params, data=jsonl,
+                          headers={"Content-Type": "application/x-ndjson"},
+                          timeout_s=max(self.timeout_s, 300))
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/batches/{batch_id}")
+
+    def batch_results(self, batch_id: str, cursor: int, limit: int = 1000) -> dict[str, Any]:
+        return self._json("GET", f"/v1/batches/{batch_id}/results",
+                          params={"cursor": str(cursor), "limit": limit})
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/batches/{batch_id}/cancel")

@@ -6,6 +6,7 @@ stops only processes it recorded in pid files under the state directory.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from algohost.cli import stack
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
 from algohost.cli.demo import demo
 from algohost.cli.stack import Part
-from algohost.config import Settings
+from algohost.config import Settings, child_environment
 from algohost.errors import AlgohostError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -35,6 +36,8 @@ def parts(state: Path) -> dict[str, Part]:
         "api": Part("api", "gunicorn", state),
         "worker-calls": Part("worker-calls", "celery", state),
         "worker-builds": Part("worker-builds", "celery", state),
+        "worker-webhooks": Part("worker-webhooks", "celery", state),
+        "openbao": Part("openbao", "bao", state),
     }
 
 
@@ -113,19 +116,49 @@ def api_argv(settings: Settings) -> list[str]:
 
 def worker_argv(queue: str, concurrency: int) -> list[str]:
     return [stack.executable("celery", venv=True), "-A", CELERY_APP, "worker", "-P", "threads",
-            "-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h", "--loglevel", "INFO"]
+            "-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h",
+            # Celery's per-task INFO lines cost about a millisecond a call and repeat
+            # what the job record holds; warnings and errors are still logged.
+            "--loglevel", "WARNING" if queue == "calls" else "INFO",
+            # Gossip, mingle and heartbeats are cluster events for monitors.
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
 
 
-def start_services(settings: Settings, all_parts: dict[str, Part]) -> None:
+def ensure_vault(settings: Settings, state: Path) -> dict[str, str]:
+    """A local OpenBao dev server, started and bootstrapped if needed; the settings that
+    point the API and the workers at it and at their token files."""
+    if not stack.is_local(settings.vault_url):
+        step("openbao", f"using {settings.vault_url} (not local, not started here)")
+        return {}
+    # Imported here: only `dev up` runs a secrets server of its own.
+    from algohost.secrets.devserver import ensure_dev_server
+
+    host, port = stack.host_port(settings.vault_url, 8200)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        info = ensure_dev_server(state, address, log=lambda line: step("openbao", line),
+                                 settings=settings)
+    except AlgohostError as exc:
+        raise click.ClickException(f"openbao: {exc.message}") from exc
+    if not info["bootstrapped"]:
+        return {}
+    return {"ALGOHOST_VAULT_URL": info["url"],
+            "ALGOHOST_VAULT_TOKEN_FILE": info["api_token_file"],
+            "ALGOHOST_VAULT_WORKER_TOKEN_FILE": info["worker_token_file"]}
+
+
+def start_services(settings: Settings, all_parts: dict[str, Part],
+                   env: Mapping[str, str] | None = None) -> None:
     """API and the two workers: start those not running, then check they stay up."""
     api = all_parts["api"]
     started: dict[str, int] = {}
     if api.running_pid() is None and stack.api_health(settings.api_url) is None:
-        started["api"] = stack.spawn(api, api_argv(settings))
+        started["api"] = stack.spawn(api, api_argv(settings), env)
     for name, queue, concurrency in (("worker-calls", "calls", settings.worker_concurrency),
-                                     ("worker-builds", "builds", 2)):
+                                     ("worker-builds", "builds", 2),
+                                     ("worker-webhooks", "webhooks", 4)):
         if all_parts[name].running_pid() is None:
-            started[name] = stack.spawn(all_parts[name], worker_argv(queue, concurrency))
+            started[name] = stack.spawn(all_parts[name], worker_argv(queue, concurrency), env)
     if "api" in started:
         pid = started["api"]
         with err.status("waiting for the API"):
@@ -134,7 +167,7 @@ def start_services(settings: Settings, all_parts: dict[str, Part]) -> None:
                 raise fail_with_log(f"the API did not answer at {settings.api_url}", api)
     if any(name.startswith("worker") for name in started):
         stack.wait_for(lambda: False, WORKER_SETTLE_S)  # a bad import kills celery at once
-    for name in ("api", "worker-calls", "worker-builds"):
+    for name in ("api", "worker-calls", "worker-builds", "worker-webhooks"):
         part = all_parts[name]
         if name in started and part.running_pid() is None:
             raise fail_with_log(f"{name} exited right after starting", part)
@@ -143,7 +176,7 @@ def start_services(settings: Settings, all_parts: dict[str, Part]) -> None:
 
 @click.group()
 def dev() -> None:
-    """Run the whole stack on this host: Redis, dockerd, API, workers."""
+    """Run the whole stack on this host: Redis, dockerd, OpenBao, API, workers."""
 
 
 @dev.command()
@@ -158,19 +191,21 @@ def up(ctx: CliContext, debian_mirror: str, as_json: bool) -> None:
     ensure_redis(settings, all_parts["redis"])
     ensure_dockerd(settings, all_parts["dockerd"])
     ensure_base_image(settings, state, debian_mirror)
-    start_services(settings, all_parts)
+    vault_env = ensure_vault(settings, state)
+    start_services(settings, all_parts, child_environment(vault_env) if vault_env else None)
     show_status(ctx, as_json)
 
 
 @dev.command()
 @click.option("--all", "everything", is_flag=True,
-              help="Also stop Redis and dockerd, if `dev up` started them.")
+              help="Also stop OpenBao, Redis and dockerd, if `dev up` started them.")
 @json_option
 @pass_ctx
 def down(ctx: CliContext, everything: bool, as_json: bool) -> None:
     """Stop the API and the workers (and with --all, Redis and dockerd)."""
     all_parts = parts(ctx.state_dir)
-    names = ["api", "worker-calls", "worker-builds"] + (["redis", "dockerd"] if everything else [])
+    names = ["api", "worker-calls", "worker-builds", "worker-webhooks"] + (
+        ["openbao", "redis", "dockerd"] if everything else [])
     stopped = stack.stop_all([all_parts[name] for name in names])
     if as_json:
         emit_json({name: name in stopped for name in names})
@@ -180,22 +215,33 @@ def down(ctx: CliContext, everything: bool, as_json: bool) -> None:
 
 
 def status_rows(ctx: CliContext) -> dict[str, Any]:
+    from algohost.secrets.devserver import health as vault_health
+
     settings, all_parts = ctx.settings, parts(ctx.state_dir)
     redis_ok = stack.redis_answers(settings.redis_url)
     docker_ok = stack.docker_answers(settings.sandbox.docker_url)
     health = stack.api_health(settings.api_url)
+    vault_ok = vault_health(settings.vault_url) is not None
     rows: list[dict[str, Any]] = []
     for name, answering, address in (("redis", redis_ok, settings.redis_url),
                                      ("dockerd", docker_ok, settings.sandbox.docker_url),
+                                     ("openbao", vault_ok, settings.vault_url),
                                      ("api", health is not None, settings.api_url),
-                                     ("worker-calls", None, ""), ("worker-builds", None, "")):
+                                     ("worker-calls", None, ""), ("worker-builds", None, ""),
+                                     ("worker-webhooks", None, "")):
         part = all_parts[name]
         pid = part.running_pid()
         running = pid is not None or bool(answering)
         log = str(part.log_file) if pid is not None or part.log_file.exists() else ""
         rows.append({"part": name, "state": "running" if running else "stopped", "pid": pid,
                      "address": address, "log": log, "started_here": pid is not None})
-    return {"parts": rows, "redis": redis_ok, "docker": docker_ok, "api": health}
+    warm: list[dict[str, Any]] = []
+    if docker_ok:
+        from algohost.sandbox.inventory import warm_containers
+
+        warm = warm_containers(settings.sandbox)
+    return {"parts": rows, "redis": redis_ok, "docker": docker_ok, "api": health,
+            "warm_containers": warm}
 
 
 def show_status(ctx: CliContext, as_json: bool) -> None:
@@ -213,6 +259,15 @@ def show_status(ctx: CliContext, as_json: bool) -> None:
     health = report["api"] or {}
     out.print(f"redis reachable: {report['redis']}  docker reachable: {report['docker']}  "
               f"api health: {health.get('status', 'no answer')}")
+    if report["warm_containers"]:
+        warm = Table("algorithm", "build", "warm containers", "workers",
+                     title="warm containers")
+        for entry in report["warm_containers"]:
+            warm.add_row(entry["algorithm"] or "-", entry["build"], str(entry["containers"]),
+                         ", ".join(entry["workers"]))
+        out.print(warm)
+    else:
+        out.print("no warm containers")
 
 
 @dev.command()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import click
 
+from algohost.cli.batch import batch
 from algohost.cli.commands import API_COMMANDS
 from algohost.cli.common import CliContext
 from algohost.cli.dev import dev
 from algohost.cli.keys import keys
 from algohost.cli.prune import prune
+from algohost.cli.secrets import secrets
+from algohost.cli.webhooks import webhooks
 from algohost.config import load_settings
 
 
@@ -32,5 +35,5 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, keys, dev, prune):
+for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune):
     cli.add_command(command)

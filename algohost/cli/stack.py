@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -83,7 +83,7 @@ def executable(name: str, *, venv: bool = False) -> str:
     return found
 
 
-def spawn(part: Part, argv: Sequence[str]) -> int:
+def spawn(part: Part, argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """Start `argv` detached from this terminal, output to the part's log, pid recorded."""
     part.state_dir.mkdir(parents=True, exist_ok=True)
     with part.log_file.open("ab") as log:
@@ -93,7 +93,7 @@ def spawn(part: Part, argv: Sequence[str]) -> int:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=None,  # children read the same ALGOHOST_* settings this command did
+            env=env,  # None: children read the same ALGOHOST_* settings this command did
         )
     part.pid_file.write_text(f"{proc.pid}\n")
     return proc.pid

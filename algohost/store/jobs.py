@@ -53,9 +53,10 @@ def sources_for(target: JobStatus) -> frozenset[JobStatus]:
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
-# KEYS[1] job hash, KEYS[2] running zset; ARGV[1] comma list of encoded allowed
-# statuses, ARGV[2] encoded new status, ARGV[3] job id, ARGV[4] lease expiry or "",
-# then field/value pairs.
+# KEYS[1] job hash, KEYS[2] running zset, KEYS[3] the job's done list; ARGV[1]
+# comma list of encoded allowed statuses, ARGV[2] encoded new status, ARGV[3] job
+# id, ARGV[4] lease expiry or "", ARGV[5] "1" when the new status is terminal,
+# then field/value pairs. Waking waiters in the same script saves a round trip.
 _CAS = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return -1 end
@@ -65,13 +66,17 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
 end
 if not ok then return 0 end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 else
   redis.call('ZREM', KEYS[2], ARGV[3])
+end
+if ARGV[5] == '1' then
+  redis.call('RPUSH', KEYS[3], '1')
+  redis.call('EXPIRE', KEYS[3], 300)
 end
 return 1
 """
@@ -144,16 +149,12 @@ class JobStore:
         encoded = _encode(fields)
         args: list[str] = [",".join(json.dumps(s.value) for s in sources),
                            json.dumps(target.value), job_id,
-                           "" if lease_until is None else repr(lease_until)]
+                           "" if lease_until is None else repr(lease_until),
+                           "1" if target.terminal else "0"]
         for name, value in encoded.items():
             args += [name, value]
-        result = self._cas(keys=[self.key(job_id), self.RUNNING_KEY], args=args)
-        if result == 1 and target.terminal:
-            pipe = self.redis.pipeline()
-            pipe.rpush(self.done_key(job_id), "1")
-            pipe.expire(self.done_key(job_id), 300)
-            pipe.execute()
-        return bool(result == 1)
+        keys = [self.key(job_id), self.RUNNING_KEY, self.done_key(job_id)]
+        return bool(self._cas(keys=keys, args=args) == 1)
 
     @translate_errors
     def renew_lease(self, job_id: str, until: float) -> None:
@@ -165,20 +166,26 @@ class JobStore:
 
     @translate_errors
     def wait_terminal(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
-        """Block until the job is terminal or the timeout passes; returns the record."""
+        """Block until the job is terminal or the timeout passes; returns the record.
+
+        The done list is pushed after the terminal write and outlives it, so
+        waiting on it first loses nothing and saves a read in the common case."""
         deadline = time.monotonic() + timeout_s
+        done = self.done_key(job_id)
         while True:
-            job = self.get(job_id)
-            if job is None or JobStatus(job["status"]).terminal:
-                return job
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return job
-            # BLPOP takes whole seconds on old servers; floats work on Redis >= 6.
-            popped = self.redis.blpop([self.done_key(job_id)], timeout=max(remaining, 0.01))
-            if popped:
+            # Floats for BLPOP need Redis >= 6.
+            if remaining > 0 and self.redis.blpop([done], timeout=max(remaining, 0.01)):
                 # Put the token back so any other waiter on this job wakes too.
-                self.redis.rpush(self.done_key(job_id), "1")
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.rpush(done, "1")
+                pipe.hgetall(self.key(job_id))
+                raw = pipe.execute()[1]
+                job = _decode(raw) if raw else None
+            else:
+                job = self.get(job_id)
+            if job is None or JobStatus(job["status"]).terminal or time.monotonic() >= deadline:
+                return job
 
     @translate_errors
     def list_for_owner(self, owner: str, limit: int) -> list[dict[str, Any]]:

@@ -123,6 +123,20 @@ class Registry:
         self.redis.hset(self._build(build_id), mapping=_encode(fields))
 
     @translate_errors
+    def mark_succeeded(self, build_id: str, **fields: Any) -> None:
+        """Record a successful build and move @latest to it if it is the newest."""
+        build = self.get_build(build_id)
+        algo = self._algo(build["owner"], build["name"])
+        with self.redis.lock(f"{PREFIX}lock:{build['owner']}/{build['name']}", timeout=30,
+                             blocking_timeout=30):
+            self.update_build(build_id, status=BuildStatus.SUCCEEDED.value, **fields)
+            current = self.redis.hget(algo, "latest_version")
+            if current is None or semver.Version.parse(build["version"]) > semver.Version.parse(
+                    current):
+                self.redis.hset(algo, mapping={"latest_version": build["version"],
+                                               "latest_build": build_id})
+
+    @translate_errors
     def append_log(self, build_id: str, text: str) -> None:
         key = f"{self._build(build_id)}:logs"
         if int(self.redis.strlen(key)) < MAX_BUILD_LOG_BYTES:
@@ -168,6 +182,12 @@ class Registry:
                     f"{build['ref']} is not callable: its build is {build['status']}",
                     build_status=build["status"])
             return build
+        # The common case costs two reads: the pointer, then the build.
+        latest = self.redis.hget(self._algo(owner, name), "latest_build")
+        if latest:
+            build = self.get_build(latest)
+            if build["status"] == BuildStatus.SUCCEEDED:
+                return build
         for build in self.versions(owner, name):
             if build["status"] == BuildStatus.SUCCEEDED:
                 return build

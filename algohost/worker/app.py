@@ -10,19 +10,31 @@ from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
 from algohost.config import Settings, load_settings
-from algohost.worker.dispatch import BUILD_TASK, BUILDS_QUEUE, CALLS_QUEUE, RUN_TASK
+from algohost.worker.dispatch import (
+    BATCH_CHUNK_TASK,
+    BUILD_TASK,
+    BUILDS_QUEUE,
+    CALLS_QUEUE,
+    RUN_TASK,
+    WEBHOOK_TASK,
+    WEBHOOKS_QUEUE,
+)
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("algohost", broker=settings.broker, include=["algohost.worker.tasks"])
+    app = Celery("algohost", broker=settings.broker,
+                 include=["algohost.worker.tasks", "algohost.worker.webhook_tasks",
+                          "algohost.worker.batch_tasks"])
     app.conf.update(
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=CALLS_QUEUE,
-        task_queues=[Queue(CALLS_QUEUE), Queue(BUILDS_QUEUE)],
-        task_routes={RUN_TASK: {"queue": CALLS_QUEUE}, BUILD_TASK: {"queue": BUILDS_QUEUE}},
+        task_queues=[Queue(CALLS_QUEUE), Queue(BUILDS_QUEUE), Queue(WEBHOOKS_QUEUE)],
+        task_routes={RUN_TASK: {"queue": CALLS_QUEUE}, BUILD_TASK: {"queue": BUILDS_QUEUE},
+                     WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
+                     BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE}},
         broker_connection_retry_on_startup=True,
         # The job record's lease, not the broker's visibility timeout, recovers
         # lost work; keep redelivery of long jobs rare.

@@ -49,8 +49,7 @@ class BuildRunner:
             self.registry.update_build(build_id, status=BuildStatus.FAILED.value,
                                        error=str(exc), finished_at=now_iso())
             return
-        self.registry.update_build(build_id, status=BuildStatus.SUCCEEDED.value,
-                                   image_id=image_id, finished_at=now_iso())
+        self.registry.mark_succeeded(build_id, image_id=image_id, finished_at=now_iso())
 
     def _log(self, build_id: str, line: str) -> None:
         self.registry.append_log(build_id, line if line.endswith("\n") else line + "\n")

@@ -6,20 +6,29 @@ and unit tests can use `RecordingDispatcher` instead of a broker.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from celery import Celery
+from celery import Celery, group
 
 RUN_TASK = "algohost.run_job"
 BUILD_TASK = "algohost.build"
 CALLS_QUEUE = "calls"
 BUILDS_QUEUE = "builds"
+WEBHOOK_TASK = "algohost.deliver_webhook"
+BATCH_CHUNK_TASK = "algohost.run_batch_chunk"
+WEBHOOKS_QUEUE = "webhooks"
 
 
 class Dispatcher(Protocol):
     def enqueue_run(self, job_id: str) -> None: ...
 
     def enqueue_build(self, build_id: str) -> None: ...
+
+    def enqueue_webhook(self, delivery_id: str, generation: int, attempt: int,
+                        countdown_s: float = 0.0) -> None: ...
+
+    def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None: ...
 
 
 class CeleryDispatcher:
@@ -32,6 +41,17 @@ class CeleryDispatcher:
     def enqueue_build(self, build_id: str) -> None:
         self.app.send_task(BUILD_TASK, args=[build_id], queue=BUILDS_QUEUE)
 
+    def enqueue_webhook(self, delivery_id: str, generation: int, attempt: int,
+                        countdown_s: float = 0.0) -> None:
+        self.app.send_task(WEBHOOK_TASK, args=[delivery_id, generation, attempt],
+                           queue=WEBHOOKS_QUEUE, countdown=countdown_s or None)
+
+    def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:
+        """One message per chunk, sent as a Celery group; chunks share the calls queue."""
+        group(self.app.signature(BATCH_CHUNK_TASK, args=[batch_id, start, stop],
+                                 queue=CALLS_QUEUE)
+              for start, stop in chunks).apply_async()
+
 
 class RecordingDispatcher:
     """Keeps what would have been sent; for tests without a broker."""
@@ -39,9 +59,18 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.runs: list[str] = []
         self.builds: list[str] = []
+        self.webhooks: list[tuple[str, int, int, float]] = []
+        self.batches: list[tuple[str, list[tuple[int, int]]]] = []
 
     def enqueue_run(self, job_id: str) -> None:
         self.runs.append(job_id)
 
     def enqueue_build(self, build_id: str) -> None:
         self.builds.append(build_id)
+
+    def enqueue_webhook(self, delivery_id: str, generation: int, attempt: int,
+                        countdown_s: float = 0.0) -> None:
+        self.webhooks.append((delivery_id, generation, attempt, countdown_s))
+
+    def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:
+        self.batches.append((batch_id, list(chunks)))

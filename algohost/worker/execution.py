@@ -61,7 +61,8 @@ class CancelWatch:
                  clock: Callable[[], float] = time.time, every_s: float = 0.5) -> None:
         self.jobs, self.job_id, self.lease_s = jobs, job_id, lease_s
         self.clock, self.every_s = clock, every_s
-        self._next_check = 0.0
+        # The job was claimed a moment ago: no need to look before the first interval.
+        self._next_check = clock() + every_s
         self._next_renew = clock() + lease_s / 3
         self.canceled = False
 
@@ -99,6 +100,7 @@ class JobRunner:
         self.settings, self.worker_id = settings, worker_id
         self.secrets = secrets or NoSecrets()
         self.hooks = list(hooks)
+        self._builds: dict[str, dict[str, Any]] = {}
 
     def run(self, job_id: str) -> None:
         job = self.jobs.get(job_id)
@@ -108,13 +110,12 @@ class JobRunner:
         if job["status"] != JobStatus.QUEUED:
             log.info("job %s is %s; nothing to do", job_id, job["status"])
             return
-        claimed = self.jobs.transition(
-            job_id, JobStatus.RUNNING, {JobStatus.QUEUED},
-            lease_until=time.time() + self.settings.lease_s,
-            started_at=now_iso(), worker=self.worker_id, attempts=int(job["attempts"]) + 1)
-        if not claimed:
+        claim = {"started_at": now_iso(), "worker": self.worker_id,
+                 "attempts": int(job["attempts"]) + 1}
+        if not self.jobs.transition(job_id, JobStatus.RUNNING, {JobStatus.QUEUED},
+                                    lease_until=time.time() + self.settings.lease_s, **claim):
             return
-        job = self.jobs.get(job_id) or job
+        job = {**job, **claim, "status": JobStatus.RUNNING.value}
         self._emit("job_started", job)
         try:
             self._execute(job)
@@ -129,7 +130,7 @@ class JobRunner:
                                 "traceback": None})
 
     def _execute(self, job: dict[str, Any]) -> None:
-        build = self.registry.get_build(job["build_id"])
+        build = self._build(job["build_id"])
         values, version = self.secrets.for_build(build)
         spec = spec_for(build, values, version)
         try:
@@ -166,6 +167,16 @@ class JobRunner:
                      error=redact(outcome.error, secrets), logs=redact_text(logs, secrets),
                      warm=warm, metrics=metrics)
 
+    def _build(self, build_id: str) -> dict[str, Any]:
+        # A successful build never changes, so one read per worker is enough.
+        build = self._builds.get(build_id)
+        if build is None:
+            build = self.registry.get_build(build_id)
+            if len(self._builds) >= 256:
+                self._builds.clear()
+            self._builds[build_id] = build
+        return build
+
     def _finish(self, job: dict[str, Any], status: JobStatus, reason: str, *,
                 output: Any = None, error: dict[str, Any] | None = None, logs: str = "",
                 warm: bool | None = None, metrics: dict[str, Any] | None = None) -> None:
@@ -180,9 +191,10 @@ class JobRunner:
         if not changed:
             # Canceled meanwhile: keep the cancel, but record what the run measured.
             self.jobs.update(job["id"], logs=logs, warm=warm, metrics=full_metrics)
-        record = self.jobs.get(job["id"])
-        if record is not None:
-            self._emit("job_finished", record)
+        if self.hooks:
+            record = self.jobs.get(job["id"])
+            if record is not None:
+                self._emit("job_finished", record)
 
     def _emit(self, event: str, job: dict[str, Any]) -> None:
         for hook in self.hooks:

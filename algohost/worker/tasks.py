@@ -24,10 +24,12 @@ from algohost.secrets import VaultReader, VaultSecretSource
 from algohost.store import connect, connect_raw
 from algohost.store.jobs import JobStore
 from algohost.store.registry import Registry
+from algohost.webhooks.notifier import WebhookHook
 from algohost.worker.app import celery
 from algohost.worker.building import BuildRunner
 from algohost.worker.dispatch import BUILD_TASK, RUN_TASK, CeleryDispatcher
-from algohost.worker.execution import JobRunner, NoSecrets, SecretSource, reap_expired_leases
+from algohost.worker.execution import JobRunner, reap_expired_leases
+from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,11 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     sandbox = DockerSandbox(settings.sandbox, worker_id)
     pool = WarmPool(sandbox, settings.sandbox)
     pool.start_reaper()
-    secrets: SecretSource = NoSecrets()
-    if settings.vault_worker_token or settings.vault_worker_token_file:
-        secrets = VaultSecretSource(VaultReader.from_settings(settings))
-    runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets)
+    # Always the Vault source: without a worker token it fails only the jobs that name
+    # secrets (secrets_unavailable, saying so) instead of running them without their files.
+    secrets = VaultSecretSource(VaultReader.from_settings(settings))
+    runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
+                       hooks=[WebhookHook(make_notifier(settings))])
     builds = BuildRunner(registry, ImageBuilder(settings.sandbox), settings)
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, builds,
                    threading.Event())

@@ -1,0 +1,127 @@
+"""Warm containers through the real worker: reuse, replacement, limits, cleanup.
+
+This stack's worker keeps at most two containers per build and stops idle ones
+after three seconds, so each behaviour shows within a test's time.
+"""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.stack import TEST_ALGORITHMS, Stack, call, publish
+
+IDLE_S = 3
+PER_BUILD = 2
+
+
+@pytest.fixture(scope="module")
+def pool_stack(tmp_path_factory, stack):  # `stack` first: it checks the services
+    pool = Stack(tmp_path_factory.mktemp("pool"), owner="carol", node="pool",
+                 ALGOHOST_REDIS_URL=os.environ.get("ALGOHOST_TEST_POOL_REDIS_URL",
+                                                   "redis://127.0.0.1:6379/10"),
+                 ALGOHOST_POOL_IDLE_S=str(IDLE_S),
+                 ALGOHOST_POOL_MAX_PER_BUILD=str(PER_BUILD))
+    pool.start_worker(concurrency=6)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def moody(pool_stack):
+    return publish(pool_stack, TEST_ALGORITHMS / "moody")
+
+
+def wait_until(predicate, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def no_containers(stack, ref):
+    wait_until(lambda: not stack.containers_of(ref), IDLE_S * 4, "containers to stop")
+
+
+def test_second_call_reuses_the_warm_container(pool_stack, moody):
+    no_containers(pool_stack, moody)
+    first = call(pool_stack, moody, {})
+    second = call(pool_stack, moody, {})
+    assert (first["warm"], second["warm"]) == (False, True)
+    assert first["metrics"]["cold_start_ms"] > 0
+    assert second["metrics"]["cold_start_ms"] == 0
+    assert second["output"]["container"] == first["output"]["container"]
+    assert second["output"]["loaded_at"] == first["output"]["loaded_at"]  # load() ran once
+    assert len(pool_stack.containers_of(moody)) == 1
+
+
+def test_a_crash_gets_the_next_call_a_fresh_container(pool_stack, moody):
+    before = call(pool_stack, moody, {})
+    crashed = call(pool_stack, moody, {"action": "crash"})
+    assert crashed["status"] == "failed" and crashed["reason"] == "crashed"
+    after = call(pool_stack, moody, {})
+    assert after["status"] == "succeeded"
+    assert after["output"]["container"] != before["output"]["container"]
+
+
+def test_a_timeout_gets_the_next_call_a_fresh_container(pool_stack, moody):
+    before = call(pool_stack, moody, {})
+    timed_out = call(pool_stack, moody, {"action": "sleep", "seconds": 20}, timeout_s=1)
+    assert timed_out["status"] == "timed_out"
+    after = call(pool_stack, moody, {})
+    assert after["warm"] is False
+    assert after["output"]["container"] != before["output"]["container"]
+
+
+def test_idle_containers_are_stopped_after_the_idle_time(pool_stack, moody):
+    call(pool_stack, moody, {})
+    assert pool_stack.containers_of(moody, running_only=True)
+    started = time.monotonic()
+    no_containers(pool_stack, moody)
+    assert time.monotonic() - started >= IDLE_S - 1
+
+
+def test_concurrent_calls_never_exceed_the_per_build_limit(pool_stack, moody):
+    jobs = [pool_stack.post_job(moody, {"action": "sleep", "seconds": 1.5}) for _ in range(5)]
+    peak, done = 0, threading.Event()
+
+    def watch():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, len(pool_stack.containers_of(moody, running_only=True)))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        finished = [pool_stack.wait(job["id"]) for job in jobs]
+    finally:
+        done.set()
+        watcher.join()
+    assert all(job["status"] == "succeeded" for job in finished)
+    assert 1 <= peak <= PER_BUILD
+    assert len({job["output"]["container"] for job in finished}) <= PER_BUILD
+    # Calls that waited for a free container counted that wait as queueing.
+    assert max(job["metrics"]["queue_ms"] for job in finished) >= 1000
+
+
+def test_graceful_shutdown_leaves_no_container_and_a_killed_worker_is_cleaned_up(
+        pool_stack, moody):
+    call(pool_stack, moody, {})
+    assert pool_stack.containers_of(moody)
+    pool_stack.stop_worker()  # SIGTERM: Celery's warm shutdown
+    assert not pool_stack.containers_of(moody)
+
+    pool_stack.start_worker(concurrency=6)
+    call(pool_stack, moody, {})
+    orphans = pool_stack.containers_of(moody)
+    assert orphans
+    os.killpg(pool_stack.worker.pid, signal.SIGKILL)
+    pool_stack.worker.wait(10)
+    assert pool_stack.containers_of(moody), "a killed worker cannot clean up"
+
+    pool_stack.start_worker(concurrency=6)  # same node name: finds its predecessor's
+    wait_until(lambda: not pool_stack.containers_of(moody), 30, "orphans to be removed")
+    assert call(pool_stack, moody, {})["status"] == "succeeded"
