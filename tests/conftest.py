@@ -5,6 +5,7 @@ missing; on a developer's machine it skips, as Dramatiq's suite does.
 """
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -19,45 +20,53 @@ def require(part: str, error: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
-def redis_client():
-    client = redis.Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+def answering_redis(url: str) -> redis.Redis:
+    client = redis.Redis.from_url(url, decode_responses=True)
     try:
         client.ping()
     except redis.RedisError as exc:
-        require("Redis (127.0.0.1:6379)", exc)
+        require(f"Redis at {url}", exc)
+    return client
+
+
+def flushed_redis(url: str) -> Iterator[redis.Redis]:
+    """For a fixture to `yield from`: the database at `url`, emptied before and after."""
+    client = answering_redis(url)
     client.flushdb()
     yield client
     client.flushdb()
+    client.close()
 
 
-def _docker_ready():
+@pytest.fixture
+def redis_client():
+    yield from flushed_redis(TEST_REDIS_URL)
+
+
+def answering_docker(sandbox):
+    """A client of the engine `sandbox` (SandboxSettings) names, with its base image present."""
     import docker
 
-    from algohost.config import load_settings
-
-    settings = load_settings({})
     try:
-        client = docker.DockerClient(base_url=settings.sandbox.docker_url, timeout=5)
+        client = docker.DockerClient(base_url=sandbox.docker_url, timeout=10)
         client.ping()
     except Exception as exc:  # any failure means the engine is not usable
-        require("the Docker engine (dockerd)", exc)
+        require(f"the Docker engine at {sandbox.docker_url}", exc)
     try:
-        client.images.get(settings.sandbox.base_image)
+        client.images.get(sandbox.base_image)
     except Exception as exc:
-        require(f"the base image {settings.sandbox.base_image} (`algohost dev up` makes it)", exc)
+        require(f"the base image {sandbox.base_image} (`algohost dev up` makes it)", exc)
+    return client
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """One real worker and API for the integration suite; images removed after."""
+    from algohost.config import load_settings
     from tests.stack import Stack
 
-    try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
-    except redis.RedisError as exc:
-        require("Redis (127.0.0.1:6379)", exc)
-    _docker_ready()
+    answering_redis("redis://127.0.0.1:6379/0").close()
+    answering_docker(load_settings({}).sandbox).close()  # the stack's settings: no env
     stack = Stack(tmp_path_factory.mktemp("stack"))
     stack.start_worker()
     yield stack

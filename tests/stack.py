@@ -144,10 +144,13 @@ class Stack:
         assert response.status_code == 200, response.get_json()
         return dict(response.get_json())
 
-    def containers_of(self, ref: str, running_only: bool = False) -> list[Any]:
+    def build_of(self, ref: str) -> dict[str, Any]:
         owner_name, version = ref.split("@")
-        build = self.client.get(f"/v1/algorithms/{owner_name}/versions/{version}",
-                                headers=self.auth).get_json()
+        return dict(self.client.get(f"/v1/algorithms/{owner_name}/versions/{version}",
+                                    headers=self.auth).get_json())
+
+    def containers_of(self, ref: str, running_only: bool = False) -> list[Any]:
+        build = self.build_of(ref)
         filters = {"label": f"algohost.build={build['id']}"}
         if running_only:
             filters["status"] = "running"

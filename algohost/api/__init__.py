@@ -35,6 +35,9 @@ __all__ = ["create_app"]
 # Headroom over our own limits, so that Werkzeug's hard cap only stops bodies that are
 # far too big and ours answer first with the precise limit.
 BODY_SLACK_BYTES = 64 * 1024
+# How long the API may remember a key's owner and a finished build: a revoked key
+# or a deleted version is honoured within this many seconds.
+API_CACHE_S = 5.0
 
 
 def redis_pinger(settings: Settings) -> Callable[[], bool]:
@@ -68,8 +71,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.extensions[EXTENSION] = Services(
         settings=settings,
         jobs=JobStore(client, settings.job_retention_s),
-        registry=Registry(client, connect_raw(settings)),
-        keys=KeyStore(client),
+        registry=Registry(client, connect_raw(settings), cache_s=API_CACHE_S),
+        keys=KeyStore(client, cache_s=API_CACHE_S),
         dispatcher=dispatcher,
         redis_ping=redis_pinger(settings),
         docker_ping=docker_ping or meta.DockerPing(settings.sandbox.docker_url),

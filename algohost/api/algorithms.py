@@ -127,3 +127,17 @@ def get_version(owner: str, name: str, version: str) -> Reply:
     else:
         build = registry.find(owner, name, version)
     return Reply(public_build(build, logs=registry.logs(build["id"])))
+
+
+@route(bp, "DELETE", "/v1/algorithms/<owner>/<name>/versions/<version>",
+       summary="Delete a version: never callable again; its warm containers and image go",
+       responses={200: Build}, errors=(403, 404, 409))
+def delete_version(owner: str, name: str, version: str) -> Reply:
+    require_owner(owner, f"algorithm {owner}/{name}")
+    svc = services()
+    build = svc.registry.delete(owner, name, version)
+    try:
+        svc.dispatcher.retire_build(build["id"])
+    except Exception:  # the version is deleted either way; idle containers time out
+        log.exception("could not tell the workers that build %s was deleted", build["id"])
+    return Reply(public_build(build))

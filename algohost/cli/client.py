@@ -186,6 +186,10 @@ class ApiClient:
     def version(self, owner: str, name: str, version: str) -> Build:
         return cast(Build, self._json("GET", f"/v1/algorithms/{owner}/{name}/versions/{version}"))
 
+    def delete_version(self, owner: str, name: str, version: str) -> Build:
+        return cast(Build, self._json("DELETE",
+                                      f"/v1/algorithms/{owner}/{name}/versions/{version}"))
+
     def versions(self, owner: str, name: str) -> list[Build]:
         body = self._json("GET", f"/v1/algorithms/{owner}/{name}/versions")
         return cast(list[Build], body["versions"])
@@ -211,6 +215,24 @@ class ApiClient:
 
     def cancel(self, job_id: str) -> Job:
         return cast(Job, self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+
+    # -- secrets: values go in, never come out ----------------------------------------------
+
+    @staticmethod
+    def _secrets_path(algorithm: str, secret: str = "") -> str:
+        owner, name = algorithm.split("/", 1)
+        base = f"/v1/algorithms/{owner}/{name}/secrets"
+        return f"{base}/{secret}" if secret else base
+
+    def set_secret(self, algorithm: str, name: str, value: str) -> dict[str, Any]:
+        return self._json("PUT", self._secrets_path(algorithm, name), json={"value": value})
+
+    def secrets(self, algorithm: str) -> list[dict[str, Any]]:
+        body = self._json("GET", self._secrets_path(algorithm))
+        return cast(list[dict[str, Any]], body.get("secrets", []))
+
+    def delete_secret(self, algorithm: str, name: str) -> dict[str, Any]:
+        return self._json("DELETE", self._secrets_path(algorithm, name))
 
     # -- webhooks and batches --------------------------------------------------------------
 

@@ -273,4 +273,21 @@ def cancel(ctx: CliContext, job_id: str, as_json: bool) -> None:
         click.echo(f"{record.get('id')} {record.get('status')}")
 
 
-API_COMMANDS = (publish, versions, call, submit, job, jobs, cancel)
+@click.command("delete")
+@click.argument("ref", metavar="ALGORITHM@VERSION")
+@json_option
+@pass_ctx
+def delete_version(ctx: CliContext, ref: str, as_json: bool) -> None:
+    """Delete one version: it is never callable again, its warm containers and image go."""
+    owner_name, _, version = ref.partition("@")
+    owner, _, name = owner_name.partition("/")
+    if not (owner and name and version) or version == "latest":
+        raise click.UsageError("name an exact version: owner/name@1.2.3")
+    build = ctx.client().delete_version(owner, name, version)
+    if as_json:
+        emit_json(build)
+    else:
+        click.echo(f"{build.get('ref')} {build.get('status')}")
+
+
+API_COMMANDS = (publish, versions, call, submit, job, jobs, cancel, delete_version)

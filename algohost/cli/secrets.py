@@ -9,12 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, cast
 
 import click
 from rich.table import Table
 
-from algohost.cli.client import ApiClient, ApiError
 from algohost.cli.common import (
     CliContext,
     emit_json,
@@ -25,23 +23,6 @@ from algohost.cli.common import (
     unversioned_ref_callback,
 )
 from algohost.cli.render import short_time
-
-
-def _path(algorithm: str, secret: str = "") -> str:
-    owner, name = algorithm.split("/", 1)
-    base = f"/v1/algorithms/{owner}/{name}/secrets"
-    return f"{base}/{secret}" if secret else base
-
-
-def _json(client: ApiClient, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    resp = client.request(method, path, **kwargs)
-    try:
-        body = resp.json()
-    except ValueError as exc:
-        raise ApiError(resp.status_code, "bad_response", "the API did not answer JSON") from exc
-    if not isinstance(body, dict):
-        raise ApiError(resp.status_code, "bad_response", "the API answered a non-object")
-    return cast(dict[str, Any], body)
 
 
 def read_value() -> str:
@@ -78,7 +59,7 @@ def set_secret(ctx: CliContext, algorithm: str, name: str, as_json: bool) -> Non
       printf %s "$DB_PASSWORD" | algohost secrets set alice/reports DB_PASSWORD
       algohost secrets set alice/reports DB_PASSWORD        # asks, without echo
     """
-    meta = _json(ctx.client(), "PUT", _path(algorithm, name), json={"value": read_value()})
+    meta = ctx.client().set_secret(algorithm, name, read_value())
     if as_json:
         emit_json(meta)
     else:
@@ -91,7 +72,7 @@ def set_secret(ctx: CliContext, algorithm: str, name: str, as_json: bool) -> Non
 @pass_ctx
 def list_secrets(ctx: CliContext, algorithm: str, as_json: bool) -> None:
     """List the secrets of ALGORITHM: names, versions and times."""
-    listed = _json(ctx.client(), "GET", _path(algorithm)).get("secrets", [])
+    listed = ctx.client().secrets(algorithm)
     if as_json:
         emit_json(listed)
         return
@@ -109,7 +90,7 @@ def list_secrets(ctx: CliContext, algorithm: str, as_json: bool) -> None:
 @pass_ctx
 def delete_secret(ctx: CliContext, algorithm: str, name: str, as_json: bool) -> None:
     """Delete secret NAME of ALGORITHM, all its versions."""
-    result = _json(ctx.client(), "DELETE", _path(algorithm, name))
+    result = ctx.client().delete_secret(algorithm, name)
     if as_json:
         emit_json(result)
     else:

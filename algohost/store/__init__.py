@@ -7,8 +7,9 @@ StoreUnavailable here so callers see algohost errors only.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 
@@ -42,3 +43,16 @@ def translate_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise StoreUnavailable(f"the state store is unreachable: {exc}") from exc
 
     return wrapper
+
+
+def encode_value(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
+    """A record as a Redis hash: each field JSON-encoded, so types survive."""
+    return {k: encode_value(v) for k, v in fields.items()}
+
+
+def decode_fields(raw: dict[str, str]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in raw.items()}

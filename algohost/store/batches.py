@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, encode_value, translate_errors
 
 ITEM_STATUSES = ("succeeded", "failed", "timed_out", "canceled")
 PUSH_SLICE = 1000  # inputs per RPUSH: keeps each command small
@@ -63,10 +63,6 @@ return 1
 """
 
 
-def _encode(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 class BatchStore:
     def __init__(self, client: redis.Redis, retention_s: int) -> None:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
@@ -102,7 +98,7 @@ class BatchStore:
         for key in (self.inputs_key(batch_id), self.counts_key(batch_id)):
             pipe.expire(key, self.retention_s)
         # The record goes last: a batch is visible only once its inputs are all there.
-        pipe.hset(self.key(batch_id), mapping={k: _encode(v) for k, v in record.items()})
+        pipe.hset(self.key(batch_id), mapping={k: encode_value(v) for k, v in record.items()})
         pipe.expire(self.key(batch_id), self.retention_s)
         pipe.execute()
 
@@ -135,9 +131,9 @@ class BatchStore:
         """Store results not stored yet; True when this call finished the batch."""
         if not results:
             return False
-        args: list[Any] = [_encode(finished_at)]
+        args: list[Any] = [encode_value(finished_at)]
         for index, result in results.items():
-            args += [index, result["status"], _encode(result)]
+            args += [index, result["status"], encode_value(result)]
         keys = [self.key(batch_id), self.results_key(batch_id), self.counts_key(batch_id)]
         return bool(self._record(keys=keys, args=args) == 1)
 
@@ -153,4 +149,4 @@ class BatchStore:
     def cancel(self, batch_id: str, finished_at: str, reason: str = "canceled") -> bool:
         """running -> canceled; False when the batch had already finished."""
         return bool(self._cancel(keys=[self.key(batch_id)],
-                                 args=[_encode(finished_at), _encode(reason)]) == 1)
+                                 args=[encode_value(finished_at), encode_value(reason)]) == 1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, decode_fields, encode_fields, encode_value, translate_errors
 
 
 class JobStatus(StrEnum):
@@ -82,12 +82,18 @@ return 1
 """
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
-    return {k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}
-
-
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    return {k: json.loads(v) for k, v in raw.items()}
+# Claim a queued job in one round trip: KEYS[1] job hash, KEYS[2] running zset;
+# ARGV[1] job id, ARGV[2] lease expiry, ARGV[3] started_at, ARGV[4] worker (both
+# JSON-encoded). Returns {claimed 0|1, flat HGETALL of the record after}.
+_CLAIM = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {0, {}} end
+if current ~= '"queued"' then return {0, redis.call('HGETALL', KEYS[1])} end
+redis.call('HSET', KEYS[1], 'status', '"running"', 'started_at', ARGV[3], 'worker', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return {1, redis.call('HGETALL', KEYS[1])}
+"""
 
 
 class JobStore:
@@ -96,6 +102,7 @@ class JobStore:
         self.redis: Any = client
         self.retention_s = retention_s
         self._cas = client.register_script(_CAS)
+        self._claim = client.register_script(_CLAIM)
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -111,7 +118,7 @@ class JobStore:
     def create(self, job: dict[str, Any]) -> None:
         key = self.key(job["id"])
         pipe = self.redis.pipeline()
-        pipe.hset(key, mapping=_encode(job))
+        pipe.hset(key, mapping=encode_fields(job))
         pipe.expire(key, self.retention_s)
         owner_index = f"{PREFIX}jobs:owner:{job['owner']}"
         pipe.zadd(owner_index, {job["id"]: time.time()})
@@ -122,7 +129,7 @@ class JobStore:
     @translate_errors
     def get(self, job_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.key(job_id))
-        return _decode(raw) if raw else None
+        return decode_fields(raw) if raw else None
 
     @translate_errors
     def status(self, job_id: str) -> JobStatus | None:
@@ -133,7 +140,7 @@ class JobStore:
     def update(self, job_id: str, **fields: Any) -> None:
         if "status" in fields:
             raise InvalidTransition("status changes go through transition()")
-        self.redis.hset(self.key(job_id), mapping=_encode(fields))
+        self.redis.hset(self.key(job_id), mapping=encode_fields(fields))
 
     @translate_errors
     def transition(self, job_id: str, target: JobStatus,
@@ -146,7 +153,7 @@ class JobStore:
         sources = allowed if expected is None else frozenset(expected)
         if not sources <= allowed:
             raise InvalidTransition(f"{sorted(sources - allowed)} -> {target} is not allowed")
-        encoded = _encode(fields)
+        encoded = encode_fields(fields)
         args: list[str] = [",".join(json.dumps(s.value) for s in sources),
                            json.dumps(target.value), job_id,
                            "" if lease_until is None else repr(lease_until),
@@ -155,6 +162,16 @@ class JobStore:
             args += [name, value]
         keys = [self.key(job_id), self.RUNNING_KEY, self.done_key(job_id)]
         return bool(self._cas(keys=keys, args=args) == 1)
+
+    @translate_errors
+    def claim(self, job_id: str, worker: str, started_at: str,
+              lease_until: float) -> tuple[bool, dict[str, Any] | None]:
+        """queued -> running for this worker; returns (claimed, the record as it now is)."""
+        claimed, flat = self._claim(
+            keys=[self.key(job_id), self.RUNNING_KEY],
+            args=[job_id, repr(lease_until), encode_value(started_at), encode_value(worker)])
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        return bool(claimed), (decode_fields(raw) if raw else None)
 
     @translate_errors
     def renew_lease(self, job_id: str, until: float) -> None:
@@ -181,7 +198,7 @@ class JobStore:
                 pipe.rpush(done, "1")
                 pipe.hgetall(self.key(job_id))
                 raw = pipe.execute()[1]
-                job = _decode(raw) if raw else None
+                job = decode_fields(raw) if raw else None
             else:
                 job = self.get(job_id)
             if job is None or JobStatus(job["status"]).terminal or time.monotonic() >= deadline:

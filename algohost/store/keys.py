@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from typing import Any
 
 import redis
@@ -40,9 +41,13 @@ def validate_owner(owner: str) -> str:
 class KeyStore:
     HASH = f"{PREFIX}keys"
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, cache_s: float = 0.0) -> None:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
+        # The API may remember a key's owner briefly: a revoked key then works for
+        # at most cache_s more seconds, and every call saves a round trip.
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, str]] = {}
 
     @translate_errors
     def create(self, owner: str) -> str:
@@ -54,9 +59,21 @@ class KeyStore:
 
     @translate_errors
     def owner_of(self, key: str) -> str | None:
-        raw = self.redis.hget(self.HASH, hash_key(key))
-        return str(json.loads(raw)["owner"]) if raw else None
+        digest = hash_key(key)
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        raw = self.redis.hget(self.HASH, digest)
+        if not raw:
+            return None
+        owner = str(json.loads(raw)["owner"])
+        if self.cache_s > 0:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (time.monotonic() + self.cache_s, owner)
+        return owner
 
     @translate_errors
     def revoke(self, key: str) -> bool:
+        self._cache.pop(hash_key(key), None)
         return bool(self.redis.hdel(self.HASH, hash_key(key)))

@@ -7,7 +7,7 @@ per-algorithm lock so two concurrent publishes never get the same number.
 
 from __future__ import annotations
 
-import json
+import time
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -17,7 +17,7 @@ import redis
 from algohost import semver
 from algohost.clock import now_iso
 from algohost.errors import AlgorithmNotFound, BuildNotFound, BuildNotReady, VersionNotFound
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, decode_fields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
 
@@ -27,14 +27,7 @@ class BuildStatus(StrEnum):
     BUILDING = "building"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
-    return {k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}
-
-
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    return {k: json.loads(v) for k, v in raw.items()}
+    DELETED = "deleted"
 
 
 def image_tag(owner: str, name: str, content_hash: str) -> str:
@@ -42,10 +35,15 @@ def image_tag(owner: str, name: str, content_hash: str) -> str:
 
 
 class Registry:
-    def __init__(self, client: redis.Redis, raw: redis.Redis | None = None) -> None:
+    def __init__(self, client: redis.Redis, raw: redis.Redis | None = None,
+                 cache_s: float = 0.0) -> None:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
         self.raw: Any = raw
+        # Finished builds are immutable but for deletion, so the API may keep them
+        # for cache_s seconds: a call then costs one registry read, not two.
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     @staticmethod
     def _algo(owner: str, name: str) -> str:
@@ -85,7 +83,7 @@ class Registry:
             pipe.hsetnx(algo, "name", name)
             pipe.hsetnx(algo, "created_at", now_iso())
             pipe.sadd(f"{PREFIX}algos:{owner}", name)
-            pipe.hset(self._build(build_id), mapping=_encode(build))
+            pipe.hset(self._build(build_id), mapping=encode_fields(build))
             pipe.hset(f"{algo}:versions", version, build_id)
             pipe.hset(f"{algo}:hashes", content_hash, build_id)
             pipe.execute()
@@ -95,7 +93,7 @@ class Registry:
     def _reset(self, build: dict[str, Any], manifest: dict[str, Any], source: bytes) -> None:
         fields = {"status": BuildStatus.QUEUED.value, "error": None, "finished_at": None,
                   "started_at": None, "manifest": manifest}
-        self.redis.hset(self._build(build["id"]), mapping=_encode(fields))
+        self.redis.hset(self._build(build["id"]), mapping=encode_fields(fields))
         self.redis.delete(f"{self._build(build['id'])}:logs")
         self._store_source(build["id"], source)
 
@@ -116,11 +114,22 @@ class Registry:
         raw = self.redis.hgetall(self._build(build_id))
         if not raw:
             raise BuildNotFound(f"build {build_id} does not exist")
-        return _decode(raw)
+        return decode_fields(raw)
+
+    def _finished_build(self, build_id: str) -> dict[str, Any]:
+        cached = self._cache.get(build_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        build = self.get_build(build_id)
+        if self.cache_s > 0 and build["status"] == BuildStatus.SUCCEEDED:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[build_id] = (time.monotonic() + self.cache_s, build)
+        return build
 
     @translate_errors
     def update_build(self, build_id: str, **fields: Any) -> None:
-        self.redis.hset(self._build(build_id), mapping=_encode(fields))
+        self.redis.hset(self._build(build_id), mapping=encode_fields(fields))
 
     @translate_errors
     def mark_succeeded(self, build_id: str, **fields: Any) -> None:
@@ -135,6 +144,32 @@ class Registry:
                     current):
                 self.redis.hset(algo, mapping={"latest_version": build["version"],
                                                "latest_build": build_id})
+
+    @translate_errors
+    def delete(self, owner: str, name: str, version: str) -> dict[str, Any]:
+        """Mark a version deleted: never callable again, its number never reused.
+
+        Publishing the same content afterwards makes a new version; @latest moves
+        to the newest successful build that is left."""
+        build = self.find(owner, name, version)
+        algo = self._algo(owner, name)
+        if build["status"] in (BuildStatus.QUEUED, BuildStatus.BUILDING):
+            raise BuildNotReady(f"{build['ref']} is still building; delete it once it is done",
+                                build_status=build["status"])
+        with self.redis.lock(f"{PREFIX}lock:{owner}/{name}", timeout=30, blocking_timeout=30):
+            self.update_build(build["id"], status=BuildStatus.DELETED.value, deleted_at=now_iso())
+            if self.redis.hget(f"{algo}:hashes", build["content_hash"]) == build["id"]:
+                self.redis.hdel(f"{algo}:hashes", build["content_hash"])
+            if self.redis.hget(algo, "latest_build") == build["id"]:
+                self.redis.hdel(algo, "latest_build", "latest_version")
+                for other in self.versions(owner, name):
+                    if other["status"] == BuildStatus.SUCCEEDED:
+                        self.redis.hset(algo, mapping={"latest_version": other["version"],
+                                                       "latest_build": other["id"]})
+                        break
+            self.redis.delete(f"{self._build(build['id'])}:source")
+        self._cache.pop(build["id"], None)
+        return self.get_build(build["id"])
 
     @translate_errors
     def append_log(self, build_id: str, text: str) -> None:
@@ -173,19 +208,22 @@ class Registry:
             raise VersionNotFound(f"{owner}/{name} has no version {version}")
         return self.get_build(build_id)
 
+    @translate_errors
     def resolve(self, owner: str, name: str, version: str | None) -> dict[str, Any]:
         """The build a call should run: an exact version, or @latest (newest success)."""
         if version and version != "latest":
-            build = self.find(owner, name, version)
+            build_id = self.redis.hget(f"{self._algo(owner, name)}:versions", version)
+            build = self._finished_build(build_id) if build_id else self.find(
+                owner, name, version)
             if build["status"] != BuildStatus.SUCCEEDED:
                 raise BuildNotReady(
                     f"{build['ref']} is not callable: its build is {build['status']}",
                     build_status=build["status"])
             return build
-        # The common case costs two reads: the pointer, then the build.
+        # The common case costs one read (the pointer) and a cached build.
         latest = self.redis.hget(self._algo(owner, name), "latest_build")
         if latest:
-            build = self.get_build(latest)
+            build = self._finished_build(latest)
             if build["status"] == BuildStatus.SUCCEEDED:
                 return build
         for build in self.versions(owner, name):

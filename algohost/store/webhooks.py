@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 from algohost.clock import now_iso
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, decode_fields, encode_fields, translate_errors
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks asks for 24 to 64 bytes
@@ -44,14 +44,6 @@ return 1
 
 def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
-
-
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
-    return {k: json.dumps(v, separators=(",", ":")) for k, v in fields.items()}
-
-
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    return {k: json.loads(v) for k, v in raw.items()}
 
 
 class WebhookStore:
@@ -112,7 +104,7 @@ class WebhookStore:
                     "generation": 0, "attempts": 0, "round_start": 0,
                     "created_at": now_iso(), "next_attempt_at": now_iso(), "last_error": None}
         pipe = self.redis.pipeline()
-        pipe.hset(self.key(delivery_id), mapping=_encode(delivery))
+        pipe.hset(self.key(delivery_id), mapping=encode_fields(delivery))
         pipe.expire(self.key(delivery_id), self.retention_s)
         pipe.rpush(self.subject_key(subject), delivery_id)
         pipe.expire(self.subject_key(subject), self.retention_s)
@@ -122,7 +114,7 @@ class WebhookStore:
     @translate_errors
     def get(self, delivery_id: str) -> dict[str, Any] | None:
         raw = self.redis.hgetall(self.key(delivery_id))
-        return _decode(raw) if raw else None
+        return decode_fields(raw) if raw else None
 
     @translate_errors
     def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
@@ -144,7 +136,7 @@ class WebhookStore:
     def record_attempt(self, delivery_id: str, generation: int, attempt: dict[str, Any],
                        state: DeliveryState, next_attempt_at: str | None) -> bool:
         """Log the attempt; False if a redelivery superseded it (the state is then left alone)."""
-        fields = _encode({"state": state.value, "next_attempt_at": next_attempt_at,
+        fields = encode_fields({"state": state.value, "next_attempt_at": next_attempt_at,
                           "last_error": attempt.get("error"), "updated_at": attempt["at"]})
         args: list[Any] = [json.dumps(attempt, separators=(",", ":")), str(generation),
                            self.retention_s]
@@ -161,7 +153,7 @@ class WebhookStore:
             raise KeyError(delivery_id)
         pipe = self.redis.pipeline()
         pipe.hincrby(self.key(delivery_id), "generation", 1)
-        pipe.hset(self.key(delivery_id), mapping=_encode({
+        pipe.hset(self.key(delivery_id), mapping=encode_fields({
             "state": DeliveryState.PENDING.value, "round_start": delivery["attempts"],
             "next_attempt_at": now_iso()}))
         generation, _ = pipe.execute()

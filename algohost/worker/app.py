@@ -15,6 +15,7 @@ from algohost.worker.dispatch import (
     BUILD_TASK,
     BUILDS_QUEUE,
     CALLS_QUEUE,
+    REMOVE_IMAGE_TASK,
     RUN_TASK,
     WEBHOOK_TASK,
     WEBHOOKS_QUEUE,
@@ -34,7 +35,8 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(CALLS_QUEUE), Queue(BUILDS_QUEUE), Queue(WEBHOOKS_QUEUE)],
         task_routes={RUN_TASK: {"queue": CALLS_QUEUE}, BUILD_TASK: {"queue": BUILDS_QUEUE},
                      WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
-                     BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE}},
+                     BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE},
+                     REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE}},
         broker_connection_retry_on_startup=True,
         # The job record's lease, not the broker's visibility timeout, recovers
         # lost work; keep redelivery of long jobs rare.

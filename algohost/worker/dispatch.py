@@ -18,6 +18,8 @@ BUILDS_QUEUE = "builds"
 WEBHOOK_TASK = "algohost.deliver_webhook"
 BATCH_CHUNK_TASK = "algohost.run_batch_chunk"
 WEBHOOKS_QUEUE = "webhooks"
+REMOVE_IMAGE_TASK = "algohost.remove_image"
+CLOSE_BUILD_COMMAND = "algohost_close_build"
 
 
 class Dispatcher(Protocol):
@@ -29,6 +31,8 @@ class Dispatcher(Protocol):
                         countdown_s: float = 0.0) -> None: ...
 
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None: ...
+
+    def retire_build(self, build_id: str) -> None: ...
 
 
 class CeleryDispatcher:
@@ -52,6 +56,11 @@ class CeleryDispatcher:
                                  queue=CALLS_QUEUE)
               for start, stop in chunks).apply_async()
 
+    def retire_build(self, build_id: str) -> None:
+        """Stop a deleted build's warm containers on every worker, then drop its image."""
+        self.app.control.broadcast(CLOSE_BUILD_COMMAND, arguments={"build_id": build_id})
+        self.app.send_task(REMOVE_IMAGE_TASK, args=[build_id], queue=BUILDS_QUEUE, countdown=5)
+
 
 class RecordingDispatcher:
     """Keeps what would have been sent; for tests without a broker."""
@@ -61,6 +70,7 @@ class RecordingDispatcher:
         self.builds: list[str] = []
         self.webhooks: list[tuple[str, int, int, float]] = []
         self.batches: list[tuple[str, list[tuple[int, int]]]] = []
+        self.retired: list[str] = []
 
     def enqueue_run(self, job_id: str) -> None:
         self.runs.append(job_id)
@@ -74,3 +84,6 @@ class RecordingDispatcher:
 
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:
         self.batches.append((batch_id, list(chunks)))
+
+    def retire_build(self, build_id: str) -> None:
+        self.retired.append(build_id)

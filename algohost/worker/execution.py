@@ -14,11 +14,11 @@ from typing import Any, Protocol
 
 from algohost.clock import ms_between, now_iso
 from algohost.config import Settings
-from algohost.errors import AlgohostError, ContainerStartFailed
+from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
 from algohost.secrets.redaction import redact, redact_text
 from algohost.store.jobs import JobStatus, JobStore
-from algohost.store.registry import Registry
+from algohost.store.registry import BuildStatus, Registry
 
 log = logging.getLogger(__name__)
 
@@ -103,19 +103,15 @@ class JobRunner:
         self._builds: dict[str, dict[str, Any]] = {}
 
     def run(self, job_id: str) -> None:
-        job = self.jobs.get(job_id)
+        claimed, job = self.jobs.claim(job_id, self.worker_id, now_iso(),
+                                       time.time() + self.settings.lease_s)
         if job is None:
             log.warning("job %s has no record (expired?); dropping the message", job_id)
             return
-        if job["status"] != JobStatus.QUEUED:
+        if not claimed:
+            # A redelivered message, or a job canceled while queued.
             log.info("job %s is %s; nothing to do", job_id, job["status"])
             return
-        claim = {"started_at": now_iso(), "worker": self.worker_id,
-                 "attempts": int(job["attempts"]) + 1}
-        if not self.jobs.transition(job_id, JobStatus.RUNNING, {JobStatus.QUEUED},
-                                    lease_until=time.time() + self.settings.lease_s, **claim):
-            return
-        job = {**job, **claim, "status": JobStatus.RUNNING.value}
         self._emit("job_started", job)
         try:
             self._execute(job)
@@ -131,6 +127,8 @@ class JobRunner:
 
     def _execute(self, job: dict[str, Any]) -> None:
         build = self._build(job["build_id"])
+        if build["status"] != BuildStatus.SUCCEEDED:
+            raise BuildNotReady(f"{build['ref']} was {build['status']} after this job was queued")
         values, version = self.secrets.for_build(build)
         spec = spec_for(build, values, version)
         try:
@@ -177,6 +175,10 @@ class JobRunner:
             self._builds[build_id] = build
         return build
 
+    def forget_build(self, build_id: str) -> None:
+        """A version was deleted: read its record afresh next time."""
+        self._builds.pop(build_id, None)
+
     def _finish(self, job: dict[str, Any], status: JobStatus, reason: str, *,
                 output: Any = None, error: dict[str, Any] | None = None, logs: str = "",
                 warm: bool | None = None, metrics: dict[str, Any] | None = None) -> None:
@@ -184,17 +186,18 @@ class JobRunner:
         full_metrics = {"queue_ms": 0.0, "cold_start_ms": 0.0, "run_ms": 0.0,
                         "peak_memory_bytes": 0, **(metrics or {}),
                         "total_ms": ms_between(job["created_at"], finished)}
-        changed = self.jobs.transition(
-            job["id"], status, {JobStatus.RUNNING}, finished_at=finished,
-            reason=reason, output=output if status is JobStatus.SUCCEEDED else None,
-            error=error, logs=logs, warm=warm, metrics=full_metrics)
-        if not changed:
-            # Canceled meanwhile: keep the cancel, but record what the run measured.
-            self.jobs.update(job["id"], logs=logs, warm=warm, metrics=full_metrics)
-        if self.hooks:
-            record = self.jobs.get(job["id"])
-            if record is not None:
-                self._emit("job_finished", record)
+        fields: dict[str, Any] = {"finished_at": finished, "reason": reason,
+                  "output": output if status is JobStatus.SUCCEEDED else None,
+                  "error": error, "logs": logs, "warm": warm, "metrics": full_metrics}
+        if self.jobs.transition(job["id"], status, {JobStatus.RUNNING}, **fields):
+            # What was just written is the whole record: no need to read it back.
+            self._emit("job_finished", {**job, **fields, "status": status.value})
+            return
+        # Canceled meanwhile: keep the cancel, but record what the run measured.
+        self.jobs.update(job["id"], logs=logs, warm=warm, metrics=full_metrics)
+        record = self.jobs.get(job["id"])
+        if record is not None and self.hooks:
+            self._emit("job_finished", record)
 
     def _emit(self, event: str, job: dict[str, Any]) -> None:
         for hook in self.hooks:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.worker.control import control_command
 
 from algohost.config import Settings
+from algohost.errors import AlgohostError
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.docker import DockerSandbox
 from algohost.sandbox.pool import WarmPool
@@ -27,7 +29,13 @@ from algohost.store.registry import Registry
 from algohost.webhooks.notifier import WebhookHook
 from algohost.worker.app import celery
 from algohost.worker.building import BuildRunner
-from algohost.worker.dispatch import BUILD_TASK, RUN_TASK, CeleryDispatcher
+from algohost.worker.dispatch import (
+    BUILD_TASK,
+    CLOSE_BUILD_COMMAND,
+    REMOVE_IMAGE_TASK,
+    RUN_TASK,
+    CeleryDispatcher,
+)
 from algohost.worker.execution import JobRunner, reap_expired_leases
 from algohost.worker.webhook_tasks import make_notifier
 
@@ -87,6 +95,26 @@ def build(build_id: str) -> None:
     runtime().builds.run(build_id)
 
 
+@celery.task(name=REMOVE_IMAGE_TASK)
+def remove_image(build_id: str) -> None:
+    """Drop a deleted build's image (on the builds worker, which owns images)."""
+    rt = runtime()
+    image = rt.registry.get_build(build_id)["image"]
+    removed = ImageBuilder(rt.settings.sandbox).remove_image(image)
+    log.info("image %s of deleted build %s %s", image, build_id,
+             "removed" if removed else "was already gone")
+
+
+@control_command(name=CLOSE_BUILD_COMMAND, args=[("build_id", str)], signature="<build_id>")
+def close_build(state: Any, build_id: str) -> dict[str, Any]:
+    """Broadcast when a version is deleted: stop this worker's warm containers of it."""
+    if _runtime is None:
+        return {"ok": "no warm containers here"}
+    _runtime.runner.forget_build(build_id)
+    closed = _runtime.pool.close_build(build_id)
+    return {"ok": f"closed {closed} warm containers"}
+
+
 def _reap_forever(rt: Runtime) -> None:
     dispatcher = CeleryDispatcher(celery)
     interval = max(rt.settings.lease_s / 2, 1.0)
@@ -109,11 +137,16 @@ def _on_init(sender: Any = None, **_: Any) -> None:
 @worker_ready.connect
 def _on_ready(**_: Any) -> None:
     rt = runtime()
-    removed = rt.sandbox.remove_orphans(rt.worker_id)
+    threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
+    reap_expired_leases(rt.jobs, CeleryDispatcher(celery).enqueue_run, rt.settings.max_attempts)
+    try:
+        removed = rt.sandbox.remove_orphans(rt.worker_id)
+    except AlgohostError as exc:
+        # A worker without the Docker socket (webhooks) has no containers to clean.
+        log.info("no container cleanup at start: %s", exc.message)
+        return
     if removed:
         log.warning("removed %d containers left by a previous worker", removed)
-    reap_expired_leases(rt.jobs, CeleryDispatcher(celery).enqueue_run, rt.settings.max_attempts)
-    threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
 
 
 @worker_shutdown.connect

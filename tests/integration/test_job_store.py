@@ -29,6 +29,17 @@ def test_claim_succeeds_once_then_redelivery_does_nothing(store):
     assert store.get("j_1")["status"] == "running"
 
 
+def test_claim_takes_a_queued_job_once_and_returns_its_record(store):
+    new_job(store, attempts=1)
+    claimed, job = store.claim("j_1", "w1", "2026-01-01T00:00:01.000Z", time.time() + 30)
+    assert claimed and job["status"] == "running" and job["worker"] == "w1"
+    assert job["attempts"] == 2 and job["started_at"] == "2026-01-01T00:00:01.000Z"
+    assert store.expired_leases(time.time() + 60) == ["j_1"]
+    again, same = store.claim("j_1", "w2", "2026-01-01T00:00:02.000Z", time.time() + 30)
+    assert not again and same["worker"] == "w1"
+    assert store.claim("j_missing", "w1", "x", 0) == (False, None)
+
+
 def test_finished_job_is_not_changed_by_a_late_cancel(store):
     new_job(store)
     store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED})

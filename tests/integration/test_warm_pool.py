@@ -125,3 +125,28 @@ def test_graceful_shutdown_leaves_no_container_and_a_killed_worker_is_cleaned_up
     pool_stack.start_worker(concurrency=6)  # same node name: finds its predecessor's
     wait_until(lambda: not pool_stack.containers_of(moody), 30, "orphans to be removed")
     assert call(pool_stack, moody, {})["status"] == "succeeded"
+
+
+def test_deleting_a_version_stops_its_warm_containers_and_removes_its_image(
+        pool_stack, tmp_path):
+    source = tmp_path / "moody"
+    source.mkdir()
+    for item in (TEST_ALGORITHMS / "moody").iterdir():
+        (source / item.name).write_bytes(item.read_bytes())
+    with open(source / "main.py", "a") as handle:
+        handle.write("\n# a version of its own, to delete\n")
+    ref = publish(pool_stack, source)
+    assert call(pool_stack, ref, {})["status"] == "succeeded"
+    assert pool_stack.containers_of(ref, running_only=True)
+    image = pool_stack.build_of(ref)["image"]
+
+    owner_name, version = ref.split("@")
+    response = pool_stack.client.delete(f"/v1/algorithms/{owner_name}/versions/{version}",
+                                        headers=pool_stack.auth)
+    assert response.status_code == 200 and response.get_json()["status"] == "deleted"
+    wait_until(lambda: not pool_stack.containers_of(ref), 15, "the warm container to stop")
+    wait_until(lambda: not pool_stack.docker.images.list(name=image), 30, "the image to go")
+    again = pool_stack.client.post("/v1/jobs", json={"algorithm": ref, "input": {}},
+                                   headers=pool_stack.auth)
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "build_not_ready"
