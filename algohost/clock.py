@@ -19,7 +19,8 @@ def iso(epoch_s: float) -> str:
 
 
 def parse_iso(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    # fromisoformat reads the trailing Z since Python 3.11, far faster than strptime.
+    return datetime.fromisoformat(text).timestamp()
 
 
 def ms_between(start_iso: str | None, end_iso: str | None) -> float:

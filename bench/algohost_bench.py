@@ -69,14 +69,15 @@ class Client:
 def warm_sync(client: Client, ref: str, calls: int) -> dict[str, Any]:
     for i in range(20):
         client.call(ref, {"name": str(i)})
-    samples, server_side = [], []
+    samples, server_side, cold = [], [], 0
     for i in range(calls):
         started = time.perf_counter()
         job = client.call(ref, {"name": str(i)})
         samples.append(time.perf_counter() - started)
         server_side.append(job["metrics"]["total_ms"] / 1000)
-        assert job["warm"], job
-    return {**summary(samples), "server_total": summary(server_side)}
+        # A container is recycled after ALGOHOST_POOL_MAX_CALLS calls: counted, kept.
+        cold += 0 if job["warm"] else 1
+    return {**summary(samples), "server_total": summary(server_side), "cold_calls": cold}
 
 
 def cold_calls(client: Client, owner: str, repeats: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Lua script, so a redelivered message for a finished job changes nothing.
 from __future__ import annotations
 
 import json
+import random
 import time
 from enum import StrEnum
 from typing import Any
@@ -117,13 +118,17 @@ class JobStore:
     @translate_errors
     def create(self, job: dict[str, Any]) -> None:
         key = self.key(job["id"])
-        pipe = self.redis.pipeline()
+        now = time.time()
+        # One round trip; no MULTI: the record is written before its id is known to
+        # anyone, and a reader that finds no index entry yet simply lists it later.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=encode_fields(job))
         pipe.expire(key, self.retention_s)
         owner_index = f"{PREFIX}jobs:owner:{job['owner']}"
-        pipe.zadd(owner_index, {job["id"]: time.time()})
-        pipe.zremrangebyscore(owner_index, "-inf", time.time() - self.retention_s)
+        pipe.zadd(owner_index, {job["id"]: now})
         pipe.expire(owner_index, self.retention_s)
+        if random.random() < 0.02:  # trimming the index now and then keeps it bounded
+            pipe.zremrangebyscore(owner_index, "-inf", now - self.retention_s)
         pipe.execute()
 
     @translate_errors

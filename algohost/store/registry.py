@@ -228,5 +228,7 @@ class Registry:
                 return build
         for build in self.versions(owner, name):
             if build["status"] == BuildStatus.SUCCEEDED:
+                # Records written before the pointer existed get it now.
+                self.redis.hsetnx(self._algo(owner, name), "latest_build", build["id"])
                 return build
         raise VersionNotFound(f"{owner}/{name} has no successful build yet")
