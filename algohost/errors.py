@@ -33,6 +33,7 @@ into these where they are caught, with `raise ... from exc`.
     │   └── SecretsUnavailable (secrets_unavailable)
     ├── SandboxError (sandbox_error)
     │   └── ContainerStartFailed (container_start_failed)
+    │       └── ImageMissing (image_missing)
     └── BuildFailed (build_failed)
 """
 
@@ -198,6 +199,12 @@ class SandboxError(AlgohostError):
 
 class ContainerStartFailed(SandboxError):
     code = "container_start_failed"
+
+
+class ImageMissing(ContainerStartFailed):
+    """The build's image is not on this engine (pruned, or a new worker host)."""
+
+    code = "image_missing"
 
 
 class BuildFailed(AlgohostError):

@@ -20,7 +20,13 @@ import docker.errors
 import requests.exceptions
 
 from algohost.config import MiB, SandboxSettings
-from algohost.errors import AlgohostError, ContainerStartFailed, SandboxError, SandboxUnavailable
+from algohost.errors import (
+    AlgohostError,
+    ContainerStartFailed,
+    ImageMissing,
+    SandboxError,
+    SandboxUnavailable,
+)
 from algohost.sandbox.attach import AttachChannel, ProtocolViolation
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Sandbox, Session
 from algohost.sandbox.runner import protocol
@@ -274,7 +280,11 @@ class DockerSandbox(Sandbox):
         started = time.monotonic()
         params = container_params(spec, self.settings, self.worker_id)
         with translate_docker_errors(f"creating a container of {spec.image}", ContainerStartFailed):
-            container = self.client.containers.create(spec.image, **params)
+            try:
+                container = self.client.containers.create(spec.image, **params)
+            except docker.errors.ImageNotFound as exc:
+                raise ImageMissing(f"{spec.image} is not on this Docker engine",
+                                   build_id=spec.build_id) from exc
         channel: AttachChannel | None = None
         try:
             with translate_docker_errors("starting the container", ContainerStartFailed):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from algohost.config import SandboxSettings
-from algohost.errors import SandboxUnavailable
+from algohost.errors import ImageMissing, SandboxUnavailable
 from algohost.sandbox.base import ContainerSpec, Sandbox, Session
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,12 @@ class WarmPool:
         sandbox: Sandbox,
         settings: SandboxSettings,
         clock: Callable[[], float] = time.monotonic,
+        restore_image: Callable[[ContainerSpec], None] | None = None,
     ) -> None:
         self.sandbox = sandbox
+        # Called when a build's image is missing on this engine (a prune, a new host),
+        # to make it again before one more try; the pool itself knows no registry.
+        self.restore_image = restore_image
         self.settings = settings
         self._clock = clock
         self._cond = threading.Condition()
@@ -52,6 +56,15 @@ class WarmPool:
         self._closed = False
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+
+    def _start(self, spec: ContainerSpec) -> Session:
+        try:
+            return self.sandbox.start(spec)
+        except ImageMissing:
+            if self.restore_image is None:
+                raise
+            self.restore_image(spec)
+            return self.sandbox.start(spec)
 
     def acquire(self, spec: ContainerSpec, wait_s: float | None = None) -> tuple[Session, bool]:
         """A session for `spec` and whether it was warm; waits for a free slot if needed.
@@ -82,7 +95,7 @@ class WarmPool:
         finally:
             self._close_all(to_close)
         try:
-            session = self.sandbox.start(spec)
+            session = self._start(spec)
         except BaseException:
             with self._cond:
                 build.busy -= 1

@@ -7,12 +7,14 @@ keeps its logs and never becomes @latest.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Protocol
 
 from algohost.archive import read_archive
 from algohost.clock import now_iso
 from algohost.config import Settings
 from algohost.errors import AlgohostError
+from algohost.sandbox.base import ContainerSpec
 from algohost.store.registry import BuildStatus, Registry
 
 log = logging.getLogger(__name__)
@@ -53,3 +55,29 @@ class BuildRunner:
 
     def _log(self, build_id: str, line: str) -> None:
         self.registry.append_log(build_id, line if line.endswith("\n") else line + "\n")
+
+
+class ImageRestorer:
+    """Builds a published version's image again where it is missing.
+
+    Images live on each worker's engine and there is no registry to pull from:
+    a new worker host, or a prune, must not turn a published version into
+    failing calls. The source is kept in the store and the build is
+    deterministic, so the same content gives the same image."""
+
+    def __init__(self, registry: Registry, builder: Builder, settings: Settings) -> None:
+        self.registry, self.builder, self.settings = registry, builder, settings
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def restore(self, spec: ContainerSpec) -> None:
+        with self._guard:
+            lock = self._locks.setdefault(spec.build_id, threading.Lock())
+        with lock:  # concurrent calls of one build wait for a single rebuild
+            build = self.registry.get_build(spec.build_id)
+            log.warning("image %s of %s is missing here; building it again",
+                        build["image"], build["ref"])
+            files = read_archive(self.registry.source(build["id"]),
+                                 self.settings.max_upload_bytes)
+            self.builder.build(build["id"], build["image"], files, build["manifest"],
+                               lambda line: None)

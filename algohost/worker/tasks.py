@@ -28,7 +28,7 @@ from algohost.store.jobs import JobStore
 from algohost.store.registry import Registry
 from algohost.webhooks.notifier import WebhookHook
 from algohost.worker.app import celery
-from algohost.worker.building import BuildRunner
+from algohost.worker.building import BuildRunner, ImageRestorer
 from algohost.worker.dispatch import (
     BUILD_TASK,
     CLOSE_BUILD_COMMAND,
@@ -73,14 +73,16 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     jobs = JobStore(client, settings.job_retention_s)
     registry = Registry(client, connect_raw(settings))
     sandbox = DockerSandbox(settings.sandbox, worker_id)
-    pool = WarmPool(sandbox, settings.sandbox)
+    builder = ImageBuilder(settings.sandbox)
+    pool = WarmPool(sandbox, settings.sandbox,
+                    restore_image=ImageRestorer(registry, builder, settings).restore)
     pool.start_reaper()
     # Always the Vault source: without a worker token it fails only the jobs that name
     # secrets (secrets_unavailable, saying so) instead of running them without their files.
     secrets = VaultSecretSource(VaultReader.from_settings(settings))
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
                        hooks=[WebhookHook(make_notifier(settings))])
-    builds = BuildRunner(registry, ImageBuilder(settings.sandbox), settings)
+    builds = BuildRunner(registry, builder, settings)
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, builds,
                    threading.Event())
 

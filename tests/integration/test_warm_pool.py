@@ -150,3 +150,21 @@ def test_deleting_a_version_stops_its_warm_containers_and_removes_its_image(
                                    headers=pool_stack.auth)
     assert again.status_code == 409
     assert again.get_json()["error"]["code"] == "build_not_ready"
+
+
+def test_a_version_whose_image_was_pruned_is_built_again_on_its_next_call(
+        pool_stack, tmp_path):
+    source = tmp_path / "moody"
+    source.mkdir()
+    for item in (TEST_ALGORITHMS / "moody").iterdir():
+        (source / item.name).write_bytes(item.read_bytes())
+    with open(source / "main.py", "a") as handle:
+        handle.write("\n# a version whose image goes away\n")
+    ref = publish(pool_stack, source)
+    image = pool_stack.build_of(ref)["image"]
+    pool_stack.docker.images.remove(image, force=True)  # as `algohost prune --images` would
+
+    job = call(pool_stack, ref, {})
+    assert job["status"] == "succeeded", job
+    assert job["warm"] is False
+    assert pool_stack.docker.images.list(name=image)

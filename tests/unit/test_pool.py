@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from algohost.config import SandboxSettings
-from algohost.errors import ContainerStartFailed, SandboxUnavailable
+from algohost.errors import ContainerStartFailed, ImageMissing, SandboxUnavailable
 from algohost.sandbox.base import ContainerSpec, ExitReason
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox, StubSession
@@ -234,3 +234,37 @@ def test_stub_reports_an_exception_without_killing_the_session() -> None:
     outcome = session.call(None, timeout_s=1)
     assert outcome.reason is ExitReason.EXCEPTION and outcome.reusable and session.alive
     assert outcome.error is not None and outcome.error["type"] == "KeyError"
+
+
+class ImagelessSandbox(StubSandbox):
+    """Its image is missing until restored."""
+
+    def __init__(self) -> None:
+        super().__init__({"a": lambda payload: payload})
+        self.image_present = False
+
+    def start(self, spec: ContainerSpec) -> StubSession:
+        if not self.image_present:
+            raise ImageMissing(f"{spec.image} is not here")
+        return super().start(spec)
+
+
+def test_a_missing_image_is_restored_once_and_the_start_retried() -> None:
+    sandbox = ImagelessSandbox()
+    restored: list[str] = []
+
+    def restore(spec: ContainerSpec) -> None:
+        restored.append(spec.build_id)
+        sandbox.image_present = True
+
+    pool = WarmPool(sandbox, SandboxSettings(), restore_image=restore)
+    session, warm = pool.acquire(ContainerSpec("a", "img:a"))
+    assert not warm and restored == ["a"]
+    assert session.call(1, 5).output == 1
+
+
+def test_a_missing_image_without_a_restorer_fails_the_start() -> None:
+    pool = WarmPool(ImagelessSandbox(), SandboxSettings())
+    with pytest.raises(ImageMissing):
+        pool.acquire(ContainerSpec("a", "img:a"))
+    assert pool.stats() == {} or all(v["busy"] == 0 for v in pool.stats().values())
