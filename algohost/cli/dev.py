@@ -191,9 +191,19 @@ def up(ctx: CliContext, debian_mirror: str, as_json: bool) -> None:
     ensure_redis(settings, all_parts["redis"])
     ensure_dockerd(settings, all_parts["dockerd"])
     ensure_base_image(settings, state, debian_mirror)
-    vault_env = ensure_vault(settings, state)
-    start_services(settings, all_parts, child_environment(vault_env) if vault_env else None)
+    extra = {**ensure_vault(settings, state), **build_trust(settings)}
+    start_services(settings, all_parts, child_environment(extra) if extra else None)
     show_status(ctx, as_json)
+
+
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def build_trust(settings: Settings) -> dict[str, str]:
+    """Locally, builds trust what this host trusts (a proxy that re-signs TLS, say)."""
+    if settings.sandbox.extra_ca_bundle or not HOST_CA_BUNDLE.exists():
+        return {}
+    return {"ALGOHOST_EXTRA_CA_BUNDLE": str(HOST_CA_BUNDLE)}
 
 
 @dev.command()

@@ -21,15 +21,22 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def _timeouts(settings: Settings) -> dict[str, Any]:
+    # redis-py 8 reads with a 5 s timeout by default, which would cut a
+    # `Prefer: wait` (BLPOP of up to max_wait_s) short; a dead server still
+    # surfaces after the longest legitimate wait.
+    return {"socket_timeout": settings.max_wait_s + 15, "socket_connect_timeout": 5,
+            "health_check_interval": 30}
+
+
 def connect(settings: Settings) -> redis.Redis:
     """A client that decodes replies to str (records are JSON text)."""
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                health_check_interval=30)
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True, **_timeouts(settings))
 
 
 def connect_raw(settings: Settings) -> redis.Redis:
     """A client for binary blobs (algorithm sources)."""
-    return redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    return redis.Redis.from_url(settings.redis_url, **_timeouts(settings))
 
 
 def translate_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -101,3 +101,15 @@ def test_a_renewed_lease_is_not_reaped(store):
     store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED}, lease_until=time.time() - 1)
     store.renew_lease("j_1", time.time() + 30)
     assert reap_expired_leases(store, lambda _: None, max_attempts=3) == []
+
+
+def test_a_wait_longer_than_the_client_default_read_timeout_works(redis_client):
+    from algohost.config import load_settings
+    from algohost.store import connect
+    from tests.conftest import TEST_REDIS_URL
+
+    store = JobStore(connect(load_settings({"ALGOHOST_REDIS_URL": TEST_REDIS_URL})), 60)
+    new_job(store)
+    started = time.monotonic()
+    assert store.wait_terminal("j_1", 6.5)["status"] == "queued"
+    assert time.monotonic() - started >= 6
