@@ -37,6 +37,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     results: dict[str, Any] = {}
     console.print("publishing examples/hello ...")
     hello = client.publish(algohost_bench.HELLO, "bench")
+    client.call(hello["ref"], {"name": "first"})  # the image exists on this engine after it
     steps = [
         ("baseline_a_celery", lambda: baseline_celery.run(args.calls, args.jobs)),
         ("baseline_b_flask", lambda: baseline_flask.run(args.calls)),

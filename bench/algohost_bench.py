@@ -18,6 +18,7 @@ import requests
 
 from algohost.archive import make_archive
 from algohost.config import Settings
+from bench.lean_http import LeanHTTP
 from bench.stats import summary
 
 HELLO = Path(__file__).resolve().parent.parent / "examples" / "hello"
@@ -28,6 +29,7 @@ class Client:
         self.base = settings.api_url.rstrip("/")
         self.http = requests.Session()
         self.http.headers["Authorization"] = f"Bearer {key}"
+        self.lean = LeanHTTP(self.base, {"Authorization": f"Bearer {key}"})
 
     def publish(self, directory: Path, owner: str) -> dict[str, Any]:
         import tomllib
@@ -48,23 +50,20 @@ class Client:
         return dict(build)
 
     def call(self, ref: str, payload: Any) -> dict[str, Any]:
-        response = self.http.post(f"{self.base}/v1/jobs", json={"algorithm": ref, "input": payload},
-                                  headers={"Prefer": "wait=60"}, timeout=90)
-        response.raise_for_status()
-        job = dict(response.json())
-        if job["status"] != "succeeded":
-            raise RuntimeError(f"call failed: {job}")
-        return job
+        status, job = self.lean.request("POST", "/v1/jobs", {"algorithm": ref, "input": payload},
+                                        {"Prefer": "wait=60"})
+        if status not in (200, 202) or job["status"] != "succeeded":
+            raise RuntimeError(f"call failed ({status}): {job}")
+        return dict(job)
 
     def submit(self, ref: str, payload: Any) -> str:
-        response = self.http.post(f"{self.base}/v1/jobs", json={"algorithm": ref, "input": payload},
-                                  timeout=30)
-        response.raise_for_status()
-        return str(response.json()["id"])
+        status, job = self.lean.request("POST", "/v1/jobs", {"algorithm": ref, "input": payload})
+        if status != 202:
+            raise RuntimeError(f"submit failed ({status}): {job}")
+        return str(job["id"])
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return dict(self.http.get(f"{self.base}/v1/jobs/{job_id}", timeout=10).json())
-
+        return dict(self.lean.request("GET", f"/v1/jobs/{job_id}")[1])
 
 def warm_sync(client: Client, ref: str, calls: int) -> dict[str, Any]:
     for i in range(20):

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from algohost.config import SandboxSettings
@@ -56,6 +57,9 @@ class WarmPool:
         self._closed = False
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
+        # Removing a container takes a docker round trip of 100 ms or more: evicted
+        # and spent sessions are closed off the path of the call that let them go.
+        self._closer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="container-closer")
 
     def _start(self, spec: ContainerSpec) -> Session:
         try:
@@ -93,7 +97,7 @@ class WarmPool:
                     self._generations[id(warm)] = generation
                     return warm, True
         finally:
-            self._close_all(to_close)
+            self._close_later(to_close)
         try:
             session = self._start(spec)
         except BaseException:
@@ -161,7 +165,7 @@ class WarmPool:
             self._prune()
             self._cond.notify_all()
         if not keep:
-            self._close_all([session])
+            self._close_later([session])
 
     def reap_idle(self) -> int:
         """Close sessions idle for longer than pool_idle_s; returns how many."""
@@ -216,6 +220,19 @@ class WarmPool:
                 build.idle = []
             self._cond.notify_all()
         self._close_all(idle)
+        self.drain()
+
+    def drain(self) -> None:
+        """Wait until every close handed to the background closer has finished."""
+        self._closer.shutdown(wait=True)
+        self._closer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="container-closer")
+
+    def _close_later(self, sessions: list[Session]) -> None:
+        if sessions:
+            try:
+                self._closer.submit(self._close_all, sessions)
+            except RuntimeError:  # the closer is shutting down: close here instead
+                self._close_all(sessions)
 
     def stats(self) -> dict[str, dict[str, int]]:
         with self._cond:
