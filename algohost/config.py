@@ -47,6 +47,7 @@ class Settings:
     max_wait_s: int = 60
     max_timeout_s: int = 3600
     worker_concurrency: int = 8
+    calls_workers: int = 1  # calls worker processes in `dev up`; 0: one per core, at most 4
     lease_s: int = 60
     max_attempts: int = 3
     vault_url: str = "http://127.0.0.1:8200"

@@ -44,8 +44,10 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         ("baseline_c_docker_run", lambda: baseline_docker.run(
             hello["image"], settings.sandbox.docker_url, args.cold)),
         ("warm_sync", lambda: algohost_bench.warm_sync(client, hello["ref"], args.calls)),
-        ("cold_call", lambda: algohost_bench.cold_calls(client, "bench", args.cold)),
+        # Throughput before the cold step: its fresh builds leave warm containers that
+        # the pool would be evicting (in the background) while the async run goes on.
         ("async", lambda: algohost_bench.async_throughput(client, hello["ref"], args.jobs)),
+        ("cold_call", lambda: algohost_bench.cold_calls(client, "bench", args.cold)),
         ("batch", lambda: batch_bench.batch_throughput(client, hello["ref"], args.batch)),
         ("memory", lambda: algohost_bench.memory(
             settings, _worker_pid(settings.state_dir), hello["id"])),

@@ -6,6 +6,7 @@ stops only processes it recorded in pid files under the state directory.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,16 +30,32 @@ WORKER_SETTLE_S = 2.0
 DOCKERD_START_S = 60.0
 
 
+MAX_CALLS_WORKERS = 4
+CALLS_WORKERS = ["worker-calls"] + [f"worker-calls-{n}" for n in range(2, MAX_CALLS_WORKERS + 1)]
+SERVICES = ["api", *CALLS_WORKERS, "worker-builds", "worker-webhooks"]
+
+
 def parts(state: Path) -> dict[str, Part]:
+    services = {name: Part(name, "gunicorn" if name == "api" else "celery", state)
+                for name in SERVICES}
     return {
         "redis": Part("redis", "redis-server", state),
         "dockerd": Part("dockerd", "dockerd", state),
-        "api": Part("api", "gunicorn", state),
-        "worker-calls": Part("worker-calls", "celery", state),
-        "worker-builds": Part("worker-builds", "celery", state),
-        "worker-webhooks": Part("worker-webhooks", "celery", state),
+        **services,
         "openbao": Part("openbao", "bao", state),
     }
+
+
+def worker_specs(settings: Settings) -> list[tuple[str, str, int]]:
+    """(part, queue, threads) of each worker process `dev up` runs.
+
+    Calls may get one process per core (ALGOHOST_CALLS_WORKERS=0): the work happens
+    in containers, but Celery's own bookkeeping is Python and one process holds one
+    core at most. One is the default: on a small host it answers sync calls sooner."""
+    count = settings.calls_workers or min(MAX_CALLS_WORKERS, os.cpu_count() or 1)
+    calls = [(name, "calls", settings.worker_concurrency)
+             for name in CALLS_WORKERS[:max(1, min(count, MAX_CALLS_WORKERS))]]
+    return [*calls, ("worker-builds", "builds", 2), ("worker-webhooks", "webhooks", 4)]
 
 
 def step(name: str, message: str) -> None:
@@ -114,9 +131,12 @@ def api_argv(settings: Settings) -> list[str]:
             "-b", bind, APP_TARGET]
 
 
-def worker_argv(queue: str, concurrency: int) -> list[str]:
+def worker_argv(name: str, queue: str, concurrency: int) -> list[str]:
+    # The node name is the worker's id: distinct per process, stable across restarts
+    # (a restarted worker removes the containers its killed predecessor left).
+    node = name.removeprefix("worker-")
     return [stack.executable("celery", venv=True), "-A", CELERY_APP, "worker", "-P", "threads",
-            "-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h",
+            "-c", str(concurrency), "-Q", queue, "-n", f"{node}@%h",
             # Celery's per-task INFO lines cost about a millisecond a call and repeat
             # what the job record holds; warnings and errors are still logged.
             "--loglevel", "WARNING" if queue == "calls" else "INFO",
@@ -154,11 +174,11 @@ def start_services(settings: Settings, all_parts: dict[str, Part],
     started: dict[str, int] = {}
     if api.running_pid() is None and stack.api_health(settings.api_url) is None:
         started["api"] = stack.spawn(api, api_argv(settings), env)
-    for name, queue, concurrency in (("worker-calls", "calls", settings.worker_concurrency),
-                                     ("worker-builds", "builds", 2),
-                                     ("worker-webhooks", "webhooks", 4)):
+    specs = worker_specs(settings)
+    for name, queue, concurrency in specs:
         if all_parts[name].running_pid() is None:
-            started[name] = stack.spawn(all_parts[name], worker_argv(queue, concurrency), env)
+            started[name] = stack.spawn(all_parts[name], worker_argv(name, queue, concurrency),
+                                        env)
     if "api" in started:
         pid = started["api"]
         with err.status("waiting for the API"):
@@ -167,7 +187,7 @@ def start_services(settings: Settings, all_parts: dict[str, Part],
                 raise fail_with_log(f"the API did not answer at {settings.api_url}", api)
     if any(name.startswith("worker") for name in started):
         stack.wait_for(lambda: False, WORKER_SETTLE_S)  # a bad import kills celery at once
-    for name in ("api", "worker-calls", "worker-builds", "worker-webhooks"):
+    for name in ["api", *(spec[0] for spec in specs)]:
         part = all_parts[name]
         if name in started and part.running_pid() is None:
             raise fail_with_log(f"{name} exited right after starting", part)
@@ -214,8 +234,7 @@ def build_trust(settings: Settings) -> dict[str, str]:
 def down(ctx: CliContext, everything: bool, as_json: bool) -> None:
     """Stop the API and the workers (and with --all, Redis and dockerd)."""
     all_parts = parts(ctx.state_dir)
-    names = ["api", "worker-calls", "worker-builds", "worker-webhooks"] + (
-        ["openbao", "redis", "dockerd"] if everything else [])
+    names = SERVICES + (["openbao", "redis", "dockerd"] if everything else [])
     stopped = stack.stop_all([all_parts[name] for name in names])
     if as_json:
         emit_json({name: name in stopped for name in names})
@@ -233,12 +252,11 @@ def status_rows(ctx: CliContext) -> dict[str, Any]:
     health = stack.api_health(settings.api_url)
     vault_ok = vault_health(settings.vault_url) is not None
     rows: list[dict[str, Any]] = []
+    workers = [(spec[0], None, "") for spec in worker_specs(settings)]
     for name, answering, address in (("redis", redis_ok, settings.redis_url),
                                      ("dockerd", docker_ok, settings.sandbox.docker_url),
                                      ("openbao", vault_ok, settings.vault_url),
-                                     ("api", health is not None, settings.api_url),
-                                     ("worker-calls", None, ""), ("worker-builds", None, ""),
-                                     ("worker-webhooks", None, "")):
+                                     ("api", health is not None, settings.api_url), *workers):
         part = all_parts[name]
         pid = part.running_pid()
         running = pid is not None or bool(answering)
