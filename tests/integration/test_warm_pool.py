@@ -34,6 +34,17 @@ def moody(pool_stack):
     return publish(pool_stack, TEST_ALGORITHMS / "moody")
 
 
+def publish_variant(stack, tmp_path, note):
+    """moody with a comment added: a new version with a build of its own."""
+    source = tmp_path / "moody"
+    source.mkdir()
+    for item in (TEST_ALGORITHMS / "moody").iterdir():
+        (source / item.name).write_bytes(item.read_bytes())
+    with open(source / "main.py", "a") as handle:
+        handle.write(f"\n# {note}\n")
+    return publish(stack, source)
+
+
 def wait_until(predicate, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -129,13 +140,7 @@ def test_graceful_shutdown_leaves_no_container_and_a_killed_worker_is_cleaned_up
 
 def test_deleting_a_version_stops_its_warm_containers_and_removes_its_image(
         pool_stack, tmp_path):
-    source = tmp_path / "moody"
-    source.mkdir()
-    for item in (TEST_ALGORITHMS / "moody").iterdir():
-        (source / item.name).write_bytes(item.read_bytes())
-    with open(source / "main.py", "a") as handle:
-        handle.write("\n# a version of its own, to delete\n")
-    ref = publish(pool_stack, source)
+    ref = publish_variant(pool_stack, tmp_path, "a version of its own, to delete")
     assert call(pool_stack, ref, {})["status"] == "succeeded"
     assert pool_stack.containers_of(ref, running_only=True)
     image = pool_stack.build_of(ref)["image"]
@@ -154,13 +159,7 @@ def test_deleting_a_version_stops_its_warm_containers_and_removes_its_image(
 
 def test_a_version_whose_image_was_pruned_is_built_again_on_its_next_call(
         pool_stack, tmp_path):
-    source = tmp_path / "moody"
-    source.mkdir()
-    for item in (TEST_ALGORITHMS / "moody").iterdir():
-        (source / item.name).write_bytes(item.read_bytes())
-    with open(source / "main.py", "a") as handle:
-        handle.write("\n# a version whose image goes away\n")
-    ref = publish(pool_stack, source)
+    ref = publish_variant(pool_stack, tmp_path, "a version whose image goes away")
     image = pool_stack.build_of(ref)["image"]
     pool_stack.docker.images.remove(image, force=True)  # as `algohost prune --images` would
 
