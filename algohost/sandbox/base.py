@@ -43,7 +43,8 @@ class ContainerSpec:
     image: str
     limits: Limits = field(default_factory=Limits)
     labels: dict[str, str] = field(default_factory=dict)
-    secrets: dict[str, str] = field(default_factory=dict)
+    # Values must never reach a log line: a spec's repr leaves them out.
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
     secrets_as_env: bool = False
     secrets_version: str = ""
 

@@ -113,23 +113,27 @@ class JobRunner:
             log.info("job %s is %s; nothing to do", job_id, job["status"])
             return
         self._emit("job_started", job)
+        hidden: list[str] = []  # the run's secret values, once fetched: masked in any error
         try:
-            self._execute(job)
+            self._execute(job, hidden)
         except AlgohostError as exc:
             self._finish(job, JobStatus.FAILED, exc.code,
-                         error={"type": type(exc).__name__, "message": exc.message,
-                                "traceback": None})
+                         error=redact({"type": type(exc).__name__, "message": exc.message,
+                                       "traceback": None}, hidden))
         except Exception as exc:  # the worker must survive anything a call does
-            log.exception("job %s failed inside the worker", job_id)
+            # A traceback could quote a secret: only jobs without secrets log one.
+            log.error("job %s failed inside the worker: %s", job_id,
+                      redact_text(repr(exc), hidden), exc_info=not hidden)
             self._finish(job, JobStatus.FAILED, "worker_error",
-                         error={"type": type(exc).__name__, "message": str(exc),
-                                "traceback": None})
+                         error=redact({"type": type(exc).__name__, "message": str(exc),
+                                       "traceback": None}, hidden))
 
-    def _execute(self, job: dict[str, Any]) -> None:
+    def _execute(self, job: dict[str, Any], hidden: list[str]) -> None:
         build = self._build(job["build_id"])
         if build["status"] != BuildStatus.SUCCEEDED:
             raise BuildNotReady(f"{build['ref']} was {build['status']} after this job was queued")
         values, version = self.secrets.for_build(build)
+        hidden.extend(values.values())
         spec = spec_for(build, values, version)
         try:
             session, warm = self.pool.acquire(spec)

@@ -268,3 +268,8 @@ def test_a_missing_image_without_a_restorer_fails_the_start() -> None:
     with pytest.raises(ImageMissing):
         pool.acquire(ContainerSpec("a", "img:a"))
     assert pool.stats() == {} or all(v["busy"] == 0 for v in pool.stats().values())
+
+
+def test_a_spec_never_shows_its_secret_values() -> None:
+    spec = ContainerSpec("a", "img:a", secrets={"TOKEN": "s3cr3t-value"})
+    assert "s3cr3t-value" not in repr(spec) and "s3cr3t-value" not in str(spec)
