@@ -30,6 +30,7 @@ into these where they are caught, with `raise ... from exc`.
     ├── ServiceUnavailable (503 service_unavailable)
     │   ├── StoreUnavailable (store_unavailable)
     │   ├── SandboxUnavailable (sandbox_unavailable)
+    │   │   └── NoFreeSlot (no_free_slot)
     │   └── SecretsUnavailable (secrets_unavailable)
     ├── SandboxError (sandbox_error)
     │   └── ContainerStartFailed (container_start_failed)
@@ -187,6 +188,12 @@ class StoreUnavailable(ServiceUnavailable):
 
 class SandboxUnavailable(ServiceUnavailable):
     code = "sandbox_unavailable"
+
+
+class NoFreeSlot(SandboxUnavailable):
+    """Every container slot stayed busy for as long as the caller would wait."""
+
+    code = "no_free_slot"
 
 
 class SecretsUnavailable(ServiceUnavailable):

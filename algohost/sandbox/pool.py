@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from algohost.config import SandboxSettings
-from algohost.errors import ImageMissing, SandboxUnavailable
+from algohost.errors import ImageMissing, NoFreeSlot, SandboxUnavailable
 from algohost.sandbox.base import ContainerSpec, Sandbox, Session
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class WarmPool:
     def acquire(self, spec: ContainerSpec, wait_s: float | None = None) -> tuple[Session, bool]:
         """A session for `spec` and whether it was warm; waits for a free slot if needed.
 
-        Raises SandboxUnavailable if no slot frees up within `wait_s` (None: wait forever),
+        Raises NoFreeSlot if no slot frees up within `wait_s` (None: wait forever),
         and whatever `Sandbox.start` raises for a cold start."""
         deadline = None if wait_s is None else time.monotonic() + wait_s
         to_close: list[Session] = []  # dead or evicted; closed once the lock is released
@@ -90,7 +90,7 @@ class WarmPool:
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
-                        raise SandboxUnavailable("no container slot became free in time")
+                        raise NoFreeSlot("no container slot became free in time")
                     self._cond.wait(remaining)
                 self._prune()  # evictions may have emptied another build
                 if warm is not None:

@@ -2,6 +2,7 @@
 
 Recording results is idempotent (HSETNX per index, counts move only for new ones), so a
 chunk that runs twice never counts twice; completion is decided inside the same script.
+A running chunk holds a lease, as a running job does, so a lost worker's chunk runs again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from algohost.store import PREFIX, encode_value, translate_errors
 
 ITEM_STATUSES = ("succeeded", "failed", "timed_out", "canceled")
 PUSH_SLICE = 1000  # inputs per RPUSH: keeps each command small
+RUNNING_CHUNKS_KEY = f"{PREFIX}batch-chunks:running"  # "batch_id:start:stop" by lease expiry
 
 
 class BatchStatus(StrEnum):
@@ -63,6 +65,44 @@ return 1
 """
 
 
+# KEYS: running chunks zset, the batch's chunk attempts hash. ARGV: member, lease expiry,
+# now, "start:stop", retention. A live lease elsewhere wins (0); an expired one is taken
+# over, so a redelivered message need not wait for the reaper. Returns the attempt number.
+_CLAIM_CHUNK = """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if held and tonumber(held) > tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local attempts = redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return attempts
+"""
+
+# KEYS: running chunks zset. ARGV: member, the expiry this holder last wrote, the new expiry
+# ('' releases). The expiry it wrote identifies the holder: after the lease was reaped or
+# taken over, the old holder can neither renew nor release the new one.
+_HOLD_CHUNK = """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not held or tonumber(held) ~= tonumber(ARGV[2]) then return 0 end
+if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: running chunks zset, the batch's chunk attempts hash. ARGV: member, now,
+# "start:stop". Takes an expired lease off the set for one reaper only (-1 when it was
+# renewed, taken over or reaped meanwhile); returns the chunk's attempts so far.
+_TAKE_EXPIRED_CHUNK = """
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not held or tonumber(held) > tonumber(ARGV[2]) then return -1 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+"""
+
+
+def chunk_member(batch_id: str, start: int, stop: int) -> str:
+    return f"{batch_id}:{start}:{stop}"
+
+
 class BatchStore:
     def __init__(self, client: redis.Redis, retention_s: int) -> None:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
@@ -70,6 +110,9 @@ class BatchStore:
         self.retention_s = retention_s
         self._record = client.register_script(_RECORD)
         self._cancel = client.register_script(_CANCEL)
+        self._claim_chunk = client.register_script(_CLAIM_CHUNK)
+        self._hold_chunk = client.register_script(_HOLD_CHUNK)
+        self._take_expired_chunk = client.register_script(_TAKE_EXPIRED_CHUNK)
 
     @staticmethod
     def key(batch_id: str) -> str:
@@ -86,6 +129,11 @@ class BatchStore:
     @classmethod
     def counts_key(cls, batch_id: str) -> str:
         return cls.key(batch_id) + ":counts"
+
+    @classmethod
+    def chunks_key(cls, batch_id: str) -> str:
+        """Attempts per chunk, by "start:stop"."""
+        return cls.key(batch_id) + ":chunks"
 
     @translate_errors
     def create(self, record: dict[str, Any], inputs: list[str]) -> None:
@@ -146,7 +194,51 @@ class BatchStore:
         return [None if item is None else json.loads(item) for item in raw]
 
     @translate_errors
+    def unfinished(self, batch_id: str, start: int, stop: int) -> list[int]:
+        """Indices start..stop-1 that have no result yet."""
+        if stop <= start:
+            return []
+        raw = self.redis.hmget(self.results_key(batch_id), list(range(start, stop)))
+        return [start + offset for offset, item in enumerate(raw) if item is None]
+
+    @translate_errors
     def cancel(self, batch_id: str, finished_at: str, reason: str = "canceled") -> bool:
         """running -> canceled; False when the batch had already finished."""
         return bool(self._cancel(keys=[self.key(batch_id)],
                                  args=[encode_value(finished_at), encode_value(reason)]) == 1)
+
+    # Chunk leases -------------------------------------------------------------------------
+
+    @translate_errors
+    def claim_chunk(self, batch_id: str, start: int, stop: int, until: float,
+                    now: float) -> int:
+        """Hold the chunk until `until`: its attempt number, or 0 while a live lease holds it."""
+        return int(self._claim_chunk(
+            keys=[RUNNING_CHUNKS_KEY, self.chunks_key(batch_id)],
+            args=[chunk_member(batch_id, start, stop), repr(until), repr(now),
+                  f"{start}:{stop}", self.retention_s]))
+
+    @translate_errors
+    def hold_chunk(self, batch_id: str, start: int, stop: int, held_until: float,
+                   until: float | None) -> bool:
+        """Renew the lease that expires at `held_until` (release it when `until` is None).
+
+        False when that lease is no longer there: the chunk was reaped or taken over."""
+        return bool(self._hold_chunk(
+            keys=[RUNNING_CHUNKS_KEY],
+            args=[chunk_member(batch_id, start, stop), repr(held_until),
+                  "" if until is None else repr(until)]) == 1)
+
+    @translate_errors
+    def take_expired_chunks(self, now: float) -> list[tuple[str, int, int, int]]:
+        """Chunks whose lease expired, each taken by this caller only: (batch, start, stop,
+        attempts so far)."""
+        taken = []
+        for member in self.redis.zrangebyscore(RUNNING_CHUNKS_KEY, "-inf", now):
+            batch_id, start, stop = member.rsplit(":", 2)
+            attempts = int(self._take_expired_chunk(
+                keys=[RUNNING_CHUNKS_KEY, self.chunks_key(batch_id)],
+                args=[member, repr(now), f"{start}:{stop}"]))
+            if attempts >= 0:
+                taken.append((batch_id, int(start), int(stop), attempts))
+        return taken

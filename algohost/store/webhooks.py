@@ -1,6 +1,8 @@
 """Webhook state in Redis: each owner's signing key (shown to its owner, not a Vault secret),
 deliveries and every attempt. A delivery is made at most once per (subject, event), by
 SET NX: a job canceled by the API, then stopped by its worker, sends one `completed`.
+Pending deliveries are indexed by when their next attempt is due, so a sweep finds the
+ones whose message was lost without scanning keys.
 """
 
 from __future__ import annotations
@@ -8,17 +10,19 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
 import uuid
 from enum import StrEnum
 from typing import Any
 
 import redis
 
-from algohost.clock import now_iso
+from algohost.clock import iso, parse_iso
 from algohost.store import PREFIX, decode_fields, encode_fields, translate_errors
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks asks for 24 to 64 bytes
+PENDING_KEY = f"{PREFIX}webhooks:pending"  # delivery ids by when the next attempt is due
 
 
 class DeliveryState(StrEnum):
@@ -27,18 +31,38 @@ class DeliveryState(StrEnum):
     DEAD = "dead"  # no attempt left, or one that must not be retried; can be redelivered
 
 
-# KEYS: delivery hash, attempts list. ARGV: attempt JSON, generation, retention, then
-# field/value pairs. The attempt is always logged; the delivery moves on only if no
-# redelivery started a new round while the attempt was in flight.
+# KEYS: delivery hash, attempts list, pending index. ARGV: attempt JSON, generation,
+# retention, delivery id, when the next attempt is due ('' for none), then field/value
+# pairs. The attempt is always logged; the delivery moves on only if no redelivery
+# started a new round while the attempt was in flight.
 _RECORD = """
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
 redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
+if ARGV[5] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[4])
+else
+  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+end
 return 1
+"""
+
+# KEYS: pending index, delivery hash. ARGV: delivery id, cutoff, when it is due again. A
+# delivery due before the cutoff is made due again later and its (generation, attempts)
+# returned, so concurrent sweeps send it once; one no longer pending leaves the index.
+_TAKE_OVERDUE = """
+local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
+if redis.call('HGET', KEYS[2], 'state') ~= '"pending"' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return false
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return redis.call('HMGET', KEYS[2], 'generation', 'attempts')
 """
 
 
@@ -52,6 +76,7 @@ class WebhookStore:
         self.redis: Any = client
         self.retention_s = retention_s
         self._record = client.register_script(_RECORD)
+        self._take_overdue = client.register_script(_TAKE_OVERDUE)
 
     @staticmethod
     def _secret_key(owner: str) -> str:
@@ -73,6 +98,10 @@ class WebhookStore:
     @staticmethod
     def sent_key(subject: str, event: str) -> str:
         return f"{PREFIX}{subject}:webhook:{event}"
+
+    @classmethod
+    def in_flight_key(cls, delivery_id: str, generation: int, attempt: int) -> str:
+        return f"{cls.key(delivery_id)}:in-flight:{generation}:{attempt}"
 
     # Signing keys -----------------------------------------------------------------------
 
@@ -99,15 +128,17 @@ class WebhookStore:
         if not self.redis.set(self.sent_key(subject, event), delivery_id, nx=True,
                               ex=self.retention_s):
             return None
+        now = time.time()
         delivery = {"id": delivery_id, "subject": subject, "owner": owner, "event": event,
                     "url": url, "body": body, "state": DeliveryState.PENDING.value,
                     "generation": 0, "attempts": 0, "round_start": 0,
-                    "created_at": now_iso(), "next_attempt_at": now_iso(), "last_error": None}
+                    "created_at": iso(now), "next_attempt_at": iso(now), "last_error": None}
         pipe = self.redis.pipeline()
         pipe.hset(self.key(delivery_id), mapping=encode_fields(delivery))
         pipe.expire(self.key(delivery_id), self.retention_s)
         pipe.rpush(self.subject_key(subject), delivery_id)
         pipe.expire(self.subject_key(subject), self.retention_s)
+        pipe.zadd(PENDING_KEY, {delivery_id: now})
         pipe.execute()
         return delivery
 
@@ -138,12 +169,37 @@ class WebhookStore:
         """Log the attempt; False if a redelivery superseded it (the state is then left alone)."""
         fields = encode_fields({"state": state.value, "next_attempt_at": next_attempt_at,
                           "last_error": attempt.get("error"), "updated_at": attempt["at"]})
+        due = parse_iso(next_attempt_at) if state is DeliveryState.PENDING and next_attempt_at \
+            else None
         args: list[Any] = [json.dumps(attempt, separators=(",", ":")), str(generation),
-                           self.retention_s]
+                           self.retention_s, delivery_id, "" if due is None else repr(due)]
         for name, value in fields.items():
             args += [name, value]
-        keys = [self.key(delivery_id), self.attempts_key(delivery_id)]
+        keys = [self.key(delivery_id), self.attempts_key(delivery_id), PENDING_KEY]
         return bool(self._record(keys=keys, args=args) == 1)
+
+    @translate_errors
+    def begin_attempt(self, delivery_id: str, generation: int, attempt: int,
+                      hold_s: int) -> bool:
+        """True for the one message that makes this attempt; False while a copy of it runs.
+
+        The mark expires after `hold_s`, so an attempt whose worker died can be made again."""
+        return bool(self.redis.set(self.in_flight_key(delivery_id, generation, attempt), "1",
+                                   nx=True, ex=hold_s))
+
+    @translate_errors
+    def take_overdue(self, cutoff: float, due_again_at: float,
+                     limit: int = 1000) -> list[tuple[str, int, int]]:
+        """Pending deliveries whose next attempt was due before `cutoff`, as (id, generation,
+        attempt); each counts as due again at `due_again_at`, so concurrent sweeps take it once."""
+        taken = []
+        for delivery_id in self.redis.zrangebyscore(PENDING_KEY, "-inf", cutoff, start=0,
+                                                    num=limit):
+            numbers = self._take_overdue(keys=[PENDING_KEY, self.key(delivery_id)],
+                                         args=[delivery_id, repr(cutoff), repr(due_again_at)])
+            if numbers:
+                taken.append((delivery_id, int(numbers[0]), int(numbers[1])))
+        return taken
 
     @translate_errors
     def restart(self, delivery_id: str) -> dict[str, Any]:
@@ -151,11 +207,13 @@ class WebhookStore:
         delivery = self.get(delivery_id)
         if delivery is None:
             raise KeyError(delivery_id)
+        now = time.time()
         pipe = self.redis.pipeline()
         pipe.hincrby(self.key(delivery_id), "generation", 1)
         pipe.hset(self.key(delivery_id), mapping=encode_fields({
             "state": DeliveryState.PENDING.value, "round_start": delivery["attempts"],
-            "next_attempt_at": now_iso()}))
-        generation, _ = pipe.execute()
+            "next_attempt_at": iso(now)}))
+        pipe.zadd(PENDING_KEY, {delivery_id: now})
+        generation, _, _ = pipe.execute()
         return {**delivery, "generation": int(generation), "round_start": delivery["attempts"],
                 "state": DeliveryState.PENDING.value}

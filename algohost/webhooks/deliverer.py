@@ -1,7 +1,8 @@
 """One scheduled attempt of a delivery: sign, send, record, and say when to try again.
 
 A message that no longer matches the delivery (redelivered since, already attempted,
-delivered) does nothing, so duplicated or stale broker messages never send twice.
+delivered) does nothing, nor does a copy of an attempt already under way, so duplicated
+or stale broker messages never send twice.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from typing import Protocol
 
 from algohost.clock import iso, now_iso
 from algohost.store.webhooks import DeliveryState, WebhookStore
-from algohost.webhooks.delivery import AttemptResult
+from algohost.webhooks.delivery import TIMEOUT_S, AttemptResult
 from algohost.webhooks.schedule import next_delay
 from algohost.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
+
+# Longer than an attempt takes, shorter than the sweep's grace (notifier.OVERDUE_GRACE_S):
+# no copy of an attempt runs beside it, yet one whose worker died is made again.
+IN_FLIGHT_S = int(2 * TIMEOUT_S)
 
 
 class Poster(Protocol):
@@ -43,6 +48,10 @@ class Deliverer:
         if (delivery["state"] != DeliveryState.PENDING or int(delivery["generation"]) != generation
                 or int(delivery["attempts"]) != attempt):
             log.info("stale message for delivery %s; dropping", delivery_id)
+            return None
+        if not self.store.begin_attempt(delivery_id, generation, attempt, IN_FLIGHT_S):
+            log.info("attempt %d of delivery %s is under way; dropping a copy", attempt,
+                     delivery_id)
             return None
         body = str(delivery["body"])
         headers = {

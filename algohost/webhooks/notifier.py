@@ -1,17 +1,23 @@
 """Turning a job's or batch's event into a queued delivery: the one path the API and workers share.
 
-It only records the delivery and enqueues its first attempt; it never sends anything
-itself, so a slow receiver can never hold up a job, a batch or an API request.
+It only records the delivery and enqueues its first attempt (or one whose message was
+lost); it never sends anything itself, so a slow receiver can never hold up a job, a
+batch or an API request.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from algohost.public import public_batch, public_job, render
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks import Event
+
+# An attempt this late was never sent (the broker was down) or its worker died: well past
+# the longest attempt and an ordinary wait on the queue.
+OVERDUE_GRACE_S = 60.0
 
 
 class Enqueue(Protocol):
@@ -56,6 +62,17 @@ class WebhookNotifier:
         delivery = self.store.restart(delivery_id)
         self.enqueue(delivery_id, int(delivery["generation"]), int(delivery["attempts"]))
         return delivery
+
+    def resend_overdue(self, grace_s: float = OVERDUE_GRACE_S,
+                       now: float | None = None) -> list[str]:
+        """Enqueue again each attempt still pending `grace_s` after it was due, with its own
+        round and attempt numbers, so whichever copy comes second does nothing."""
+        now = time.time() if now is None else now
+        resent = []
+        for delivery_id, generation, attempt in self.store.take_overdue(now - grace_s, now):
+            self.enqueue(delivery_id, generation, attempt)
+            resent.append(delivery_id)
+        return resent
 
 
 class WebhookHook:

@@ -2,29 +2,32 @@
 
 One failing input never fails the others and a dead container is replaced; every input
 ends with a result, canceled ones included, so a batch never waits on inputs nobody runs.
+A chunk runs under a lease; a reaper runs again (or, past the limit, fails) what a lost
+worker's chunk left unrecorded.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from algohost.clock import now_iso
-from algohost.errors import AlgohostError
-from algohost.sandbox.base import CallOutcome, ExitReason, Session
+from algohost.errors import AlgohostError, NoFreeSlot
+from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Session
 from algohost.secrets.redaction import redact, redact_text
 from algohost.store.batches import BatchStatus, BatchStore
 from algohost.store.registry import Registry
 from algohost.webhooks import Event
 from algohost.webhooks.notifier import WebhookNotifier
-from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for
+from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for, worker_lost
 
 log = logging.getLogger(__name__)
 
 CANCEL_CHECK_S = 0.25  # one status read per interval, however cheap the inputs are
 FLUSH_S = 2.0  # slow inputs still show progress before their chunk ends
+ACQUIRE_SLICE_S = 1.0  # a chunk waiting for a container still sees a cancel within it
 LOG_TAIL = 4096
 
 
@@ -53,20 +56,59 @@ def failed_result(error: AlgohostError | Exception, reason: str) -> dict[str, An
 CANCELED = {"status": "canceled", "reason": "canceled"}
 
 
-class CancelCheck:
-    """True once the batch is no longer running; reads the status at most every interval."""
+class ChunkLease:
+    """A chunk's hold on its inputs: claimed before it runs, renewed while it runs, released.
 
-    def __init__(self, batches: BatchStore, batch_id: str,
+    Lost once the reaper (or a run that took it over) has it: the rest is someone else's."""
+
+    def __init__(self, batches: BatchStore, batch_id: str, start: int, stop: int,
+                 lease_s: float, clock: Callable[[], float] = time.time) -> None:
+        self.batches, self.batch_id, self.start, self.stop = batches, batch_id, start, stop
+        self.lease_s, self.clock = lease_s, clock
+        self.until: float | None = None  # the expiry this holder last wrote
+        self.lost = False
+
+    def claim(self) -> bool:
+        now = self.clock()
+        if not self.batches.claim_chunk(self.batch_id, self.start, self.stop,
+                                        now + self.lease_s, now):
+            return False
+        self.until = now + self.lease_s
+        return True
+
+    def renew(self) -> bool:
+        """Push the expiry on once a third of the lease has passed; False once it is lost."""
+        now = self.clock()
+        if self.until is not None and not self.lost and now >= self.until - self.lease_s * 2 / 3:
+            if self.batches.hold_chunk(self.batch_id, self.start, self.stop, self.until,
+                                       now + self.lease_s):
+                self.until = now + self.lease_s
+            else:
+                self.lost = True
+        return not self.lost
+
+    def release(self) -> None:
+        if self.until is not None and not self.lost:
+            self.batches.hold_chunk(self.batch_id, self.start, self.stop, self.until, None)
+            self.until = None
+
+
+class CancelCheck:
+    """True once the batch is no longer running or the chunk's lease was lost; reads and
+    renews at most every interval."""
+
+    def __init__(self, batches: BatchStore, lease: ChunkLease,
                  clock: Callable[[], float] = time.monotonic, every_s: float = CANCEL_CHECK_S
                  ) -> None:
-        self.batches, self.batch_id, self.clock, self.every_s = batches, batch_id, clock, every_s
+        self.batches, self.lease, self.clock, self.every_s = batches, lease, clock, every_s
         self._next = clock() + every_s
         self.canceled = False
 
     def __call__(self) -> bool:
         if not self.canceled and self.clock() >= self._next:
             self._next = self.clock() + self.every_s
-            self.canceled = self.batches.status(self.batch_id) is not BatchStatus.RUNNING
+            self.canceled = (not self.lease.renew()
+                             or self.batches.status(self.lease.batch_id) is not BatchStatus.RUNNING)
         return self.canceled
 
 
@@ -95,41 +137,58 @@ class _Results:
 
 class ChunkRunner:
     def __init__(self, batches: BatchStore, registry: Registry, pool: Pool,
-                 secrets: SecretSource, notifier: WebhookNotifier | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 secrets: SecretSource, notifier: WebhookNotifier | None = None, *,
+                 lease_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.batches, self.registry, self.pool = batches, registry, pool
-        self.secrets, self.notifier, self.clock = secrets, notifier, clock
+        self.secrets, self.notifier, self.lease_s, self.clock = secrets, notifier, lease_s, clock
 
     def run(self, batch_id: str, start: int, stop: int) -> None:
         batch = self.batches.get(batch_id)
         if batch is None:
             log.warning("batch %s has no record (expired?); dropping chunk", batch_id)
             return
-        stored = self.batches.results(batch_id, start, stop)
-        # A redelivered chunk runs only what the first delivery did not finish.
-        todo = [start + offset for offset, result in enumerate(stored) if result is None]
+        # A chunk run again runs only what earlier runs did not finish.
+        todo = self.batches.unfinished(batch_id, start, stop)
         if not todo:
             return
         results = _Results(self.batches, batch_id)
+        lease = ChunkLease(self.batches, batch_id, start, stop, self.lease_s)
+        rest = CANCELED  # what the inputs this run does not finish record
         if batch["status"] == BatchStatus.RUNNING:
+            if not lease.claim():
+                log.info("chunk %d..%d of batch %s runs elsewhere; dropping the message",
+                         start, stop, batch_id)
+                return
             self._notify(batch, "started")
             try:
-                self._run_items(batch, todo, start, stop, results)
+                self._run_items(batch, todo, start, stop, results, lease)
             except Exception as exc:  # never leave inputs pending forever
                 reason = exc.code if isinstance(exc, AlgohostError) else "worker_error"
                 if not isinstance(exc, AlgohostError):
                     log.exception("chunk %d..%d of batch %s failed", start, stop, batch_id)
-                results.fill(todo, failed_result(exc, reason))
-        results.fill(todo, CANCELED)
+                rest = failed_result(exc, reason)
+        if not lease.lost:  # a lost lease leaves the rest to the run that holds it now
+            results.fill(todo, rest)
+        self._flush(batch, results)
+        lease.release()  # only after the flush: a worker lost before it leaves the lease
+
+    def give_up(self, batch_id: str, start: int, stop: int, attempts: int) -> None:
+        """Fail what a chunk left unrecorded after its worker was lost `attempts` times."""
+        batch = self.batches.get(batch_id)
+        if batch is None:
+            return
+        results = _Results(self.batches, batch_id)
+        results.fill(self.batches.unfinished(batch_id, start, stop),
+                     {"status": "failed", "reason": "worker_lost", "error": worker_lost(attempts)})
         self._flush(batch, results)
 
     def _run_items(self, batch: dict[str, Any], todo: list[int], start: int, stop: int,
-                   results: _Results) -> None:
+                   results: _Results, lease: ChunkLease) -> None:
         build = self.registry.get_build(batch["build_id"])
         values, version = self.secrets.for_build(build)
         spec, hidden = spec_for(build, values, version), list(values.values())
         inputs = self.batches.inputs(batch["id"], start, stop)
-        canceled = CancelCheck(self.batches, batch["id"], self.clock)
+        canceled = CancelCheck(self.batches, lease, self.clock)
         timeout_s = float(batch["timeout_s"])
         session: Session | None = None
         last_flush = self.clock()
@@ -138,7 +197,9 @@ class ChunkRunner:
                 if canceled():
                     return
                 if session is None:
-                    session, _ = self.pool.acquire(spec)
+                    session = self._acquire(spec, canceled)
+                    if session is None:
+                        return
                 try:
                     outcome = session.call(inputs[index - start], timeout_s, canceled)
                 except Exception as exc:  # the session closed itself; go on with a new one
@@ -150,6 +211,8 @@ class ChunkRunner:
                 if not outcome.reusable:
                     self.pool.release(session, False)
                     session = None
+                if lease.lost:
+                    return  # stopped for the chunk's new holder, which runs this input again
                 results.add(index, item_result(outcome, hidden))
                 if self.clock() - last_flush >= FLUSH_S:
                     self._flush(batch, results)
@@ -157,6 +220,18 @@ class ChunkRunner:
         finally:
             if session is not None:
                 self.pool.release(session, True)
+
+    def _acquire(self, spec: ContainerSpec, canceled: CancelCheck) -> Session | None:
+        """A container for the next input, or None if the chunk must stop while it waits.
+
+        Waiting for a slot can outlast the lease (other chunks hold every container of the
+        build), so it waits in slices and renews between them."""
+        while True:
+            try:
+                return self.pool.acquire(spec, wait_s=ACQUIRE_SLICE_S)[0]
+            except NoFreeSlot:
+                if canceled():
+                    return None
 
     def _flush(self, batch: dict[str, Any], results: _Results) -> None:
         if results.flush():
@@ -171,3 +246,18 @@ class ChunkRunner:
             self.notifier.batch(batch, self.batches.counts(batch["id"]), event)
         except Exception:  # a webhook must never lose a batch's results
             log.exception("queueing the %s webhook of batch %s failed", event, batch["id"])
+
+
+def reap_expired_chunks(runner: ChunkRunner,
+                        enqueue: Callable[[str, Sequence[tuple[int, int]]], None],
+                        max_attempts: int, now: float | None = None) -> list[tuple[str, int, int]]:
+    """Re-enqueue chunks whose worker stopped renewing; past the limit, fail what they left."""
+    reaped = []
+    for batch_id, start, stop, attempts in runner.batches.take_expired_chunks(
+            time.time() if now is None else now):
+        if attempts < max_attempts:
+            enqueue(batch_id, [(start, stop)])
+        else:
+            runner.give_up(batch_id, start, stop, attempts)
+        reaped.append((batch_id, start, stop))
+    return reaped

@@ -14,13 +14,15 @@ from typing import Any, Protocol
 
 from algohost.clock import ms_between, now_iso
 from algohost.config import Settings
-from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed
+from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, NoFreeSlot
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
 from algohost.secrets.redaction import redact, redact_text
 from algohost.store.jobs import JobStatus, JobStore
 from algohost.store.registry import BuildStatus, Registry
 
 log = logging.getLogger(__name__)
+
+ACQUIRE_SLICE_S = 1.0  # how long one wait for a free container lasts before the lease is renewed
 
 OUTCOME_STATUS = {
     ExitReason.SUCCEEDED: JobStatus.SUCCEEDED,
@@ -30,7 +32,8 @@ OUTCOME_STATUS = {
 
 
 class Pool(Protocol):
-    def acquire(self, spec: ContainerSpec) -> tuple[Session, bool]: ...
+    def acquire(self, spec: ContainerSpec, wait_s: float | None = None
+                ) -> tuple[Session, bool]: ...
 
     def release(self, session: Session, reusable: bool) -> None: ...
 
@@ -135,8 +138,9 @@ class JobRunner:
         values, version = self.secrets.for_build(build)
         hidden.extend(values.values())
         spec = spec_for(build, values, version)
+        watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s)
         try:
-            session, warm = self.pool.acquire(spec)
+            acquired = self._acquire(spec, watch)
         except ContainerStartFailed as exc:
             error = exc.details.get("error") or {"type": "ContainerStartFailed",
                                                  "message": exc.message, "traceback": None}
@@ -145,8 +149,10 @@ class JobRunner:
                          error=redact(error, secrets),
                          logs=redact_text(str(exc.details.get("logs", "")), secrets))
             return
+        if acquired is None:
+            return  # canceled while it waited for a container: the cancel is recorded
+        session, warm = acquired
         call_started = now_iso()
-        watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s)
         outcome = CallOutcome(ExitReason.CRASHED)
         try:
             outcome = session.call(job["input"], float(job["timeout_s"]), watch)
@@ -168,6 +174,16 @@ class JobRunner:
         self._finish(job, status, outcome.reason.value, output=redact(outcome.output, secrets),
                      error=redact(outcome.error, secrets), logs=redact_text(logs, secrets),
                      warm=warm, metrics=metrics)
+
+    def _acquire(self, spec: ContainerSpec, watch: CancelWatch) -> tuple[Session, bool] | None:
+        """A container for the call; while every slot is busy, keep the lease alive
+        (a long wait must not look like a lost worker) and notice a cancel."""
+        while True:
+            try:
+                return self.pool.acquire(spec, wait_s=ACQUIRE_SLICE_S)
+            except NoFreeSlot:
+                if watch():
+                    return None
 
     def _build(self, build_id: str) -> dict[str, Any]:
         # A successful build never changes, so one read per worker is enough.
@@ -212,6 +228,12 @@ class JobRunner:
                               job["id"])
 
 
+def worker_lost(attempts: int) -> dict[str, Any]:
+    """The error recorded for work given up after its worker was lost `attempts` times."""
+    return {"type": "WorkerLost", "message": f"the worker was lost {attempts} times",
+            "traceback": None}
+
+
 def reap_expired_leases(jobs: JobStore, enqueue: Callable[[str], None], max_attempts: int,
                         now: float | None = None) -> list[str]:
     """Re-enqueue running jobs whose worker stopped renewing; fail them past the limit."""
@@ -226,7 +248,6 @@ def reap_expired_leases(jobs: JobStore, enqueue: Callable[[str], None], max_atte
                 reaped.append(job_id)
         elif jobs.transition(job_id, JobStatus.FAILED, {JobStatus.RUNNING},
                              finished_at=now_iso(), reason="worker_lost",
-                             error={"type": "WorkerLost", "traceback": None,
-                                    "message": f"the worker was lost {job['attempts']} times"}):
+                             error=worker_lost(int(job["attempts"]))):
             reaped.append(job_id)
     return reaped

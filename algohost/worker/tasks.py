@@ -1,8 +1,9 @@
 """Celery tasks and the worker's lifetime: one runtime per process, built lazily.
 
-Tasks carry only ids; everything else is read from the store. On start the
-worker removes containers a previous incarnation left behind and reaps lost
-jobs; on shutdown it stops its warm containers.
+Tasks carry only ids; everything else is read from the store. On start and
+periodically the worker gives back what lost workers held (jobs, batch chunks,
+webhook attempts whose message never came); on start it also removes containers a
+previous incarnation left behind; on shutdown it stops its warm containers.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from algohost.sandbox.docker import DockerSandbox
 from algohost.sandbox.pool import WarmPool
 from algohost.secrets import VaultReader, VaultSecretSource
 from algohost.store import connect, connect_raw
+from algohost.store.batches import BatchStore
 from algohost.store.jobs import JobStore
 from algohost.store.registry import Registry
-from algohost.webhooks.notifier import WebhookHook
+from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
+from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer
 from algohost.worker.dispatch import (
     BUILD_TASK,
@@ -51,7 +54,9 @@ class Runtime:
     sandbox: DockerSandbox
     pool: WarmPool
     runner: JobRunner
+    chunks: ChunkRunner
     builds: BuildRunner
+    notifier: WebhookNotifier
     stop: threading.Event
 
 
@@ -80,11 +85,14 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     # Always the Vault source: without a worker token it fails only the jobs that name
     # secrets (secrets_unavailable, saying so) instead of running them without their files.
     secrets = VaultSecretSource(VaultReader.from_settings(settings))
+    notifier = make_notifier(settings)
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
-                       hooks=[WebhookHook(make_notifier(settings))])
+                       hooks=[WebhookHook(notifier)])
+    chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
+                         notifier, lease_s=settings.lease_s)
     builds = BuildRunner(registry, builder, settings)
-    return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, builds,
-                   threading.Event())
+    return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
+                   notifier, threading.Event())
 
 
 @celery.task(name=RUN_TASK)
@@ -117,12 +125,19 @@ def close_build(state: Any, build_id: str) -> dict[str, Any]:
     return {"ok": f"closed {closed} warm containers"}
 
 
+def _reap(rt: Runtime, dispatcher: CeleryDispatcher) -> None:
+    """Give back what lost workers held, and send attempts whose message never came."""
+    reap_expired_leases(rt.jobs, dispatcher.enqueue_run, rt.settings.max_attempts)
+    reap_expired_chunks(rt.chunks, dispatcher.enqueue_batch, rt.settings.max_attempts)
+    rt.notifier.resend_overdue()
+
+
 def _reap_forever(rt: Runtime) -> None:
     dispatcher = CeleryDispatcher(celery)
     interval = max(rt.settings.lease_s / 2, 1.0)
     while not rt.stop.wait(interval):
         try:
-            reap_expired_leases(rt.jobs, dispatcher.enqueue_run, rt.settings.max_attempts)
+            _reap(rt, dispatcher)
         except Exception:
             log.exception("lease reaper failed; retrying")
 
@@ -140,7 +155,7 @@ def _on_init(sender: Any = None, **_: Any) -> None:
 def _on_ready(**_: Any) -> None:
     rt = runtime()
     threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
-    reap_expired_leases(rt.jobs, CeleryDispatcher(celery).enqueue_run, rt.settings.max_attempts)
+    _reap(rt, CeleryDispatcher(celery))
     try:
         removed = rt.sandbox.remove_orphans(rt.worker_id)
     except AlgohostError as exc:

@@ -1,10 +1,13 @@
 """Chunks of a batch against a real Redis and the stub sandbox behind a real warm pool.
 
 One failing input never fails the others, a dead container is replaced, a cancel stops
-the chunk, and running a chunk twice never counts twice.
+the chunk, running a chunk twice never counts twice, and a chunk whose worker was lost
+runs again (or, past the limit, fails) through its lease.
 """
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -12,12 +15,13 @@ from algohost.config import SandboxSettings
 from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox
-from algohost.store.batches import BatchStatus, BatchStore
+from algohost.store.batches import RUNNING_CHUNKS_KEY, BatchStatus, BatchStore, chunk_member
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier, batch_subject
-from algohost.worker.batching import ChunkRunner
+from algohost.worker import batching
+from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.dispatch import RecordingDispatcher
-from algohost.worker.execution import NoSecrets
+from algohost.worker.execution import NoSecrets, spec_for
 
 pytestmark = pytest.mark.integration
 BUILD = {"id": "bld_1", "image": "stub", "owner": "alice", "name": "picky",
@@ -39,14 +43,16 @@ class Builds:
 
 
 class Harness:
-    def __init__(self, redis_client):
+    def __init__(self, redis_client, lease_s=30.0, **pool_settings):
+        self.redis = redis_client
         self.batches = BatchStore(redis_client, 3600)
         self.sandbox = StubSandbox({"bld_1": picky})
-        self.pool = WarmPool(self.sandbox, SandboxSettings())
+        self.pool = WarmPool(self.sandbox, SandboxSettings(**pool_settings))
         self.dispatcher = RecordingDispatcher()
         self.webhooks = WebhookStore(redis_client, 3600)
         notifier = WebhookNotifier(self.webhooks, self.dispatcher.enqueue_webhook)
-        self.runner = ChunkRunner(self.batches, Builds(), self.pool, NoSecrets(), notifier)
+        self.runner = ChunkRunner(self.batches, Builds(), self.pool, NoSecrets(), notifier,
+                                  lease_s=lease_s)
 
     def create(self, inputs, batch_id="b_1", **extra):
         record = {"id": batch_id, "owner": "alice", "requested": "alice/picky",
@@ -56,6 +62,15 @@ class Harness:
                   **extra}
         self.batches.create(record, [json.dumps(i) for i in inputs])
         return batch_id
+
+    def lose_worker(self, batch_id, start, stop, times=1):
+        """What a worker that claimed the chunk and died leaves: a lease nobody renews."""
+        for _ in range(times):
+            assert self.batches.claim_chunk(batch_id, start, stop, until=time.time() - 1,
+                                            now=time.time())
+
+    def leases(self):
+        return self.redis.zrange(RUNNING_CHUNKS_KEY, 0, -1)
 
 
 @pytest.fixture
@@ -114,3 +129,84 @@ def test_the_completed_webhook_is_queued_once_by_the_last_chunk(h):
     assert body["status"] == "completed" and body["counts"]["succeeded"] == 6
     assert body["progress"] == 1.0
     assert len(h.dispatcher.webhooks) == 2
+
+
+RECORDED = {"status": "succeeded", "reason": "succeeded", "output": "from the lost worker"}
+
+
+def test_a_lost_workers_chunk_runs_again_and_only_what_it_left(h):
+    batch_id = h.create([1, 2, 3, 4])
+    h.batches.record_results(batch_id, {0: RECORDED}, "2026-01-01T00:00:01.000Z")
+    h.lose_worker(batch_id, 0, 4)
+    assert reap_expired_chunks(h.runner, h.dispatcher.enqueue_batch, max_attempts=3) == [
+        (batch_id, 0, 4)]
+    assert h.dispatcher.batches == [(batch_id, [(0, 4)])]
+    h.runner.run(batch_id, 0, 4)  # the message the reaper sent
+    results = h.batches.results(batch_id, 0, 4)
+    assert results[0] == RECORDED
+    assert [r["output"] for r in results[1:]] == [4, 6, 8]
+    assert h.sandbox.sessions[0].inputs == [2, 3, 4]
+    assert h.batches.status(batch_id) is BatchStatus.COMPLETED
+    assert h.leases() == []  # released once its results were written
+
+
+def test_past_the_attempt_limit_a_lost_chunks_rest_fails_and_the_batch_completes(h):
+    batch_id = h.create([1, 2, 3], webhook="https://hooks.example/b",
+                        webhook_events=["completed"])
+    h.batches.record_results(batch_id, {0: RECORDED}, "2026-01-01T00:00:01.000Z")
+    h.lose_worker(batch_id, 0, 3, times=3)
+    assert reap_expired_chunks(h.runner, h.dispatcher.enqueue_batch, max_attempts=3) == [
+        (batch_id, 0, 3)]
+    assert h.dispatcher.batches == []
+    results = h.batches.results(batch_id, 0, 3)
+    assert results[0] == RECORDED
+    assert {(r["status"], r["reason"]) for r in results[1:]} == {("failed", "worker_lost")}
+    assert results[1]["error"]["message"] == "the worker was lost 3 times"
+    assert h.batches.status(batch_id) is BatchStatus.COMPLETED
+    [delivery] = h.webhooks.for_subject(batch_subject(batch_id))
+    assert json.loads(delivery["body"])["counts"]["failed"] == 2
+    assert h.sandbox.sessions == [] and h.leases() == []
+
+
+def test_a_chunk_under_a_live_lease_is_neither_run_twice_nor_reaped(h):
+    batch_id = h.create([1, 2])
+    assert h.batches.claim_chunk(batch_id, 0, 2, until=time.time() + 30, now=time.time()) == 1
+    h.runner.run(batch_id, 0, 2)  # a redelivered copy of the message
+    assert h.sandbox.sessions == []
+    assert h.batches.results(batch_id, 0, 2) == [None, None]
+    assert reap_expired_chunks(h.runner, h.dispatcher.enqueue_batch, max_attempts=3) == []
+    assert h.leases() == [chunk_member(batch_id, 0, 2)]
+
+
+def test_a_chunk_that_lost_its_lease_stops_and_leaves_the_rest_to_the_new_holder(h):
+    batch_id = h.create([1, "steal", 3, 4])
+    member = chunk_member(batch_id, 0, 4)
+
+    def taken_over_midway(x):
+        if x == "steal":  # the reaper gave the chunk to another run while this one hung
+            h.redis.zadd(RUNNING_CHUNKS_KEY, {member: time.time() + 60})
+            time.sleep(batching.CANCEL_CHECK_S)
+            return "done"
+        return picky(x)
+
+    h.sandbox.algorithms["bld_1"] = taken_over_midway
+    h.runner.lease_s = 0.3  # renewed at once after the input: the loss shows
+    h.runner.run(batch_id, 0, 4)
+    results = h.batches.results(batch_id, 0, 4)
+    assert [r and r["status"] for r in results] == ["succeeded", "succeeded", None, None]
+    assert h.sandbox.sessions[0].inputs == [1, "steal"]
+    assert h.leases() == [member]  # the new holder's lease is left alone
+
+
+def test_a_chunk_waiting_for_a_container_keeps_its_lease(redis_client, monkeypatch):
+    monkeypatch.setattr(batching, "ACQUIRE_SLICE_S", 0.1)
+    h = Harness(redis_client, lease_s=1.0, pool_max_per_build=1)
+    batch_id = h.create([1, 2])
+    busy, _ = h.pool.acquire(spec_for(BUILD, {}, ""))  # the build's one slot
+    chunk = threading.Thread(target=h.runner.run, args=(batch_id, 0, 2))
+    chunk.start()
+    time.sleep(2.0)  # twice the lease, every slot still busy
+    assert h.batches.take_expired_chunks(time.time()) == []
+    h.pool.release(busy, True)
+    chunk.join(10)
+    assert [r["output"] for r in h.batches.results(batch_id, 0, 2)] == [2, 4]

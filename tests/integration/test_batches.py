@@ -5,6 +5,9 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from algohost.api import create_app
+from algohost.store.batches import BatchStore
+from algohost.worker.dispatch import RecordingDispatcher
 from tests.receiver import Receiver
 from tests.stack import TEST_ALGORITHMS, publish
 
@@ -96,3 +99,24 @@ def test_a_jsonl_batch_fires_one_signed_completed_webhook(stack, refs):
         assert len(hook.received) == 1
     finally:
         hook.stop()
+
+
+def test_a_chunk_whose_worker_was_lost_is_run_again_by_the_workers_reaper(stack, refs):
+    # Submitted through an API whose messages go nowhere: the chunk's only way to run is
+    # the reaper, after a worker "claimed" it and died before recording the rest.
+    unsent = create_app(stack.settings, dispatcher=RecordingDispatcher()).test_client()
+    response = unsent.post("/v1/batches", json={"algorithm": refs["picky"],
+                                                "inputs": list(range(10))}, headers=stack.auth)
+    assert response.status_code == 202, response.get_json()
+    batch_id = response.get_json()["id"]
+    batches = BatchStore(stack.redis, stack.settings.job_retention_s)
+    kept = {"status": "succeeded", "reason": "succeeded", "output": "kept"}
+    batches.record_results(batch_id, {0: kept}, "2026-01-01T00:00:01.000Z")
+    assert batches.claim_chunk(batch_id, 0, 10, until=time.time() - 1, now=time.time()) == 1
+    record = wait_until(stack, batch_id, lambda b: b["status"] != "running",
+                        timeout_s=stack.settings.lease_s + 60)
+    assert record["counts"]["succeeded"] == 9 and record["counts"]["failed"] == 1  # 7 fails
+    results = all_results(stack, batch_id)
+    assert results[0]["output"] == "kept"
+    assert [r["output"]["double"] for r in results[1:] if r["index"] != 7] == [
+        2 * i for i in range(1, 10) if i != 7]

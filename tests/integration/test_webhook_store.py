@@ -3,10 +3,12 @@
 The receiver is a fake poster here; tests/integration/test_webhooks.py uses a real one.
 """
 
+import time
+
 import pytest
 
-from algohost.store.webhooks import DeliveryState, WebhookStore
-from algohost.webhooks.deliverer import Deliverer
+from algohost.store.webhooks import PENDING_KEY, DeliveryState, WebhookStore
+from algohost.webhooks.deliverer import IN_FLIGHT_S, Deliverer
 from algohost.webhooks.delivery import AttemptResult
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier, job_subject
 from algohost.worker.dispatch import RecordingDispatcher
@@ -162,3 +164,48 @@ def test_an_attempt_in_flight_during_a_redelivery_leaves_the_new_round_alone(not
     assert dispatcher.webhooks[-1] == (delivery_id, 1, 0, 0.0)
     assert deliver(store, ScriptedPoster(answer(200)), delivery_id, 0, generation=1) is None
     assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+
+
+def test_a_delivery_whose_first_message_was_lost_is_sent_again_and_delivered(notifier, store,
+                                                                             dispatcher):
+    delivery_id = notifier.job(JOB, "completed")  # the broker was down: this never arrived
+    assert notifier.resend_overdue(now=time.time() + 30) == []  # not overdue yet
+    assert notifier.resend_overdue(now=time.time() + 61) == [delivery_id]
+    assert dispatcher.webhooks[-1] == (delivery_id, 0, 0, 0.0)
+    assert deliver(store, ScriptedPoster(answer(200)), delivery_id, 0) is None
+    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    assert notifier.resend_overdue(now=time.time() + 3600) == []  # off the index
+
+
+def test_a_lost_retry_is_sent_again_with_its_round_and_attempt(notifier, store, dispatcher):
+    delivery_id = notifier.job(JOB, "completed")
+    assert deliver(store, ScriptedPoster(answer(500)), delivery_id, 0) == 5.0
+    assert notifier.resend_overdue(now=time.time() + 60) == []  # due in 5 s: 55 s late
+    assert notifier.resend_overdue(now=time.time() + 66) == [delivery_id]
+    assert dispatcher.webhooks[-1] == (delivery_id, 0, 1, 0.0)
+
+
+def test_concurrent_sweeps_send_an_overdue_delivery_once(notifier, dispatcher):
+    delivery_id = notifier.job(JOB, "completed")
+    later = time.time() + 61
+    assert notifier.resend_overdue(now=later) == [delivery_id]
+    assert notifier.resend_overdue(now=later) == []
+    assert notifier.resend_overdue(now=later + 61) == [delivery_id]  # still lost: again
+    assert len(dispatcher.webhooks) == 3
+
+
+def test_dead_deliveries_leave_the_pending_index_and_redelivery_returns_them(notifier, store,
+                                                                             redis_client):
+    delivery_id = notifier.job(JOB, "completed")
+    deliver(store, ScriptedPoster(answer(410)), delivery_id, 0)
+    assert redis_client.zscore(PENDING_KEY, delivery_id) is None
+    notifier.redeliver(delivery_id)
+    assert redis_client.zscore(PENDING_KEY, delivery_id) is not None
+
+
+def test_a_copy_of_an_attempt_under_way_is_dropped(notifier, store):
+    delivery_id = notifier.job(JOB, "completed")
+    assert store.begin_attempt(delivery_id, 0, 0, IN_FLIGHT_S)  # the first copy, posting
+    poster = ScriptedPoster(answer(200))
+    assert deliver(store, poster, delivery_id, 0) is None
+    assert poster.sent == [] and store.get(delivery_id)["state"] == DeliveryState.PENDING

@@ -10,6 +10,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from algohost.api import create_app
+from algohost.store.webhooks import PENDING_KEY, WebhookStore
+from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.dispatch import RecordingDispatcher
 from tests.receiver import Receiver
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish
@@ -141,3 +143,22 @@ def test_a_private_receiver_is_refused_without_the_opt_in(stack, refs):
         "algorithm": refs["hello"], "input": 1, "webhook": "http://127.0.0.1:9/hook"})
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "webhook_refused"
+
+
+def test_a_delivery_whose_message_was_lost_is_sent_by_the_workers_sweep(stack, receiver):
+    hook = receiver()
+    lost = RecordingDispatcher()  # the broker was down when the first attempt was sent
+    notifier = WebhookNotifier(WebhookStore(stack.redis, stack.settings.job_retention_s),
+                               lost.enqueue_webhook)
+    job = {"id": "j_lost", "owner": stack.owner, "webhook": hook.url,
+           "webhook_events": ["completed"], "status": "succeeded"}
+    delivery_id = notifier.notify("job:j_lost", job, "completed", lambda: json.dumps(job))
+    stack.redis.zadd(PENDING_KEY, {delivery_id: time.time() - 120})  # due two minutes ago
+    [request] = hook.wait_for(1, timeout_s=stack.settings.lease_s + 30)
+    assert request.headers["webhook-id"] == delivery_id
+    assert json.loads(request.body)["id"] == "j_lost"
+    deadline = time.monotonic() + 10
+    while notifier.store.get(delivery_id)["state"] != "delivered":
+        assert time.monotonic() < deadline, notifier.store.get(delivery_id)
+        time.sleep(0.1)
+    assert stack.redis.zscore(PENDING_KEY, delivery_id) is None

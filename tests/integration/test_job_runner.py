@@ -1,0 +1,112 @@
+"""The worker's JobRunner against real Redis and a stub sandbox: one behaviour a test.
+
+The Docker side is covered in test_docker_sandbox and test_end_to_end; here the
+record's lifecycle, the lease and the masking are checked quickly.
+"""
+
+import threading
+import time
+
+import pytest
+
+from algohost.config import SandboxSettings, Settings
+from algohost.sandbox.pool import WarmPool
+from algohost.sandbox.stub import StubSandbox
+from algohost.store.jobs import JobStatus, JobStore
+from algohost.worker.execution import JobRunner, reap_expired_leases, spec_for
+
+pytestmark = pytest.mark.integration
+BUILD = {"id": "bld_1", "image": "stub", "owner": "alice", "name": "echo", "status": "succeeded",
+         "ref": "alice/echo@0.1.0",
+         "manifest": {"resources": {"timeout_s": 5, "memory_mb": 64, "cpus": 1.0,
+                                    "network": False}, "secrets": {"names": ["TOKEN"]}}}
+TOKEN = "tok-3f9a1c7d5e"
+
+
+def algorithm(x):
+    if isinstance(x, dict) and "sleep" in x:
+        time.sleep(x["sleep"])
+    if x == "leak":
+        return {"said": f"my token is {TOKEN}"}
+    if x == "raise":
+        raise ValueError(f"bad input, token {TOKEN}")
+    return x
+
+
+class Builds:
+    def get_build(self, build_id):
+        return BUILD
+
+
+class OneSecret:
+    def for_build(self, build):
+        return {"TOKEN": TOKEN}, "v1"
+
+
+class Harness:
+    def __init__(self, redis_client, lease_s=60, per_build=4):
+        self.jobs = JobStore(redis_client, 600)
+        self.pool = WarmPool(StubSandbox({"bld_1": algorithm}),
+                             SandboxSettings(pool_max_per_build=per_build))
+        self.runner = JobRunner(self.jobs, Builds(), self.pool, Settings(lease_s=lease_s),
+                                "w1", secrets=OneSecret())
+        self.count = 0
+
+    def submit(self, payload):
+        self.count += 1
+        job_id = f"j_{self.count}"
+        self.jobs.create({"id": job_id, "owner": "alice", "status": "queued", "attempts": 0,
+                          "build_id": "bld_1", "input": payload, "timeout_s": 5,
+                          "created_at": "2026-01-01T00:00:00.000Z", "output": None})
+        return job_id
+
+    def run(self, payload):
+        job_id = self.submit(payload)
+        self.runner.run(job_id)
+        return self.jobs.get(job_id)
+
+
+@pytest.fixture
+def h(redis_client):
+    return Harness(redis_client)
+
+
+def test_a_call_records_its_output_metrics_and_warmth(h):
+    first, second = h.run({"a": 1}), h.run({"a": 2})
+    assert first["status"] == "succeeded" and first["output"] == {"a": 1}
+    assert (first["warm"], second["warm"]) == (False, True)
+    assert set(first["metrics"]) >= {"queue_ms", "cold_start_ms", "run_ms", "total_ms",
+                                     "peak_memory_bytes"}
+    assert first["attempts"] == 1 and first["worker"] == "w1"
+
+
+def test_an_exception_is_a_failure_with_its_type_and_a_masked_message(h):
+    job = h.run("raise")
+    assert job["status"] == "failed" and job["reason"] == "exception"
+    assert job["error"]["type"] == "ValueError"
+    assert TOKEN not in str(job["error"]) and "***" in job["error"]["message"]
+
+
+def test_a_secret_in_the_output_is_masked_before_it_is_stored(h):
+    assert h.run("leak")["output"] == {"said": "my token is ***"}
+
+
+def test_a_redelivered_message_for_a_finished_job_does_nothing(h):
+    job = h.run(1)
+    h.runner.run(job["id"])
+    assert h.jobs.get(job["id"]) == job
+
+
+def test_a_job_waiting_for_a_container_keeps_its_lease_and_sees_a_cancel(redis_client):
+    h = Harness(redis_client, lease_s=3, per_build=1)
+    held, _ = h.pool.acquire(spec_for(BUILD, {"TOKEN": TOKEN}, "v1"))  # the only slot
+    waiting = h.submit(2)
+    runner = threading.Thread(target=h.runner.run, args=(waiting,))
+    runner.start()
+    time.sleep(4)  # longer than the lease: only renewals keep it
+    assert reap_expired_leases(h.jobs, lambda job_id: None, max_attempts=3) == []
+    assert h.jobs.transition(waiting, JobStatus.CANCELED)
+    runner.join(5)
+    assert not runner.is_alive()
+    assert h.jobs.get(waiting)["status"] == "canceled"
+    h.pool.release(held, True)
