@@ -138,7 +138,8 @@ def memory(settings: Settings, worker_pid: int | None, build_id: str) -> dict[st
                     result["worker_rss_bytes"] = int(line.split()[1]) * 1024
     client = docker.DockerClient(base_url=settings.sandbox.docker_url)
     usages = []
-    for container in client.containers.list(filters={"label": f"algohost.build={build_id}"}):
+    for container in client.containers.list(filters={"label": f"algohost.build={build_id}"},
+                                            sparse=True):
         stats = container.stats(stream=False)
         usages.append(int(stats.get("memory_stats", {}).get("usage", 0)))
     result["warm_containers"] = len(usages)

@@ -154,7 +154,8 @@ class Stack:
         filters = {"label": f"algohost.build={build['id']}"}
         if running_only:
             filters["status"] = "running"
-        return list(self.docker.containers.list(all=not running_only, filters=filters))
+        return list(self.docker.containers.list(all=not running_only, filters=filters,
+                                              sparse=True))
 
 
 def publish(stack: Stack, directory: Path, expect: str = "succeeded",

@@ -31,7 +31,8 @@ def docker_client(url: str) -> Any:
 def prune_containers(client: Any, include_running: bool) -> tuple[int, int]:
     """Remove algohost containers; running ones only if asked. Returns (removed, kept)."""
     removed = kept = 0
-    for container in client.containers.list(all=True, filters={"label": MANAGED_LABEL}):
+    managed = client.containers.list(all=True, filters={"label": MANAGED_LABEL}, sparse=True)
+    for container in managed:
         if container.status not in STOPPED and not include_running:
             kept += 1
             continue
@@ -54,7 +55,7 @@ def prune_images(client: Any, base_image: str) -> tuple[int, int]:
     protected = base_image_ids(client, base_image)
     # ImageID from the listing itself: `container.image` costs a request per container.
     used = {c.attrs.get("ImageID") or c.attrs.get("Image")
-            for c in client.containers.list(all=True)}
+            for c in client.containers.list(all=True, sparse=True)}
     removed = in_use = 0
     for image in client.images.list(filters={"label": BUILD_LABEL}):
         if image.id in protected or base_image in image.tags:

@@ -358,7 +358,9 @@ class DockerSandbox(Sandbox):
         if owner_label:
             labels.append(f"{LABEL_WORKER}={owner_label}")
         with translate_docker_errors("listing algohost containers"):
-            containers = self.client.containers.list(all=True, filters={"label": labels})
+            # Sparse: no inspect per container, which races with removals in progress.
+            containers = self.client.containers.list(all=True, filters={"label": labels},
+                                                     sparse=True)
         with self._lock:
             live = set(self._live)
         orphans = [c for c in containers if c.id not in live]

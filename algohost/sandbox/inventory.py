@@ -17,8 +17,8 @@ def warm_containers(settings: SandboxSettings) -> list[dict[str, Any]]:
     """Running containers grouped by build: algorithm, build id, count, workers."""
     client = docker_client(settings, timeout_s=5)
     by_build: dict[str, dict[str, Any]] = {}
-    for container in client.containers.list(filters={"label": f"{LABEL_MANAGED}=1"}):
-        labels = container.labels or {}
+    for container in client.containers.list(filters={"label": f"{LABEL_MANAGED}=1"}, sparse=True):
+        labels = container.attrs.get("Labels") or {}
         build = labels.get(LABEL_BUILD, "?")
         entry = by_build.setdefault(build, {"build": build, "containers": 0, "workers": [],
                                             "algorithm": labels.get(LABEL_ALGORITHM, "")})

@@ -84,7 +84,7 @@ def sandbox(settings: SandboxSettings, docker_client: Any) -> Iterator[DockerSan
     yield box
     box.remove_orphans()  # nothing is live any more: whatever is left, the test leaked
     assert not docker_client.containers.list(
-        all=True, filters={"label": f"algohost.worker={box.worker_id}"}
+        all=True, filters={"label": f"algohost.worker={box.worker_id}"}, sparse=True
     )
 
 
@@ -240,7 +240,7 @@ def test_an_import_error_fails_the_start_and_leaves_no_container(
     assert error["type"] == "RuntimeError" and "fails at import" in error["message"]
     assert "main.py" in error["traceback"] and "about to fail" in caught.value.details["logs"]
     labels = {"label": f"algohost.worker={sandbox.worker_id}"}
-    assert docker_client.containers.list(all=True, filters=labels) == []
+    assert docker_client.containers.list(all=True, filters=labels, sparse=True) == []
 
 
 def test_a_missing_image_fails_the_start(sandbox: DockerSandbox) -> None:

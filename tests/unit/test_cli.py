@@ -352,8 +352,8 @@ class FakeDocker:
                 outer.removed_images.append(image_id)
 
         class Containers:
-            def list(self, all: bool, filters: dict[str, str] | None = None
-                     ) -> list[FakeContainer]:
+            def list(self, all: bool, filters: dict[str, str] | None = None,
+                     sparse: bool = False) -> list[FakeContainer]:
                 return [c for c in containers if not c.removed]
 
         self.images, self.containers = Images(), Containers()
