@@ -116,7 +116,8 @@ class Registry:
             raise BuildNotFound(f"build {build_id} does not exist")
         return decode_fields(raw)
 
-    def _finished_build(self, build_id: str) -> dict[str, Any]:
+    def build_for_call(self, build_id: str) -> dict[str, Any]:
+        """A build as a call needs it; successful ones come from the cache, if any."""
         cached = self._cache.get(build_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -168,8 +169,12 @@ class Registry:
                                                        "latest_build": other["id"]})
                         break
             self.redis.delete(f"{self._build(build['id'])}:source")
-        self._cache.pop(build["id"], None)
+        self.forget(build["id"])
         return self.get_build(build["id"])
+
+    def forget(self, build_id: str) -> None:
+        """Drop a build from this process's cache (it was deleted)."""
+        self._cache.pop(build_id, None)
 
     @translate_errors
     def append_log(self, build_id: str, text: str) -> None:
@@ -213,7 +218,7 @@ class Registry:
         """The build a call should run: an exact version, or @latest (newest success)."""
         if version and version != "latest":
             build_id = self.redis.hget(f"{self._algo(owner, name)}:versions", version)
-            build = self._finished_build(build_id) if build_id else self.find(
+            build = self.build_for_call(build_id) if build_id else self.find(
                 owner, name, version)
             if build["status"] != BuildStatus.SUCCEEDED:
                 raise BuildNotReady(
@@ -223,7 +228,7 @@ class Registry:
         # The common case costs one read (the pointer) and a cached build.
         latest = self.redis.hget(self._algo(owner, name), "latest_build")
         if latest:
-            build = self._finished_build(latest)
+            build = self.build_for_call(latest)
             if build["status"] == BuildStatus.SUCCEEDED:
                 return build
         for build in self.versions(owner, name):

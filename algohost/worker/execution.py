@@ -103,7 +103,6 @@ class JobRunner:
         self.settings, self.worker_id = settings, worker_id
         self.secrets = secrets or NoSecrets()
         self.hooks = list(hooks)
-        self._builds: dict[str, dict[str, Any]] = {}
 
     def run(self, job_id: str) -> None:
         claimed, job = self.jobs.claim(job_id, self.worker_id, now_iso(),
@@ -132,7 +131,7 @@ class JobRunner:
                                        "traceback": None}, hidden))
 
     def _execute(self, job: dict[str, Any], hidden: list[str]) -> None:
-        build = self._build(job["build_id"])
+        build = self.registry.build_for_call(job["build_id"])
         if build["status"] != BuildStatus.SUCCEEDED:
             raise BuildNotReady(f"{build['ref']} was {build['status']} after this job was queued")
         values, version = self.secrets.for_build(build)
@@ -184,20 +183,6 @@ class JobRunner:
             except NoFreeSlot:
                 if watch():
                     return None
-
-    def _build(self, build_id: str) -> dict[str, Any]:
-        # A successful build never changes, so one read per worker is enough.
-        build = self._builds.get(build_id)
-        if build is None:
-            build = self.registry.get_build(build_id)
-            if len(self._builds) >= 256:
-                self._builds.clear()
-            self._builds[build_id] = build
-        return build
-
-    def forget_build(self, build_id: str) -> None:
-        """A version was deleted: read its record afresh next time."""
-        self._builds.pop(build_id, None)
 
     def _finish(self, job: dict[str, Any], status: JobStatus, reason: str, *,
                 output: Any = None, error: dict[str, Any] | None = None, logs: str = "",

@@ -43,6 +43,7 @@ from algohost.worker.execution import JobRunner, reap_expired_leases
 from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
+WORKER_BUILD_CACHE_S = 300.0
 
 
 @dataclass
@@ -76,7 +77,9 @@ def runtime() -> Runtime:
 def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     client = connect(settings)
     jobs = JobStore(client, settings.job_retention_s)
-    registry = Registry(client, connect_raw(settings))
+    # A successful build never changes but for deletion, which is broadcast to every
+    # worker (close_build); the cache saves a registry read per call.
+    registry = Registry(client, connect_raw(settings), cache_s=WORKER_BUILD_CACHE_S)
     sandbox = DockerSandbox(settings.sandbox, worker_id)
     builder = ImageBuilder(settings.sandbox)
     pool = WarmPool(sandbox, settings.sandbox,
@@ -120,7 +123,7 @@ def close_build(state: Any, build_id: str) -> dict[str, Any]:
     """Broadcast when a version is deleted: stop this worker's warm containers of it."""
     if _runtime is None:
         return {"ok": "no warm containers here"}
-    _runtime.runner.forget_build(build_id)
+    _runtime.registry.forget(build_id)
     closed = _runtime.pool.close_build(build_id)
     return {"ok": f"closed {closed} warm containers"}
 

@@ -37,6 +37,8 @@ class Builds:
     def get_build(self, build_id):
         return BUILD
 
+    build_for_call = get_build
+
 
 class OneSecret:
     def for_build(self, build):
