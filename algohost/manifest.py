@@ -6,18 +6,20 @@ errors too, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from algohost.errors import InvalidManifest
+from algohost.names import (
+    ALGORITHM_NAME,
+    APT_PACKAGE,
+    ENTRYPOINT,
+    PIP_REQUIREMENT,
+    SECRET_NAME,
+    Grammar,
+)
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-SECRET_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
-# Debian package names (policy 5.6.1), optionally with =version.
-APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 SUPPORTED_PYTHON = ("3", "3.11")
 
 MAX_TIMEOUT_S = 3600
@@ -83,26 +85,20 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _string_list(table: dict[str, Any], key: str, where: str, pattern: re.Pattern[str] | None,
-                 what: str) -> list[str]:
+def _string_list(table: dict[str, Any], key: str, where: str, grammar: Grammar) -> list[str]:
     values = _typed(table, key, (list,), where)
     path = f"{where}.{key}"
     for item in values:
         if not isinstance(item, str) or not item.strip():
             raise InvalidManifest(f"'{path}' must be a list of non-empty strings", key=path)
-        if pattern is not None and not pattern.match(item):
-            raise InvalidManifest(f"'{path}' has an invalid {what}: {item!r}", key=path)
+        grammar.check(item, InvalidManifest, path, key=path)
     return list(values)
 
 
 def _build(table: dict[str, Any]) -> BuildSection:
     _check_keys(table, {"python_packages", "requirements", "system_packages"}, "build")
-    packages = _string_list(table, "python_packages", "build", None, "package") \
+    packages = _string_list(table, "python_packages", "build", PIP_REQUIREMENT) \
         if "python_packages" in table else []
-    for spec in packages:
-        if spec.lstrip().startswith("-"):
-            raise InvalidManifest("'build.python_packages' may not hold pip options",
-                                  key="build.python_packages")
     requirements = None
     if "requirements" in table:
         requirements = _typed(table, "requirements", (str,), "build")
@@ -112,7 +108,7 @@ def _build(table: dict[str, Any]) -> BuildSection:
     if packages and requirements:
         raise InvalidManifest("use either 'build.python_packages' or 'build.requirements'",
                               key="build.requirements")
-    system = _string_list(table, "system_packages", "build", APT_PACKAGE_RE, "package name") \
+    system = _string_list(table, "system_packages", "build", APT_PACKAGE) \
         if "system_packages" in table else []
     return BuildSection(packages, requirements, system)
 
@@ -143,7 +139,7 @@ def _resources(table: dict[str, Any]) -> ResourcesSection:
 
 def _secrets(table: dict[str, Any]) -> SecretsSection:
     _check_keys(table, {"names", "as_env"}, "secrets")
-    names = _string_list(table, "names", "secrets", SECRET_NAME_RE, "secret name") \
+    names = _string_list(table, "names", "secrets", SECRET_NAME) \
         if "names" in table else []
     as_env = _typed(table, "as_env", (bool,), "secrets") if "as_env" in table else False
     return SecretsSection(names, as_env)
@@ -162,13 +158,9 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
         if required not in data:
             raise InvalidManifest(f"missing required key '{required}'", key=required)
     name = _typed(data, "name", (str,), "")
-    if not NAME_RE.match(name):
-        raise InvalidManifest(
-            "'name' must be 1-63 lowercase letters, digits, '-' or '_', starting with a "
-            "letter or digit", key="name")
-    entrypoint = _typed(data, "entrypoint", (str,), "")
-    if not ENTRYPOINT_RE.match(entrypoint):
-        raise InvalidManifest("'entrypoint' must look like 'module:function'", key="entrypoint")
+    ALGORITHM_NAME.check(name, InvalidManifest, "name", key="name")
+    entrypoint = ENTRYPOINT.check(_typed(data, "entrypoint", (str,), ""), InvalidManifest,
+                                  "entrypoint", key="entrypoint")
     python = str(_typed(data, "python", (str,), "")) if "python" in data else "3.11"
     if python not in SUPPORTED_PYTHON:
         raise InvalidManifest(f"'python' must be one of {', '.join(SUPPORTED_PYTHON)}",

@@ -1,17 +1,16 @@
 """Semantic versions of builds: parse, order and bump `MAJOR.MINOR.PATCH`.
 
-Pre-release and build metadata are not used by algohost and are rejected.
+The grammar is `names.VERSION`; this module only compares and bumps. Pre-release and
+build metadata are not used by algohost and are rejected.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from algohost.errors import InvalidRequest
+from algohost.names import VERSION
 
-_VERSION_RE = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 FIRST = "0.1.0"
 
 
@@ -29,9 +28,7 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        match = _VERSION_RE.match(text)
-        if not match:
-            raise InvalidRequest(f"'{text}' is not a version like 1.2.3", value=text)
+        match = VERSION.match(text, value=str(text)[:64])
         return cls(*(int(part) for part in match.groups()))
 
     def bump(self, part: Bump) -> Version:
@@ -43,10 +40,6 @@ class Version:
 
     def __str__(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
-
-
-def is_version(text: str) -> bool:
-    return bool(_VERSION_RE.match(text))
 
 
 def next_version(existing: list[str], part: Bump) -> str:

@@ -26,9 +26,9 @@ from algohost.api.schemas import (
 from algohost.api.secrets import ensure_policy_quietly
 from algohost.archive import content_hash, read_archive
 from algohost.clock import now_iso
-from algohost.errors import InvalidManifest, InvalidRequest, ServiceUnavailable
-from algohost.manifest import NAME_RE, Manifest, loads_manifest
-from algohost.store.keys import validate_owner
+from algohost.errors import InvalidManifest, ServiceUnavailable
+from algohost.manifest import Manifest, loads_manifest
+from algohost.names import validate_algorithm_name, validate_owner
 from algohost.store.registry import BuildStatus
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ SOURCE = Upload(("application/gzip", "application/octet-stream", "application/x-
 def _check_names(owner: str, name: str) -> None:
     require_owner(owner, f"algorithm {owner}/{name}")
     validate_owner(owner)
-    if not NAME_RE.match(name):
-        raise InvalidRequest("an algorithm name is 1-63 lowercase letters, digits, '-' or '_'",
-                             name=name)
+    validate_algorithm_name(name)
 
 
 def manifest_of(files: dict[str, bytes], name: str) -> Manifest:

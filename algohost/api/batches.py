@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from algohost.api.auth import require_owner
 from algohost.api.context import services
-from algohost.api.jobs import split_ref
 from algohost.api.routing import Reply, Upload, field_errors, route
-from algohost.api.schemas import ALGORITHM_REF_PATTERN, WebhookRequest
+from algohost.api.schemas import WebhookRequest
 from algohost.clock import now_iso
 from algohost.config import Settings
 from algohost.errors import (
@@ -30,6 +29,7 @@ from algohost.errors import (
     ServiceUnavailable,
     TooManyInputs,
 )
+from algohost.names import REF_PATTERN, AlgorithmRef
 from algohost.public import Batch, BatchResult, public_batch, public_result
 from algohost.store.batches import BatchStatus, chunk_ranges
 from algohost.webhooks.urls import refused_literal
@@ -44,7 +44,7 @@ class BatchCreate(WebhookRequest):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    algorithm: str = Field(pattern=ALGORITHM_REF_PATTERN, examples=["alice/hello@latest"])
+    algorithm: str = Field(pattern=REF_PATTERN, examples=["alice/hello@latest"])
     inputs: list[Any] = Field(min_length=1, description="JSON values, one per call")
     timeout_s: int | None = Field(default=None, ge=1, description="Limit of each input's call")
 
@@ -54,7 +54,7 @@ class BatchUploadQuery(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    algorithm: str | None = Field(default=None, pattern=ALGORITHM_REF_PATTERN,
+    algorithm: str | None = Field(default=None, pattern=REF_PATTERN,
                                   description="Required with a JSONL body")
     webhook: str | None = Field(default=None, description="With a JSONL body")
     webhook_events: str | None = Field(default=None, description="Comma-separated, with a "
@@ -151,14 +151,14 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
         message = f"must be at most {svc.settings.max_timeout_s}"
         raise InvalidRequest(f"invalid batch: timeout_s: {message}",
                              errors=[{"field": "timeout_s", "message": message}])
-    owner, name, version = split_ref(batch.algorithm)
-    require_owner(owner, f"algorithm {owner}/{name}")
+    ref = AlgorithmRef.parse(batch.algorithm)
+    require_owner(ref.owner, f"algorithm {ref.base}")
     if batch.webhook is not None:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)
     encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)
-    build = svc.registry.resolve(owner, name, version)
+    build = svc.registry.resolve(ref.owner, ref.name, ref.version)
     record = {
-        "id": "b_" + uuid.uuid4().hex[:24], "owner": owner, "requested": batch.algorithm,
+        "id": "b_" + uuid.uuid4().hex[:24], "owner": ref.owner, "requested": batch.algorithm,
         "algorithm": build["ref"], "build_id": build["id"], "status": BatchStatus.RUNNING.value,
         "reason": None, "total": len(encoded), "created_at": now_iso(), "finished_at": None,
         "timeout_s": batch.timeout_s or min(int(build["manifest"]["resources"]["timeout_s"]),

@@ -24,6 +24,7 @@ from algohost.errors import (
     JobNotFound,
     ServiceUnavailable,
 )
+from algohost.names import AlgorithmRef
 from algohost.store.jobs import JobStatus
 from algohost.webhooks.urls import refused_literal
 
@@ -33,13 +34,6 @@ bp = Blueprint("jobs", __name__)
 PREFER = Header("Prefer", "`wait=N` (0..max_wait_s) waits up to N seconds for the job to "
                           "finish; `respond-async` answers at once", "wait=10")
 CANCELABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
-
-
-def split_ref(ref: str) -> tuple[str, str, str | None]:
-    """`owner/name[@version]` (already pattern-checked) as its parts."""
-    owner_name, _, version = ref.partition("@")
-    owner, _, name = owner_name.partition("/")
-    return owner, name, version or None
 
 
 def new_job_id() -> str:
@@ -67,13 +61,13 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         message = f"must be at most {svc.settings.max_timeout_s}"
         raise InvalidRequest(f"invalid request body: timeout_s: {message}",
                              errors=[{"field": "timeout_s", "message": message}])
-    owner, name, version = split_ref(body.algorithm)
-    require_owner(owner, f"algorithm {owner}/{name}")
+    ref = AlgorithmRef.parse(body.algorithm)
+    require_owner(ref.owner, f"algorithm {ref.base}")
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)
-    build = svc.registry.resolve(owner, name, version)
+    build = svc.registry.resolve(ref.owner, ref.name, ref.version)
     job = {
-        "id": new_job_id(), "owner": owner, "requested": body.algorithm,
+        "id": new_job_id(), "owner": ref.owner, "requested": body.algorithm,
         "algorithm": build["ref"], "build_id": build["id"], "image": build["image"],
         "status": JobStatus.QUEUED.value, "reason": None, "input": body.input,
         "output": None, "error": None, "logs": "", "created_at": now_iso(),

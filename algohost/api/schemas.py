@@ -11,6 +11,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
 from algohost.errors import WebhookRefused
+from algohost.names import REF_FORMS, REF_PATTERN
 from algohost.public import Job, JobError, JobMetrics, public_job
 from algohost.semver import Bump
 from algohost.store.registry import BuildStatus
@@ -18,10 +19,6 @@ from algohost.webhooks import EVENTS, Event
 from algohost.webhooks.urls import parse_url
 
 __all__ = ["Job", "JobError", "JobMetrics", "public_job"]  # re-exported for the views
-
-_NAME = r"[a-z0-9][a-z0-9_-]{0,62}"
-_NUMBER = r"(0|[1-9][0-9]{0,8})"
-ALGORITHM_REF_PATTERN = rf"^{_NAME}/{_NAME}(@(latest|{_NUMBER}\.{_NUMBER}\.{_NUMBER}))?$"
 
 
 # Requests ------------------------------------------------------------------------------
@@ -64,8 +61,7 @@ class JobCreate(WebhookRequest):
     # Strict: "5" is not a timeout, and an unknown field is a typo, not something to ignore.
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    algorithm: str = Field(pattern=ALGORITHM_REF_PATTERN,
-                           description="owner/name, owner/name@latest or owner/name@1.2.3",
+    algorithm: str = Field(pattern=REF_PATTERN, description=REF_FORMS,
                            examples=["alice/hello@latest"])
     input: Any = Field(description="Any JSON value, handed to the entrypoint (null allowed)")
     timeout_s: int | None = Field(default=None, ge=1,

@@ -24,8 +24,9 @@ from algohost.errors import (
     SecretNotFound,
     SecretsUnavailable,
 )
+from algohost.names import validate_secret_name
 from algohost.secrets.base import SecretStore
-from algohost.secrets.layout import algorithm_prefix, validate_secret_name
+from algohost.secrets.layout import algorithm_prefix
 
 log = logging.getLogger(__name__)
 bp = Blueprint("secrets", __name__)

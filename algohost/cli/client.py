@@ -11,6 +11,8 @@ from typing import Any, TypedDict, cast
 import click
 import requests
 
+from algohost.names import AlgorithmRef
+
 JOB_TERMINAL = frozenset({"succeeded", "failed", "timed_out", "canceled"})
 BUILD_TERMINAL = frozenset({"succeeded", "failed"})
 
@@ -220,8 +222,8 @@ class ApiClient:
 
     @staticmethod
     def _secrets_path(algorithm: str, secret: str = "") -> str:
-        owner, name = algorithm.split("/", 1)
-        base = f"/v1/algorithms/{owner}/{name}/secrets"
+        ref = AlgorithmRef.parse(algorithm, versioned=False)
+        base = f"/v1/algorithms/{ref.owner}/{ref.name}/secrets"
         return f"{base}/{secret}" if secret else base
 
     def set_secret(self, algorithm: str, name: str, value: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from algohost.cli.common import (
     json_input_callback,
     json_option,
     out,
+    parse_algorithm_ref,
     pass_ctx,
     progress,
     unversioned_ref_callback,
@@ -136,8 +137,8 @@ def publish(
 @pass_ctx
 def versions(ctx: CliContext, algorithm: str, as_json: bool) -> None:
     """List the versions of ALGORITHM (owner/name), newest first."""
-    owner, name = algorithm.split("/", 1)
-    builds = ctx.client().versions(owner, name)
+    ref = parse_algorithm_ref(algorithm, allow_version=False)
+    builds = ctx.client().versions(ref.owner, ref.name)
     if as_json:
         emit_json(builds)
     else:
@@ -279,11 +280,10 @@ def cancel(ctx: CliContext, job_id: str, as_json: bool) -> None:
 @pass_ctx
 def delete_version(ctx: CliContext, ref: str, as_json: bool) -> None:
     """Delete one version: it is never callable again, its warm containers and image go."""
-    owner_name, _, version = ref.partition("@")
-    owner, _, name = owner_name.partition("/")
-    if not (owner and name and version) or version == "latest":
+    parsed = parse_algorithm_ref(ref)
+    if parsed.version is None or not parsed.is_exact:
         raise click.UsageError("name an exact version: owner/name@1.2.3")
-    build = ctx.client().delete_version(owner, name, version)
+    build = ctx.client().delete_version(parsed.owner, parsed.name, parsed.version)
     if as_json:
         emit_json(build)
     else:

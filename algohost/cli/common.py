@@ -20,6 +20,8 @@ from rich.console import Console
 
 from algohost.cli.client import ApiClient
 from algohost.config import Settings
+from algohost.errors import InvalidRequest
+from algohost.names import AlgorithmRef
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,23 +88,20 @@ def json_input_callback(ctx: click.Context, param: click.Parameter, value: str) 
     return parse_json_input(value)
 
 
-def parse_algorithm_ref(value: str, allow_version: bool = True) -> str:
+def parse_algorithm_ref(value: str, allow_version: bool = True) -> AlgorithmRef:
     """`owner/name`, optionally with `@version` or `@latest` when allowed."""
-    base, at, version = value.partition("@")
-    owner, slash, name = base.partition("/")
-    if not (owner and slash and name) or "/" in name:
-        raise click.BadParameter(f"{value!r} is not of the form owner/name")
-    if at and (not allow_version or not version):
-        raise click.BadParameter(f"{value!r}: give owner/name without a version")
-    return value
+    try:
+        return AlgorithmRef.parse(value, versioned=allow_version)
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message) from exc
 
 
 def algorithm_ref_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    return parse_algorithm_ref(value, allow_version=True)
+    return str(parse_algorithm_ref(value, allow_version=True))
 
 
 def unversioned_ref_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    return parse_algorithm_ref(value, allow_version=False)
+    return str(parse_algorithm_ref(value, allow_version=False))
 
 
 class PollTimeout(click.ClickException):

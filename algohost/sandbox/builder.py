@@ -1,6 +1,7 @@
 """Builds one algorithm's image: a generated Dockerfile and an in-memory build context.
 
-Every manifest value that reaches a shell line is quoted; secret values never reach a
+Every manifest value that reaches a line is checked against its grammar again (a stored
+manifest is not trusted to be the one validated) and quoted; secret values never reach a
 build. Images carry algohost labels so that prune and tests can find what they made.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import posixpath
-import re
 import shlex
 import tarfile
 from collections.abc import Callable, Mapping
@@ -20,6 +20,7 @@ import docker.errors
 
 from algohost.config import SandboxSettings
 from algohost.errors import BuildFailed, InvalidManifest
+from algohost.names import ALGORITHM_NAME, APT_PACKAGE, ENTRYPOINT, PIP_REQUIREMENT
 from algohost.sandbox.docker import (
     LABEL_BUILD,
     LABEL_MANAGED,
@@ -37,7 +38,6 @@ ALGORITHM_DIR = "/opt/algorithm"
 REQUIREMENTS = "/tmp/algohost-requirements.txt"
 BUILD_READ_TIMEOUT_S = 1800  # longest silence from the engine while a step compiles
 FIXED_MTIME = 1_700_000_000  # identical content gives an identical context, so layers are reused
-_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 def _run(*commands: str) -> str:
@@ -57,14 +57,16 @@ class ImageBuilder:
 
     def dockerfile(self, manifest: Mapping[str, Any]) -> str:
         """The Dockerfile for a manifest dict (see algohost.manifest for its shape)."""
-        entrypoint = str(manifest.get("entrypoint", ""))
-        if not _ENTRYPOINT.match(entrypoint):
-            raise InvalidManifest(f"entrypoint must be 'module:function', got {entrypoint!r}")
+        entrypoint = ENTRYPOINT.check(str(manifest.get("entrypoint", "")), InvalidManifest,
+                                      "entrypoint")
         build = manifest.get("build") or {}
-        system = [str(p) for p in build.get("system_packages") or []]
-        packages = [str(p) for p in build.get("python_packages") or []]
+        system = [APT_PACKAGE.check(str(p), InvalidManifest, "build.system_packages")
+                  for p in build.get("system_packages") or []]
+        packages = [PIP_REQUIREMENT.check(str(p), InvalidManifest, "build.python_packages")
+                    for p in build.get("python_packages") or []]
         requirements = build.get("requirements")
-        name = json.dumps(str(manifest.get("name", "")))
+        name = json.dumps(ALGORITHM_NAME.check(str(manifest.get("name", "")), InvalidManifest,
+                                               "name"))
         lines = [
             f"FROM {self.settings.base_image}",
             f'LABEL {LABEL_MANAGED}="1" algohost.algorithm={name}',

@@ -6,9 +6,7 @@ texts are built here only; nothing in this module talks to Vault.
 
 from __future__ import annotations
 
-from algohost.errors import InvalidRequest
-from algohost.manifest import NAME_RE, SECRET_NAME_RE
-from algohost.store.keys import OWNER_RE
+from algohost.names import validate_algorithm_name, validate_owner, validate_secret_name
 
 ROOT = "algohost"
 API_POLICY = "algohost-api"
@@ -16,18 +14,10 @@ WORKER_POLICY = "algohost-worker"
 ALGO_POLICY_PREFIX = "algohost-algo-"
 
 
-def validate_secret_name(secret: str) -> str:
-    if not SECRET_NAME_RE.fullmatch(secret):
-        raise InvalidRequest(
-            "a secret name is 1-128 characters of A-Z, 0-9 and '_', not starting with a digit",
-            secret=secret[:128])
-    return secret
-
-
 def _check_algorithm(owner: str, name: str) -> None:
     # The names end up inside Vault paths and policy texts: refuse anything else.
-    if not OWNER_RE.fullmatch(owner) or not NAME_RE.fullmatch(name):
-        raise InvalidRequest("invalid algorithm owner or name", owner=owner, name=name)
+    validate_owner(owner)
+    validate_algorithm_name(name)
 
 
 def algorithm_prefix(owner: str, name: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import time
 from typing import Any
@@ -16,11 +15,10 @@ from typing import Any
 import redis
 
 from algohost.clock import now_iso
-from algohost.errors import InvalidRequest
+from algohost.names import validate_owner
 from algohost.store import PREFIX, translate_errors
 
 KEY_PREFIX = "ak_"
-OWNER_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
 def hash_key(key: str) -> str:
@@ -29,13 +27,6 @@ def hash_key(key: str) -> str:
 
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def validate_owner(owner: str) -> str:
-    if not OWNER_RE.match(owner):
-        raise InvalidRequest(
-            "an owner is 1-63 lowercase letters, digits, '-' or '_'", owner=owner)
-    return owner
 
 
 class KeyStore:

@@ -17,6 +17,7 @@ import redis
 from algohost import semver
 from algohost.clock import now_iso
 from algohost.errors import AlgorithmNotFound, BuildNotFound, BuildNotReady, VersionNotFound
+from algohost.names import AlgorithmRef
 from algohost.store import PREFIX, decode_fields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
@@ -73,7 +74,7 @@ class Registry:
             build_id = "b_" + uuid.uuid4().hex[:20]
             build = {
                 "id": build_id, "owner": owner, "name": name, "version": version,
-                "ref": f"{owner}/{name}@{version}", "content_hash": content_hash,
+                "ref": str(AlgorithmRef(owner, name, version)), "content_hash": content_hash,
                 "image": image_tag(owner, name, content_hash), "status": BuildStatus.QUEUED.value,
                 "created_at": now_iso(), "started_at": None, "finished_at": None,
                 "manifest": manifest, "error": None,

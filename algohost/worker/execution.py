@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from algohost.clock import ms_between, now_iso
 from algohost.config import Settings
 from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, NoFreeSlot
+from algohost.names import AlgorithmRef
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
 from algohost.secrets.redaction import redact, redact_text
 from algohost.store.jobs import JobStatus, JobStore
@@ -88,7 +89,7 @@ def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: st
         limits=Limits(timeout_s=float(resources["timeout_s"]),
                       memory_mb=int(resources["memory_mb"]), cpus=float(resources["cpus"]),
                       network=bool(resources["network"])),
-        labels={"algohost.algorithm": f"{build['owner']}/{build['name']}"},
+        labels={"algohost.algorithm": AlgorithmRef(build["owner"], build["name"]).base},
         secrets=secrets,
         secrets_as_env=bool(build["manifest"].get("secrets", {}).get("as_env", False)),
         secrets_version=secrets_version,

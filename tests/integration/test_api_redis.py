@@ -156,6 +156,19 @@ def test_archive_without_manifest_is_400(api, tmp_path):
     assert "algorithm.toml not found" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize("extra, key", [
+    ('[build]\npython_packages = ["numpy\\nRUN curl evil"]\n', "build.python_packages"),
+    ('[build]\nsystem_packages = ["gcc\\nRUN curl evil"]\n', "build.system_packages"),
+    ('[build]\npython_packages = ["numpy\\u0000"]\n', "build.python_packages"),
+])
+def test_a_package_string_with_a_control_character_is_400_naming_it(api, tmp_path, extra, key):
+    response = api.publish(algorithm(tmp_path / "hello", extra=extra))
+    assert response.status_code == 400 and error_code(response) == "invalid_manifest"
+    error = response.get_json()["error"]
+    assert error["details"]["key"] == key and key in error["message"]
+    assert api.dispatcher.builds == []
+
+
 def test_missing_requirements_file_is_400(api, tmp_path):
     root = algorithm(tmp_path / "hello", extra='[build]\nrequirements = "requirements.txt"\n')
     response = api.publish(root)
@@ -266,6 +279,13 @@ def test_invalid_fields_are_listed_without_validator_internals(api):
     assert {e["field"] for e in errors} == {"algorithm", "timeout_s", "inputs"}
     text = response.get_data(as_text=True)
     assert "pydantic" not in text and "JobCreate" not in text and "errors.pydantic" not in text
+
+
+@pytest.mark.parametrize("ref", ["alice/hello\n", "alice/hello@0.1.0\n", "alice/hello@1.2"])
+def test_a_reference_with_a_trailing_newline_or_a_range_is_400(api, built, ref):
+    response = api.submit({"algorithm": ref, "input": 1})
+    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert api.dispatcher.runs == []
 
 
 def test_a_body_that_is_not_an_object_is_400(api):

@@ -57,6 +57,16 @@ def test_round_trip_through_dict():
     ('entrypoint = "m:f"\n', "name"),
     ('name = "a"\nentrypoint = "m:f"\npython = "2.7"\n', "python"),
     ('name = "a"\nentrypoint = "m:f"\nbuild = 3\n', "build"),
+    # A newline or control character never reaches a key, a Vault path or a Dockerfile line.
+    ('name = "demo\\n"\nentrypoint = "m:f"\n', "name"),
+    ('name = "a"\nentrypoint = "m:f\\n"\n', "entrypoint"),
+    ('name = "a"\nentrypoint = "m:f"\n[build]\npython_packages = ["numpy\\nRUN id"]\n',
+     "build.python_packages"),
+    ('name = "a"\nentrypoint = "m:f"\n[build]\npython_packages = ["numpy\\r"]\n',
+     "build.python_packages"),
+    ('name = "a"\nentrypoint = "m:f"\n[build]\nsystem_packages = ["gcc\\n"]\n',
+     "build.system_packages"),
+    ('name = "a"\nentrypoint = "m:f"\n[secrets]\nnames = ["DB_PASSWORD\\n"]\n', "secrets.names"),
 ])
 def test_invalid_manifest_names_the_key(text, key):
     with pytest.raises(InvalidManifest) as info:

@@ -1,0 +1,142 @@
+"""Every name algohost accepts from outside, and `AlgorithmRef`: the one reference parser.
+
+Owners, algorithm names, versions and ranges, secret names, apt and pip package strings
+and entrypoints are checked here only, always with `fullmatch` over ASCII character
+classes, so no value with a newline or a control character ever reaches a key, a Vault
+path or a generated Dockerfile. Nothing here touches Redis, Docker or Vault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from algohost.errors import AlgohostError, InvalidRequest
+
+_SLUG = r"[a-z0-9][a-z0-9_-]{0,62}"
+_NUMBER = r"(?:0|[1-9][0-9]{0,8})"
+_VERSION = rf"({_NUMBER})\.({_NUMBER})\.({_NUMBER})"
+_RANGE = rf"({_NUMBER})(?:\.({_NUMBER}))?"
+LATEST = "latest"
+
+
+class Grammar:
+    """One kind of name: a pattern matched whole, a length limit, and how to explain it."""
+
+    def __init__(self, what: str, regex: str, rule: str, max_length: int) -> None:
+        self.what, self.rule, self.max_length = what, rule, max_length
+        self.pattern = re.compile(regex)
+
+    def fullmatch(self, text: object) -> re.Match[str] | None:
+        if not isinstance(text, str) or len(text) > self.max_length:
+            return None
+        return self.pattern.fullmatch(text)
+
+    def matches(self, text: object) -> bool:
+        return self.fullmatch(text) is not None
+
+    def match(self, text: str, error: type[AlgohostError] = InvalidRequest, where: str = "",
+              **details: Any) -> re.Match[str]:
+        """The match of `text`, or `error` saying what this name must look like (and where)."""
+        found = self.fullmatch(text)
+        if found is None:
+            place = f"'{where}': " if where else ""
+            raise error(f"{place}{self.what} is {self.rule}; got {_shown(text)}", **details)
+        return found
+
+    def check(self, text: str, error: type[AlgohostError] = InvalidRequest, where: str = "",
+              **details: Any) -> str:
+        """`text` itself, or `error` saying what this name must look like (and where)."""
+        return self.match(text, error, where, **details).string
+
+
+def _shown(text: object) -> str:
+    # repr() escapes newlines and control characters; a long value is cut.
+    shown = repr(text)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+OWNER = Grammar("an owner", _SLUG, "1-63 lowercase letters, digits, '-' or '_', "
+                "starting with a letter or digit", 63)
+ALGORITHM_NAME = Grammar("an algorithm name", _SLUG, "1-63 lowercase letters, digits, '-' "
+                         "or '_', starting with a letter or digit", 63)
+VERSION = Grammar("a version", _VERSION, "MAJOR.MINOR.PATCH, like 1.2.3", 29)
+VERSION_RANGE = Grammar("a version range", _RANGE, "MAJOR or MAJOR.MINOR, like 1 or 1.2", 19)
+SECRET_NAME = Grammar("a secret name", r"[A-Z_][A-Z0-9_]{0,127}",
+                      "1-128 characters of A-Z, 0-9 and '_', not starting with a digit", 128)
+# Debian package names (policy 5.6.1), optionally pinned with =version.
+APT_PACKAGE = Grammar("an apt package", r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?",
+                      "a Debian package name, optionally =version", 256)
+# A PEP 508 requirement or a URL pip accepts: printable ASCII only, never an option.
+PIP_REQUIREMENT = Grammar("a pip requirement", r"[A-Za-z0-9][\x20-\x7e]*",
+                          "printable ASCII starting with a letter or digit (no pip options)",
+                          1024)
+ENTRYPOINT = Grammar("an entrypoint", r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*",
+                     "'module:function'", 255)
+
+
+def validate_owner(owner: str) -> str:
+    return OWNER.check(owner, owner=owner[:64])
+
+
+def validate_algorithm_name(name: str) -> str:
+    return ALGORITHM_NAME.check(name, name=name[:64])
+
+
+def validate_secret_name(secret: str) -> str:
+    return SECRET_NAME.check(secret, secret=secret[:128])
+
+
+_REF_BODY = rf"({_SLUG})/({_SLUG})(?:@({LATEST}|{_NUMBER}(?:\.{_NUMBER}(?:\.{_NUMBER})?)?))?"
+_REF = re.compile(_REF_BODY)
+# For JSON Schema (OpenAPI): the references a call may name today, anchored.
+REF_PATTERN = rf"^{_SLUG}/{_SLUG}(@({LATEST}|{_NUMBER}\.{_NUMBER}\.{_NUMBER}))?$"
+REF_FORMS = "owner/name, owner/name@latest or owner/name@1.2.3"
+
+
+@dataclass(frozen=True)
+class AlgorithmRef:
+    """`owner/name[@version]`; `version` is None (not given), `latest`, exact, or a range."""
+
+    owner: str
+    name: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, versioned: bool = True, ranges: bool = False) -> AlgorithmRef:
+        """Parse a reference; `versioned=False` refuses any @version, `ranges` allows @1, @1.2."""
+        match = _REF.fullmatch(text) if isinstance(text, str) and len(text) <= 160 else None
+        if match is None:
+            raise InvalidRequest(f"{_shown(text)} is not an algorithm reference: {REF_FORMS}",
+                                 ref=str(text)[:160])
+        owner, name, version = match.groups()
+        if version is not None:
+            if not versioned:
+                raise InvalidRequest(f"{_shown(text)}: give owner/name without a version",
+                                     ref=text)
+            if not ranges and version != LATEST and not VERSION.matches(version):
+                raise InvalidRequest(f"{_shown(text)}: the version must be 'latest' or "
+                                     f"{VERSION.rule}", ref=text)
+        return cls(owner, name, version)
+
+    @property
+    def base(self) -> str:
+        """`owner/name`, without the version."""
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def is_latest(self) -> bool:
+        """No version or @latest: the newest successful build."""
+        return self.version is None or self.version == LATEST
+
+    @property
+    def is_exact(self) -> bool:
+        return VERSION.matches(self.version)
+
+    @property
+    def is_range(self) -> bool:
+        return VERSION_RANGE.matches(self.version)
+
+    def __str__(self) -> str:
+        return self.base if self.version is None else f"{self.base}@{self.version}"
