@@ -63,6 +63,10 @@ class Settings:
     webhook_schedule_s: str = "5,30,120,600,1800,3600"
     max_batch_inputs: int = 100_000
     batch_chunk_size: int = 200
+    artifact_url: str = ""  # an fsspec URL; empty: a directory under state_dir
+    artifact_quota_bytes: int = 10 * 1024 * MiB
+    artifact_gc_grace_s: int = 24 * 3600
+    artifact_gc_interval_s: int = 3600
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
     def __post_init__(self) -> None:
@@ -76,6 +80,11 @@ class Settings:
     def webhook_schedule(self) -> tuple[float, ...]:
         """Seconds before each retry of a webhook, in order; the first attempt is at once."""
         return parse_schedule(self.webhook_schedule_s)
+
+    @property
+    def artifact_location(self) -> str:
+        """Where blobs live: ALGOHOST_ARTIFACT_URL, or `artifacts/` under the state directory."""
+        return self.artifact_url or str(Path(self.state_dir) / "artifacts")
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)

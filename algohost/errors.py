@@ -18,14 +18,17 @@ into these where they are caught, with `raise ... from exc`.
     ├── NotFound (404 not_found)
     │   ├── AlgorithmNotFound, VersionNotFound, JobNotFound, BuildNotFound
     │   ├── SecretNotFound (secret_not_found)
-    │   └── BatchNotFound, DeliveryNotFound
+    │   ├── BatchNotFound, DeliveryNotFound
+    │   └── ArtifactNotFound (artifact_not_found)
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── JobNotCancelable (job_not_cancelable)
     │   ├── BuildNotReady (build_not_ready)
     │   └── BatchNotCancelable (batch_not_cancelable)
     ├── PayloadTooLarge (413 payload_too_large)
-    │   └── TooManyInputs (too_many_inputs)
+    │   ├── TooManyInputs (too_many_inputs)
+    │   └── BlobTooLarge (blob_too_large)
+    │       └── QuotaExceeded (quota_exceeded)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── ServiceUnavailable (503 service_unavailable)
     │   ├── StoreUnavailable (store_unavailable)
@@ -141,6 +144,12 @@ class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
 
 
+class ArtifactNotFound(NotFound):
+    """No such blob for this owner: another owner's blob is not found either."""
+
+    code = "artifact_not_found"
+
+
 class MethodNotAllowed(AlgohostError):
     http_status = 405
     code = "method_not_allowed"
@@ -170,6 +179,18 @@ class PayloadTooLarge(AlgohostError):
 
 class TooManyInputs(PayloadTooLarge):
     code = "too_many_inputs"
+
+
+class BlobTooLarge(PayloadTooLarge):
+    """A streamed blob went past its cap; nothing of it was kept."""
+
+    code = "blob_too_large"
+
+
+class QuotaExceeded(BlobTooLarge):
+    """The owner's artifact quota would be exceeded."""
+
+    code = "quota_exceeded"
 
 
 class UnsupportedMediaType(AlgohostError):

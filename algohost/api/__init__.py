@@ -12,12 +12,13 @@ from collections.abc import Callable
 import redis
 from flask import Flask
 
-from algohost.api import algorithms, batches, jobs, meta, webhooks
+from algohost.api import algorithms, artifacts, batches, jobs, meta, webhooks
 from algohost.api import secrets as secret_routes
 from algohost.api.context import EXTENSION, Services
 from algohost.api.handlers import register_error_handlers
 from algohost.api.openapi import build_document
 from algohost.api.routing import ROUTES
+from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings, load_settings
 from algohost.secrets.base import SecretStore
 from algohost.secrets.vault import VaultSecretStore
@@ -81,9 +82,10 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
         openapi=build_document(ROUTES),
         secrets=secrets or VaultSecretStore.from_settings(settings),
+        artifacts=ArtifactStore.from_settings(settings, client),
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
-                      webhooks.bp):
+                      webhooks.bp, artifacts.bp):
         app.register_blueprint(blueprint)
     return app

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from flask import current_app
 
+from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings
 from algohost.secrets.base import SecretStore
 from algohost.store.batches import BatchStore
@@ -39,6 +40,7 @@ class Services:
     notifier: WebhookNotifier
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
+    artifacts: ArtifactStore | None = None
 
 
 def services() -> Services:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from algohost.api.routing import RouteSpec, Upload
+from algohost.api.routing import BinaryContent, RouteSpec, Upload
 from algohost.api.schemas import ErrorBody
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -39,7 +39,8 @@ def _models(routes: Iterable[RouteSpec]) -> list[tuple[type[BaseModel], Mode]]:
         if spec.query is not None:
             wanted[(spec.query, "validation")] = None
         for model in spec.responses.values():
-            wanted[(model, "serialization")] = None
+            if model is not BinaryContent:
+                wanted[(model, "serialization")] = None
     return list(wanted)
 
 
@@ -96,9 +97,11 @@ def _error_statuses(spec: RouteSpec) -> list[int]:
 def _responses(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, model in sorted(spec.responses.items()):
-        response: dict[str, Any] = {
-            "description": HTTPStatus(status).phrase,
-            "content": {"application/json": {"schema": refs[(model, "serialization")]}}}
+        content = ({"*/*": {"schema": {"type": "string", "format": "binary"}}}
+                   if model is BinaryContent else
+                   {"application/json": {"schema": refs[(model, "serialization")]}})
+        response: dict[str, Any] = {"description": HTTPStatus(status).phrase,
+                                    "content": content}
         if spec.response_headers and status < 300:
             response["headers"] = {name: {"description": text, "schema": {"type": "string"}}
                                    for name, text in spec.response_headers.items()}

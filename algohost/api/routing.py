@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ValidationError
@@ -29,11 +29,14 @@ from algohost.errors import (
 class Upload:
     """A raw request body of one of these media types; the view parses it.
 
-    `schemas` documents the media types whose content a model describes."""
+    `schemas` documents the media types whose content a model describes. A `streamed`
+    upload reaches the view as a stream it reads in chunks (up to `streamed_limit()`),
+    never whole; `*/*` accepts any media type (the content's own)."""
 
     media_types: tuple[str, ...]
     description: str
     schemas: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    streamed: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,20 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-View = Callable[..., Reply]
+@dataclass(frozen=True)
+class Streamed:
+    """A binary reply sent in chunks as they are read, never held whole."""
+
+    chunks: Iterator[bytes]
+    media_type: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class BinaryContent(BaseModel):
+    """Marks a route whose success reply is raw bytes (a `Streamed`), not JSON."""
+
+
+View = Callable[..., Reply | Streamed]
 ROUTES: list[RouteSpec] = []
 
 
@@ -98,14 +114,21 @@ def _arguments(spec: RouteSpec, path: dict[str, str]) -> dict[str, Any]:
     arguments: dict[str, Any] = dict(path)
     if spec.query is not None:
         arguments["query"] = _validate(spec.query, request.args.to_dict(), "query parameters")
-    if isinstance(spec.body, Upload):
+    if isinstance(spec.body, Upload) and spec.body.streamed:
+        arguments["body"] = open_upload(spec.body)
+    elif isinstance(spec.body, Upload):
         arguments["body"] = read_upload(spec.body)
     elif spec.body is not None:
         arguments["body"] = _validate(spec.body, read_json(), "request body")
     return arguments
 
 
-def _render(spec: RouteSpec, reply: Reply) -> Response:
+def _render(spec: RouteSpec, reply: Reply | Streamed) -> Response:
+    if isinstance(reply, Streamed):
+        if BinaryContent not in spec.responses.values():
+            raise RuntimeError(f"{spec.method} {spec.rule} streamed bytes it does not declare")
+        return Response(reply.chunks, status=200, headers=dict(reply.headers),
+                        mimetype=reply.media_type, direct_passthrough=True)
     declared = spec.responses.get(reply.status)
     if declared is None or type(reply.model) is not declared:
         raise RuntimeError(f"{spec.method} {spec.rule} answered {reply.status} with "
@@ -142,12 +165,27 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def read_upload(upload: Upload) -> bytes:
-    """A raw body of an accepted media type, within Settings.max_upload_bytes."""
+def _check_media_type(upload: Upload) -> None:
+    if "*/*" in upload.media_types:
+        return
     if request.mimetype not in upload.media_types:
         raise UnsupportedMediaType(
             f"send the body as one of {', '.join(upload.media_types)}",
             accepted=list(upload.media_types))
+
+
+def open_upload(upload: Upload) -> IO[bytes]:
+    """The body as a stream; the view caps what it reads (an owner's quota, say).
+
+    Werkzeug's cap for whole bodies does not apply: a streamed body is never whole."""
+    _check_media_type(upload)
+    request.max_content_length = None
+    return request.stream
+
+
+def read_upload(upload: Upload) -> bytes:
+    """A raw body of an accepted media type, within Settings.max_upload_bytes."""
+    _check_media_type(upload)
     limit = services().settings.max_upload_bytes
     _check_length(limit)
     data = request.get_data(cache=False)

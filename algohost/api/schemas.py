@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
+from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import WebhookRefused
 from algohost.names import REF_FORMS, REF_PATTERN
 from algohost.public import Job, JobError, JobMetrics, public_job
@@ -142,6 +143,64 @@ class WhoAmI(BaseModel):
 
 class OpenAPIDocument(RootModel[dict[str, Any]]):
     """This document."""
+
+
+# Artifacts -----------------------------------------------------------------------------
+
+_DIGEST = r"^[0-9a-f]{64}$"
+
+
+class ArtifactUploadQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(default="upload", min_length=1, max_length=255,
+                      description="A name for the artifact (a file name)")
+
+
+class ArtifactListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    algorithm: str | None = Field(default=None, max_length=200,
+                                  description="Only artifacts of calls of this algorithm: "
+                                              "owner/name or owner/name@1.2.3")
+    input_sha256: str | None = Field(default=None, pattern=_DIGEST,
+                                     description="Only artifacts of calls with this input "
+                                                 "(sha256 of its canonical JSON)")
+    job: str | None = Field(default=None, max_length=64, description="Only this job's")
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class ArtifactLineage(BaseModel):
+    job: str
+    algorithm: str = Field(description="The exact build: owner/name@1.2.3")
+    build_id: str
+    input_sha256: str
+
+
+class Artifact(BaseModel):
+    sha256: str
+    name: str
+    size: int
+    media_type: str
+    creator: str = Field(description="upload, or job:<id>")
+    created_at: str
+    url: str = Field(description="Where to download it")
+    lineage: ArtifactLineage | None = None
+    references: list[str] = Field(default_factory=list,
+                                  description="What keeps it from garbage collection")
+
+
+class ArtifactList(BaseModel):
+    artifacts: list[Artifact]
+
+
+def public_artifact(record: ArtifactRecord) -> Artifact:
+    lineage = record.lineage
+    return Artifact(sha256=record.sha256, name=record.name, size=record.size,
+                    media_type=record.media_type, creator=record.creator,
+                    created_at=record.created_at, url=f"/v1/artifacts/{record.sha256}",
+                    lineage=ArtifactLineage(**vars(lineage)) if lineage else None,
+                    references=list(record.references))
 
 
 class ErrorDetail(BaseModel):

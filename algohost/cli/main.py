@@ -12,6 +12,7 @@ from algohost.cli.batch import batch
 from algohost.cli.commands import API_COMMANDS
 from algohost.cli.common import CliContext
 from algohost.cli.dev import dev
+from algohost.cli.gc import gc
 from algohost.cli.keys import keys
 from algohost.cli.prune import prune
 from algohost.cli.secrets import secrets
@@ -35,5 +36,5 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune):
+for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune, gc):
     cli.add_command(command)

@@ -18,6 +18,7 @@ from typing import Any
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
 from celery.worker.control import control_command
 
+from algohost.artifacts.gc import collect_periodically
 from algohost.config import Settings
 from algohost.errors import AlgohostError
 from algohost.sandbox.builder import ImageBuilder
@@ -158,6 +159,8 @@ def _on_init(sender: Any = None, **_: Any) -> None:
 def _on_ready(**_: Any) -> None:
     rt = runtime()
     threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
+    threading.Thread(target=collect_periodically, args=(rt.settings, rt.stop),
+                     name="artifact-gc", daemon=True).start()
     _reap(rt, CeleryDispatcher(celery))
     try:
         removed = rt.sandbox.remove_orphans(rt.worker_id)

@@ -1,0 +1,82 @@
+"""Artifacts over HTTP: stream a blob in, stream one out, list them with their lineage.
+
+Bytes are read and written in chunks, never whole and never through Redis; an owner
+sees only its own artifacts (another owner's digest is a 404, not a 403).
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from flask import Blueprint, request
+
+from algohost.api.auth import current_owner
+from algohost.api.context import services
+from algohost.api.routing import BinaryContent, Reply, Streamed, Upload, route
+from algohost.api.schemas import (
+    Artifact,
+    ArtifactList,
+    ArtifactListQuery,
+    ArtifactUploadQuery,
+    public_artifact,
+)
+from algohost.artifacts.blobs import is_digest, read_chunks
+from algohost.artifacts.store import ArtifactStore
+from algohost.errors import InvalidRequest, ServiceUnavailable
+
+bp = Blueprint("artifacts", __name__)
+
+UPLOAD = Upload(("*/*",), "The content itself, in any media type (sent as Content-Type); "
+                         "streamed, within the owner's artifact quota", streamed=True)
+
+
+def artifact_store() -> ArtifactStore:
+    store = services().artifacts
+    if store is None:
+        raise ServiceUnavailable("this API has no artifact store configured")
+    return store
+
+
+def checked_digest(sha256: str) -> str:
+    digest = sha256.removeprefix("sha256:")
+    if not is_digest(digest):
+        raise InvalidRequest("an artifact is named by 64 lowercase hex digits of its sha256",
+                             sha256=sha256[:80])
+    return digest
+
+
+@route(bp, "POST", "/v1/artifacts", summary="Upload an artifact (streamed, deduplicated)",
+       body=UPLOAD, query=ArtifactUploadQuery, responses={201: Artifact}, errors=(503,))
+def upload_artifact(body: IO[bytes], query: ArtifactUploadQuery) -> Reply:
+    record = artifact_store().put(current_owner(), read_chunks(body), name=query.name,
+                                  media_type=request.mimetype or "application/octet-stream")
+    return Reply(public_artifact(record), 201,
+                 {"Location": f"/v1/artifacts/{record.sha256}"})
+
+
+@route(bp, "GET", "/v1/artifacts/<sha256>", summary="Download an artifact (streamed)",
+       responses={200: BinaryContent},
+       response_headers={"Content-Length": "The size in bytes",
+                         "ETag": "The sha256 of the content",
+                         "Content-Disposition": "The artifact's name"},
+       errors=(404, 503))
+def download_artifact(sha256: str) -> Streamed:
+    record, chunks = artifact_store().stream(current_owner(), checked_digest(sha256))
+    name = record.name.replace('"', "").replace("\\", "") or record.sha256
+    return Streamed(chunks, record.media_type, {
+        "Content-Length": str(record.size), "ETag": f'"sha256:{record.sha256}"',
+        "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})
+
+
+@route(bp, "GET", "/v1/artifacts/<sha256>/info", summary="An artifact's record",
+       responses={200: Artifact}, errors=(404, 503))
+def artifact_info(sha256: str) -> Reply:
+    return Reply(public_artifact(artifact_store().get(current_owner(), checked_digest(sha256))))
+
+
+@route(bp, "GET", "/v1/artifacts", summary="Your artifacts, newest first; filter by lineage",
+       query=ArtifactListQuery, responses={200: ArtifactList}, errors=(503,))
+def list_artifacts(query: ArtifactListQuery) -> Reply:
+    records = artifact_store().index.list_for_owner(current_owner(), query.limit)
+    return Reply(ArtifactList(artifacts=[public_artifact(r) for r in records]))
+
