@@ -20,10 +20,9 @@ import redis
 from algohost.api import create_app
 from algohost.archive import make_archive
 from algohost.config import Settings, load_settings
+from algohost.dispatch import CeleryDispatcher, make_celery
 from algohost.secrets.devserver import ensure_dev_server, find_bao, stop_dev_server
 from algohost.store.keys import KeyStore
-from algohost.worker.app import make_celery
-from algohost.worker.dispatch import CeleryDispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

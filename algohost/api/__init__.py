@@ -20,6 +20,7 @@ from algohost.api.openapi import build_document
 from algohost.api.routing import ROUTES
 from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings, load_settings
+from algohost.dispatch import CeleryDispatcher, Dispatcher, make_celery
 from algohost.secrets.base import SecretStore
 from algohost.secrets.vault import VaultSecretStore
 from algohost.store import connect, connect_raw
@@ -29,7 +30,6 @@ from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier
-from algohost.worker.dispatch import CeleryDispatcher, Dispatcher
 
 __all__ = ["create_app"]
 
@@ -60,9 +60,6 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
                secrets: SecretStore | None = None) -> Flask:
     settings = settings or load_settings()
     if dispatcher is None:
-        # Imported here: the worker's app module builds a Celery app when imported.
-        from algohost.worker.app import make_celery
-
         dispatcher = CeleryDispatcher(make_celery(settings))
     client = connect(settings)
     webhook_store = WebhookStore(client, settings.job_retention_s)

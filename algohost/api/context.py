@@ -14,6 +14,7 @@ from flask import current_app
 
 from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings
+from algohost.dispatch import Dispatcher
 from algohost.secrets.base import SecretStore
 from algohost.store.batches import BatchStore
 from algohost.store.jobs import JobStore
@@ -21,7 +22,6 @@ from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier
-from algohost.worker.dispatch import Dispatcher
 
 EXTENSION = "algohost"
 

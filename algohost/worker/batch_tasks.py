@@ -6,8 +6,8 @@ task only runs the chunk it is given.
 
 from __future__ import annotations
 
+from algohost.dispatch import BATCH_CHUNK_TASK
 from algohost.worker.app import celery
-from algohost.worker.dispatch import BATCH_CHUNK_TASK
 from algohost.worker.tasks import runtime
 
 

@@ -20,6 +20,13 @@ from celery.worker.control import control_command
 
 from algohost.artifacts.gc import collect_periodically
 from algohost.config import Settings
+from algohost.dispatch import (
+    BUILD_TASK,
+    CLOSE_BUILD_COMMAND,
+    REMOVE_IMAGE_TASK,
+    RUN_TASK,
+    CeleryDispatcher,
+)
 from algohost.errors import AlgohostError
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.docker import DockerSandbox
@@ -33,13 +40,6 @@ from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer
-from algohost.worker.dispatch import (
-    BUILD_TASK,
-    CLOSE_BUILD_COMMAND,
-    REMOVE_IMAGE_TASK,
-    RUN_TASK,
-    CeleryDispatcher,
-)
 from algohost.worker.execution import JobRunner, reap_expired_leases
 from algohost.worker.webhook_tasks import make_notifier
 

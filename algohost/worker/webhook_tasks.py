@@ -10,13 +10,13 @@ import threading
 from typing import Any
 
 from algohost.config import Settings
+from algohost.dispatch import WEBHOOK_TASK, WEBHOOKS_QUEUE, CeleryDispatcher
 from algohost.store import connect
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.deliverer import Deliverer
 from algohost.webhooks.delivery import HttpPoster
 from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.app import celery
-from algohost.worker.dispatch import WEBHOOK_TASK, WEBHOOKS_QUEUE, CeleryDispatcher
 
 _deliverer: Deliverer | None = None
 _lock = threading.Lock()

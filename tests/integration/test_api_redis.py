@@ -12,10 +12,10 @@ import pytest
 from algohost.api import create_app
 from algohost.archive import make_archive
 from algohost.config import Settings
+from algohost.dispatch import RecordingDispatcher
 from algohost.store.jobs import JobStatus, JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
-from algohost.worker.dispatch import RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 MAX_INPUT = 4096

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from algohost.config import SandboxSettings
+from algohost.dispatch import RecordingDispatcher
 from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox
@@ -20,7 +21,6 @@ from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier, batch_subject
 from algohost.worker import batching
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
-from algohost.worker.dispatch import RecordingDispatcher
 from algohost.worker.execution import NoSecrets, spec_for
 
 pytestmark = pytest.mark.integration

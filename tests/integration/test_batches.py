@@ -6,8 +6,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from algohost.api import create_app
+from algohost.dispatch import RecordingDispatcher
 from algohost.store.batches import BatchStore
-from algohost.worker.dispatch import RecordingDispatcher
 from tests.receiver import Receiver
 from tests.stack import TEST_ALGORITHMS, publish
 

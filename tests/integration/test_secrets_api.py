@@ -9,9 +9,9 @@ import pytest
 from algohost.api import create_app
 from algohost.archive import make_archive
 from algohost.config import Settings
+from algohost.dispatch import RecordingDispatcher
 from algohost.secrets import MemorySecrets
 from algohost.store.keys import KeyStore
-from algohost.worker.dispatch import RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 MAX_SECRET = 64

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from algohost.dispatch import RecordingDispatcher
 from algohost.store.webhooks import PENDING_KEY, DeliveryState, WebhookStore
 from algohost.webhooks.deliverer import IN_FLIGHT_S, Deliverer
 from algohost.webhooks.delivery import AttemptResult
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier, job_subject
-from algohost.worker.dispatch import RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 SCHEDULE = (5.0, 30.0)

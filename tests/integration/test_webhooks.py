@@ -10,9 +10,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from algohost.api import create_app
+from algohost.dispatch import RecordingDispatcher
 from algohost.store.webhooks import PENDING_KEY, WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier
-from algohost.worker.dispatch import RecordingDispatcher
 from tests.receiver import Receiver
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish
 

@@ -13,7 +13,7 @@ from algohost.api import create_app
 from algohost.api.openapi import openapi_path
 from algohost.api.routing import ROUTES
 from algohost.config import Settings
-from algohost.worker.dispatch import RecordingDispatcher
+from algohost.dispatch import RecordingDispatcher
 
 NO_REDIS = "redis://127.0.0.1:1/0"
 

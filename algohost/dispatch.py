@@ -1,7 +1,8 @@
-"""How the API hands work to the workers: a Celery message carrying only an id.
+"""How work reaches the workers: task and queue names, the Celery app's routing, and the
+`Dispatcher` seam that sends a message carrying only an id.
 
-The API depends on this small seam, not on the worker's code, so it stays thin
-and unit tests can use `RecordingDispatcher` instead of a broker.
+The API and the workers both send through this module, so the API never imports the
+worker's code; unit tests use `RecordingDispatcher` instead of a broker.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from celery import Celery, group
+from kombu import Queue  # type: ignore[attr-defined]
+
+from algohost.config import Settings
 
 RUN_TASK = "algohost.run_job"
 BUILD_TASK = "algohost.build"
@@ -20,6 +24,38 @@ BATCH_CHUNK_TASK = "algohost.run_batch_chunk"
 WEBHOOKS_QUEUE = "webhooks"
 REMOVE_IMAGE_TASK = "algohost.remove_image"
 CLOSE_BUILD_COMMAND = "algohost_close_build"
+QUEUES = (CALLS_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
+TASK_MODULES = ["algohost.worker.tasks", "algohost.worker.webhook_tasks",
+                "algohost.worker.batch_tasks"]
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app for sending and for working: broker, queues and routing in one place.
+
+    Task modules are named, not imported: only a worker process loads them.
+    """
+    app = Celery("algohost", broker=settings.broker, include=TASK_MODULES)
+    app.conf.update(
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=CALLS_QUEUE,
+        task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
+        task_routes={RUN_TASK: {"queue": CALLS_QUEUE}, BUILD_TASK: {"queue": BUILDS_QUEUE},
+                     WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
+                     BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE},
+                     REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE}},
+        broker_connection_retry_on_startup=True,
+        # The job record's lease, not the broker's visibility timeout, recovers
+        # lost work; keep redelivery of long jobs rare.
+        broker_transport_options={"visibility_timeout": 6 * 3600},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+    )
+    app.conf.algohost_settings = settings
+    return app
 
 
 class Dispatcher(Protocol):
