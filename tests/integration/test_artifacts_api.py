@@ -7,8 +7,8 @@ import pytest
 
 from algohost.api import create_app
 from algohost.config import Settings
+from algohost.dispatch import RecordingDispatcher
 from algohost.store.keys import KeyStore
-from algohost.worker.dispatch import RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 MAX_UPLOAD = 1024  # far below the sizes streamed here: a streamed body has no such cap
