@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.waiting import eventually
 
 
 @dataclass
@@ -65,8 +66,6 @@ class Receiver:
             self._server = None
 
     def wait_for(self, count: int, timeout_s: float = 30) -> list[Received]:
-        deadline = time.monotonic() + timeout_s
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"got {len(self.received)} of {count} requests"
-            time.sleep(0.05)
+        eventually(lambda: len(self.received) >= count, timeout_s,
+                   lambda: f"{count} requests (got {len(self.received)})")
         return list(self.received)

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,10 @@ import redis
 from algohost.api import create_app
 from algohost.archive import make_archive
 from algohost.config import Settings, load_settings
-from algohost.dispatch import CeleryDispatcher, make_celery
+from algohost.dispatch import QUEUES, CeleryDispatcher, make_celery
 from algohost.secrets.devserver import ensure_dev_server, find_bao, stop_dev_server
 from algohost.store.keys import KeyStore
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -129,14 +129,33 @@ class Stack:
         return dict(response.get_json())
 
     def wait(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
-        """Poll a job until it is terminal."""
-        deadline = time.monotonic() + timeout_s
-        job = self.get_job(job_id)
-        while job["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, f"job {job_id} stuck: {self.worker_log()}"
-            time.sleep(0.1)
+        """The job once it is terminal."""
+        return self.wait_for_job(job_id, lambda job: job["status"] not in ("queued", "running"),
+                                 timeout_s, "to finish")
+
+    def wait_for_job(self, job_id: str, done: Any, timeout_s: float = 120,
+                     what: str = "") -> dict[str, Any]:
+        """The job's record once `done(record)` holds."""
+        def ready() -> dict[str, Any] | None:
             job = self.get_job(job_id)
-        return job
+            return job if done(job) else None
+
+        return eventually(ready, timeout_s, lambda: f"job {job_id} {what}: {self.worker_log()}")
+
+    def broker_idle(self) -> bool:
+        """No message queued, scheduled or being worked on (late acks keep each one in
+        `unacked` until its task ends): after this, nothing more happens by itself."""
+        broker = redis.Redis.from_url(self.settings.broker)
+        try:
+            queued = sum(broker.llen(key) for queue in QUEUES
+                         for key in broker.scan_iter(match=f"{queue}*", _type="list"))
+            return queued == 0 and broker.hlen("unacked") == 0
+        finally:
+            broker.close()
+
+    def drain(self, timeout_s: float = 60) -> None:
+        """Wait until the worker has nothing left to do."""
+        eventually(self.broker_idle, timeout_s, lambda: f"an idle broker: {self.worker_log()}")
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         response = self.client.get(f"/v1/jobs/{job_id}", headers=self.auth)
@@ -166,13 +185,14 @@ def publish(stack: Stack, directory: Path, expect: str = "succeeded",
                                  headers={**stack.auth, "Content-Type": "application/gzip"})
     assert response.status_code in (200, 202), response.get_json()
     build = response.get_json()["build"]
-    deadline = time.monotonic() + timeout_s
-    while build["status"] in ("queued", "building"):
-        assert time.monotonic() < deadline, f"build of {name} did not finish: {stack.worker_log()}"
-        time.sleep(0.5)
-        build = stack.client.get(
-            f"/v1/algorithms/{stack.owner}/{name}/versions/{build['version']}",
-                                 headers=stack.auth).get_json()
+    path = f"/v1/algorithms/{stack.owner}/{name}/versions/{build['version']}"
+
+    def finished() -> Any:
+        record = stack.client.get(path, headers=stack.auth).get_json()
+        return record if record["status"] not in ("queued", "building") else None
+
+    build = eventually(finished, timeout_s,
+                       lambda: f"the build of {name} to finish: {stack.worker_log()}")
     assert build["status"] == expect, build.get("logs", "")[-3000:] + stack.worker_log()
     return build["ref"] if expect == "succeeded" else build
 
@@ -184,9 +204,6 @@ def _name_of(directory: Path) -> str:
 def call(stack: Stack, ref: str, payload: Any, **extra: Any) -> dict[str, Any]:
     """A synchronous call: POST with Prefer: wait, then poll until terminal."""
     job = stack.post_job(ref, payload, wait=60, **extra)
-    deadline = time.monotonic() + 180
-    while job["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"job {job['id']} stuck: {stack.worker_log()}"
-        time.sleep(0.2)
-        job = stack.get_job(job["id"])
+    if job["status"] in ("queued", "running"):
+        job = stack.wait(job["id"], timeout_s=180)
     return job

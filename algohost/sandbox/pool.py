@@ -55,6 +55,7 @@ class WarmPool:
         self._builds: dict[str, _Build] = {}
         self._generations: dict[int, int] = {}  # id(session) -> generation it was lent in
         self._closed = False
+        self._waiting = 0  # acquires blocked until a slot frees up
         self._stop = threading.Event()
         self._reaper: threading.Thread | None = None
         # Removing a container takes a docker round trip of 100 ms or more: evicted
@@ -91,7 +92,11 @@ class WarmPool:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise NoFreeSlot("no container slot became free in time")
-                    self._cond.wait(remaining)
+                    self._waiting += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._waiting -= 1
                 self._prune()  # evictions may have emptied another build
                 if warm is not None:
                     self._generations[id(warm)] = generation
@@ -233,6 +238,11 @@ class WarmPool:
                 self._closer.submit(self._close_all, sessions)
             except RuntimeError:  # the closer is shutting down: close here instead
                 self._close_all(sessions)
+
+    def waiting(self) -> int:
+        """How many acquires are blocked until a slot frees up."""
+        with self._cond:
+            return self._waiting
 
     def stats(self) -> dict[str, dict[str, int]]:
         with self._cond:

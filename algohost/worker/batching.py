@@ -138,7 +138,8 @@ class _Results:
 class ChunkRunner:
     def __init__(self, batches: BatchStore, registry: Registry, pool: Pool,
                  secrets: SecretSource, notifier: WebhookNotifier | None = None, *,
-                 lease_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 lease_s: float, clock: Callable[[], float] = time.time) -> None:
+        # Wall-clock seconds: the chunk's lease is compared with other workers' clocks.
         self.batches, self.registry, self.pool = batches, registry, pool
         self.secrets, self.notifier, self.lease_s, self.clock = secrets, notifier, lease_s, clock
 
@@ -152,7 +153,7 @@ class ChunkRunner:
         if not todo:
             return
         results = _Results(self.batches, batch_id)
-        lease = ChunkLease(self.batches, batch_id, start, stop, self.lease_s)
+        lease = ChunkLease(self.batches, batch_id, start, stop, self.lease_s, self.clock)
         rest = CANCELED  # what the inputs this run does not finish record
         if batch["status"] == BatchStatus.RUNNING:
             if not lease.claim():

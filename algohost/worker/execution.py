@@ -99,15 +99,16 @@ def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: st
 class JobRunner:
     def __init__(self, jobs: JobStore, registry: Registry, pool: Pool, settings: Settings,
                  worker_id: str, secrets: SecretSource | None = None,
-                 hooks: Sequence[JobHook] = ()) -> None:
+                 hooks: Sequence[JobHook] = (), clock: Callable[[], float] = time.time) -> None:
         self.jobs, self.registry, self.pool = jobs, registry, pool
         self.settings, self.worker_id = settings, worker_id
+        self.clock = clock  # wall-clock seconds: leases are compared across workers
         self.secrets = secrets or NoSecrets()
         self.hooks = list(hooks)
 
     def run(self, job_id: str) -> None:
         claimed, job = self.jobs.claim(job_id, self.worker_id, now_iso(),
-                                       time.time() + self.settings.lease_s)
+                                       self.clock() + self.settings.lease_s)
         if job is None:
             log.warning("job %s has no record (expired?); dropping the message", job_id)
             return
@@ -138,7 +139,7 @@ class JobRunner:
         values, version = self.secrets.for_build(build)
         hidden.extend(values.values())
         spec = spec_for(build, values, version)
-        watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s)
+        watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s, self.clock)
         try:
             acquired = self._acquire(spec, watch)
         except ContainerStartFailed as exc:

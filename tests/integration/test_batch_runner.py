@@ -22,6 +22,7 @@ from algohost.webhooks.notifier import WebhookNotifier, batch_subject
 from algohost.worker import batching
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.execution import NoSecrets, spec_for
+from tests.waiting import ManualClock, eventually
 
 pytestmark = pytest.mark.integration
 BUILD = {"id": "bld_1", "image": "stub", "owner": "alice", "name": "picky",
@@ -43,7 +44,7 @@ class Builds:
 
 
 class Harness:
-    def __init__(self, redis_client, lease_s=30.0, **pool_settings):
+    def __init__(self, redis_client, lease_s=30.0, clock=time.time, **pool_settings):
         self.redis = redis_client
         self.batches = BatchStore(redis_client, 3600)
         self.sandbox = StubSandbox({"bld_1": picky})
@@ -52,7 +53,7 @@ class Harness:
         self.webhooks = WebhookStore(redis_client, 3600)
         notifier = WebhookNotifier(self.webhooks, self.dispatcher.enqueue_webhook)
         self.runner = ChunkRunner(self.batches, Builds(), self.pool, NoSecrets(), notifier,
-                                  lease_s=lease_s)
+                                  lease_s=lease_s, clock=clock)
 
     def create(self, inputs, batch_id="b_1", **extra):
         record = {"id": batch_id, "owner": "alice", "requested": "alice/picky",
@@ -71,6 +72,9 @@ class Harness:
 
     def leases(self):
         return self.redis.zrange(RUNNING_CHUNKS_KEY, 0, -1)
+
+    def lease_of(self, batch_id, start, stop):
+        return self.redis.zscore(RUNNING_CHUNKS_KEY, chunk_member(batch_id, start, stop))
 
 
 @pytest.fixture
@@ -178,19 +182,21 @@ def test_a_chunk_under_a_live_lease_is_neither_run_twice_nor_reaped(h):
     assert h.leases() == [chunk_member(batch_id, 0, 2)]
 
 
-def test_a_chunk_that_lost_its_lease_stops_and_leaves_the_rest_to_the_new_holder(h):
+def test_a_chunk_that_lost_its_lease_stops_and_leaves_the_rest_to_the_new_holder(
+        redis_client):
+    clock = ManualClock()
+    h = Harness(redis_client, lease_s=0.3, clock=clock)
     batch_id = h.create([1, "steal", 3, 4])
     member = chunk_member(batch_id, 0, 4)
 
     def taken_over_midway(x):
         if x == "steal":  # the reaper gave the chunk to another run while this one hung
             h.redis.zadd(RUNNING_CHUNKS_KEY, {member: time.time() + 60})
-            time.sleep(batching.CANCEL_CHECK_S)
+            clock.advance(batching.CANCEL_CHECK_S)  # the hang lasts until the next check
             return "done"
         return picky(x)
 
     h.sandbox.algorithms["bld_1"] = taken_over_midway
-    h.runner.lease_s = 0.3  # renewed at once after the input: the loss shows
     h.runner.run(batch_id, 0, 4)
     results = h.batches.results(batch_id, 0, 4)
     assert [r and r["status"] for r in results] == ["succeeded", "succeeded", None, None]
@@ -199,14 +205,19 @@ def test_a_chunk_that_lost_its_lease_stops_and_leaves_the_rest_to_the_new_holder
 
 
 def test_a_chunk_waiting_for_a_container_keeps_its_lease(redis_client, monkeypatch):
-    monkeypatch.setattr(batching, "ACQUIRE_SLICE_S", 0.1)
-    h = Harness(redis_client, lease_s=1.0, pool_max_per_build=1)
+    monkeypatch.setattr(batching, "ACQUIRE_SLICE_S", 0.01)  # look at the lease often
+    clock = ManualClock()
+    h = Harness(redis_client, lease_s=1.0, clock=clock, pool_max_per_build=1)
     batch_id = h.create([1, 2])
     busy, _ = h.pool.acquire(spec_for(BUILD, {}, ""))  # the build's one slot
-    chunk = threading.Thread(target=h.runner.run, args=(batch_id, 0, 2))
+    chunk = threading.Thread(target=h.runner.run, args=(batch_id, 0, 2), daemon=True)
     chunk.start()
-    time.sleep(2.0)  # twice the lease, every slot still busy
-    assert h.batches.take_expired_chunks(time.time()) == []
+    eventually(lambda: h.pool.waiting() == 1, what="the chunk to wait for a container")
+    for _ in range(4):  # twice the lease, every slot still busy: only renewals keep it
+        clock.advance(0.5)
+        eventually(lambda: h.lease_of(batch_id, 0, 2) == pytest.approx(clock() + 1, abs=1e-3),
+                   what="the chunk's lease to be renewed")
+    assert h.batches.take_expired_chunks(clock()) == []
     h.pool.release(busy, True)
     chunk.join(10)
     assert [r["output"] for r in h.batches.results(batch_id, 0, 2)] == [2, 4]

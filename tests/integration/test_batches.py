@@ -10,6 +10,7 @@ from algohost.dispatch import RecordingDispatcher
 from algohost.store.batches import BatchStore
 from tests.receiver import Receiver
 from tests.stack import TEST_ALGORITHMS, publish
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +31,14 @@ def batch(stack, batch_id):
     return stack.client.get(f"/v1/batches/{batch_id}", headers=stack.auth).get_json()
 
 
-def wait_until(stack, batch_id, done, timeout_s=180):
-    deadline = time.monotonic() + timeout_s
-    record = batch(stack, batch_id)
-    while not done(record):
-        assert time.monotonic() < deadline, f"{record} {stack.worker_log()}"
-        time.sleep(0.2)
+def batch_when(stack, batch_id, done, timeout_s=180):
+    """The batch's record once `done(record)` holds."""
+    def ready():
         record = batch(stack, batch_id)
-    return record
+        return record if done(record) else None
+
+    return eventually(ready, timeout_s,
+                      lambda: f"{batch(stack, batch_id)} {stack.worker_log()}")
 
 
 def all_results(stack, batch_id):
@@ -52,7 +53,7 @@ def all_results(stack, batch_id):
 
 def test_a_thousand_inputs_with_ten_failing_keep_input_order(stack, refs):
     created = submit(stack, algorithm=refs["picky"], inputs=list(range(1000)))
-    record = wait_until(stack, created["id"], lambda b: b["status"] != "running")
+    record = batch_when(stack, created["id"], lambda b: b["status"] != "running")
     assert record["status"] == "completed" and record["progress"] == 1.0
     assert record["counts"] == {"pending": 0, "succeeded": 990, "failed": 10, "timed_out": 0,
                                 "canceled": 0}
@@ -67,12 +68,12 @@ def test_a_thousand_inputs_with_ten_failing_keep_input_order(stack, refs):
 
 def test_cancel_mid_batch_leaves_no_queued_work_running(stack, refs):
     created = submit(stack, algorithm=refs["sleeper"], inputs=[0.2] * 200)
-    wait_until(stack, created["id"], lambda b: b["counts"]["succeeded"] >= 4, timeout_s=120)
+    batch_when(stack, created["id"], lambda b: b["counts"]["succeeded"] >= 4, timeout_s=120)
     canceled = stack.client.post(f"/v1/batches/{created['id']}/cancel", headers=stack.auth)
     assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
-    record = wait_until(stack, created["id"], lambda b: b["counts"]["pending"] == 0,
+    record = batch_when(stack, created["id"], lambda b: b["counts"]["pending"] == 0,
                         timeout_s=30)
-    time.sleep(2)
+    stack.drain()  # every chunk's task has ended
     later = batch(stack, created["id"])
     assert later["counts"] == record["counts"]  # nothing ran after the chunks stopped
     assert record["counts"]["canceled"] > 100
@@ -95,7 +96,7 @@ def test_a_jsonl_batch_fires_one_signed_completed_webhook(stack, refs):
         assert body["id"] == batch_id and body["status"] == "completed"
         assert body["counts"]["succeeded"] == 19 and body["counts"]["failed"] == 1
         assert event.headers["algohost-event"] == "batch.completed"
-        time.sleep(1)
+        stack.drain()  # no other delivery is queued or scheduled
         assert len(hook.received) == 1
     finally:
         hook.stop()
@@ -113,7 +114,7 @@ def test_a_chunk_whose_worker_was_lost_is_run_again_by_the_workers_reaper(stack,
     kept = {"status": "succeeded", "reason": "succeeded", "output": "kept"}
     batches.record_results(batch_id, {0: kept}, "2026-01-01T00:00:01.000Z")
     assert batches.claim_chunk(batch_id, 0, 10, until=time.time() - 1, now=time.time()) == 1
-    record = wait_until(stack, batch_id, lambda b: b["status"] != "running",
+    record = batch_when(stack, batch_id, lambda b: b["status"] != "running",
                         timeout_s=stack.settings.lease_s + 60)
     assert record["counts"]["succeeded"] == 9 and record["counts"]["failed"] == 1  # 7 fails
     results = all_results(stack, batch_id)

@@ -10,6 +10,7 @@ import docker
 import pytest
 
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, call, publish
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +86,14 @@ def test_root_filesystem_is_read_only_and_tmp_is_writable(stack, published):
 
 def test_cancel_of_a_running_job_kills_its_container(stack, published):
     job = stack.post_job(published["sleeper"], 60, timeout_s=120)
-    deadline = time.monotonic() + 60
-    while stack.get_job(job["id"])["status"] != "running":
-        assert time.monotonic() < deadline, "job never started"
-        time.sleep(0.1)
-    time.sleep(1)
+    stack.wait_for_job(job["id"], lambda j: j["status"] == "running", 60, "to start")
+    eventually(lambda: stack.containers_of(published["sleeper"], running_only=True), 60,
+               "the job's container to run")
     response = stack.client.post(f"/v1/jobs/{job['id']}/cancel", headers=stack.auth)
     assert response.status_code == 200
     assert response.get_json()["status"] == "canceled"
-    deadline = time.monotonic() + 15
-    while stack.containers_of(published["sleeper"], running_only=True):
-        assert time.monotonic() < deadline, "container still running after cancel"
-        time.sleep(0.2)
+    eventually(lambda: not stack.containers_of(published["sleeper"], running_only=True), 15,
+               "the container to stop after the cancel")
     assert stack.get_job(job["id"])["status"] == "canceled"
 
 

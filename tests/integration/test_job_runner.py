@@ -13,7 +13,9 @@ from algohost.config import SandboxSettings, Settings
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import StubSandbox
 from algohost.store.jobs import JobStatus, JobStore
+from algohost.worker import execution
 from algohost.worker.execution import JobRunner, reap_expired_leases, spec_for
+from tests.waiting import ManualClock, eventually
 
 pytestmark = pytest.mark.integration
 BUILD = {"id": "bld_1", "image": "stub", "owner": "alice", "name": "echo", "status": "succeeded",
@@ -24,8 +26,6 @@ TOKEN = "tok-3f9a1c7d5e"
 
 
 def algorithm(x):
-    if isinstance(x, dict) and "sleep" in x:
-        time.sleep(x["sleep"])
     if x == "leak":
         return {"said": f"my token is {TOKEN}"}
     if x == "raise":
@@ -46,12 +46,12 @@ class OneSecret:
 
 
 class Harness:
-    def __init__(self, redis_client, lease_s=60, per_build=4):
+    def __init__(self, redis_client, lease_s=60, per_build=4, clock=time.time):
         self.jobs = JobStore(redis_client, 600)
         self.pool = WarmPool(StubSandbox({"bld_1": algorithm}),
                              SandboxSettings(pool_max_per_build=per_build))
         self.runner = JobRunner(self.jobs, Builds(), self.pool, Settings(lease_s=lease_s),
-                                "w1", secrets=OneSecret())
+                                "w1", secrets=OneSecret(), clock=clock)
         self.count = 0
 
     def submit(self, payload):
@@ -66,6 +66,9 @@ class Harness:
         job_id = self.submit(payload)
         self.runner.run(job_id)
         return self.jobs.get(job_id)
+
+    def lease_of(self, job_id):
+        return self.jobs.redis.zscore(JobStore.RUNNING_KEY, job_id)
 
 
 @pytest.fixture
@@ -99,15 +102,23 @@ def test_a_redelivered_message_for_a_finished_job_does_nothing(h):
     assert h.jobs.get(job["id"]) == job
 
 
-def test_a_job_waiting_for_a_container_keeps_its_lease_and_sees_a_cancel(redis_client):
-    h = Harness(redis_client, lease_s=3, per_build=1)
+def test_a_job_waiting_for_a_container_keeps_its_lease_and_sees_a_cancel(redis_client,
+                                                                        monkeypatch):
+    monkeypatch.setattr(execution, "ACQUIRE_SLICE_S", 0.01)  # look at the lease often
+    clock = ManualClock()
+    h = Harness(redis_client, lease_s=3, per_build=1, clock=clock)
     held, _ = h.pool.acquire(spec_for(BUILD, {"TOKEN": TOKEN}, "v1"))  # the only slot
     waiting = h.submit(2)
-    runner = threading.Thread(target=h.runner.run, args=(waiting,))
+    runner = threading.Thread(target=h.runner.run, args=(waiting,), daemon=True)
     runner.start()
-    time.sleep(4)  # longer than the lease: only renewals keep it
-    assert reap_expired_leases(h.jobs, lambda job_id: None, max_attempts=3) == []
+    eventually(lambda: h.pool.waiting() == 1, what="the job to wait for a container")
+    for _ in range(4):  # twice the lease, half a lease at a time: only renewals keep it
+        clock.advance(1.5)
+        eventually(lambda: h.lease_of(waiting) == pytest.approx(clock() + 3, abs=1e-3),
+                   what="the lease to be renewed")
+    assert reap_expired_leases(h.jobs, lambda job_id: None, max_attempts=3, now=clock()) == []
     assert h.jobs.transition(waiting, JobStatus.CANCELED)
+    clock.advance(1)  # past the next look at the job's status
     runner.join(5)
     assert not runner.is_alive()
     assert h.jobs.get(waiting)["status"] == "canceled"

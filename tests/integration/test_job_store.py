@@ -7,6 +7,7 @@ import pytest
 
 from algohost.store.jobs import InvalidTransition, JobStatus, JobStore
 from algohost.worker.execution import reap_expired_leases
+from tests.waiting import eventually
 
 
 def new_job(store, job_id="j_1", **fields):
@@ -61,19 +62,23 @@ def test_fields_keep_their_json_types(store):
     assert job["logs"] == "a\nb" and job["metrics"] == {"run_ms": 1.5} and job["warm"] is False
 
 
-def test_wait_terminal_wakes_when_the_job_finishes(store):
+def blocked_clients(redis_client):
+    """Connections of this database parked in a blocking command (BLPOP)."""
+    return [c for c in redis_client.client_list() if "b" in c["flags"]]
+
+
+def test_wait_terminal_wakes_when_the_job_finishes(store, redis_client):
     new_job(store)
     store.transition("j_1", JobStatus.RUNNING, {JobStatus.QUEUED})
-
-    def finish():
-        time.sleep(0.3)
-        store.transition("j_1", JobStatus.SUCCEEDED, {JobStatus.RUNNING})
-
-    threading.Thread(target=finish).start()
-    started = time.monotonic()
-    job = store.wait_terminal("j_1", 5)
+    woke = []
+    waiter = threading.Thread(target=lambda: woke.append(store.wait_terminal("j_1", 120)),
+                              daemon=True)
+    waiter.start()
+    eventually(lambda: blocked_clients(redis_client), what="the waiter to block")
+    store.transition("j_1", JobStatus.SUCCEEDED, {JobStatus.RUNNING})
+    # Well before its own timeout: woken by the finish, not by the clock.
+    [job] = eventually(lambda: woke, timeout_s=20, what="the waiter to wake")
     assert job["status"] == "succeeded"
-    assert time.monotonic() - started < 2
 
 
 def test_wait_terminal_returns_the_running_job_after_the_timeout(store):

@@ -15,6 +15,7 @@ from algohost.store.webhooks import PENDING_KEY, WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier
 from tests.receiver import Receiver
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +48,12 @@ def deliveries(stack, job_id):
 
 def settled(stack, job_id, state, timeout_s=30):
     """The job's single delivery once it reaches `state`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def reached():
         found = deliveries(stack, job_id)
-        if found and found[-1]["state"] == state:
-            return found[-1]
-        assert time.monotonic() < deadline, f"{found} {stack.worker_log()}"
-        time.sleep(0.1)
+        return found[-1] if found and found[-1]["state"] == state else None
+
+    return eventually(reached, timeout_s,
+                      lambda: f"{state}: {deliveries(stack, job_id)} {stack.worker_log()}")
 
 
 def test_events_are_signed_and_verify_with_the_standardwebhooks_verifier(stack, refs, receiver):
@@ -77,7 +77,7 @@ def test_two_500s_then_200_is_one_success_after_three_attempts(stack, refs, rece
     delivery = settled(stack, job["id"], "delivered")
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
     assert all(a["latency_ms"] >= 0 and a["at"] for a in delivery["attempts"])
-    time.sleep(1.5)  # nothing more arrives once delivered
+    stack.drain()  # no attempt is left queued or scheduled: nothing more arrives
     assert len(hook.received) == 3
     assert {r.headers["webhook-id"] for r in hook.received} == {delivery["id"]}
 
@@ -85,10 +85,8 @@ def test_two_500s_then_200_is_one_success_after_three_attempts(stack, refs, rece
 def test_a_receiver_down_until_after_the_second_retry_still_receives(stack, refs, receiver):
     hook = receiver(running=False)
     job = stack.post_job(refs["hello"], "late", webhook=hook.url)
-    deadline = time.monotonic() + 30
-    while len((deliveries(stack, job["id"]) or [{"attempts": []}])[0]["attempts"]) < 3:
-        assert time.monotonic() < deadline, stack.worker_log()
-        time.sleep(0.05)
+    eventually(lambda: len((deliveries(stack, job["id"]) or [{"attempts": []}])[0]["attempts"])
+               >= 3, what=lambda: f"three failed attempts: {stack.worker_log()}")
     hook.start()
     delivery = settled(stack, job["id"], "delivered")
     assert [a["status_code"] for a in delivery["attempts"]] == [None, None, None, 200]
@@ -101,7 +99,7 @@ def test_gone_stops_the_retries(stack, refs, receiver):
     job = stack.post_job(refs["hello"], "gone", webhook=hook.url)
     delivery = settled(stack, job["id"], "dead")
     assert [a["status_code"] for a in delivery["attempts"]] == [410]
-    time.sleep(2.5)  # longer than the whole schedule
+    stack.drain()  # no retry is left queued or scheduled
     assert len(hook.received) == 1 and len(deliveries(stack, job["id"])[0]["attempts"]) == 1
 
 
@@ -120,19 +118,14 @@ def test_a_dead_delivery_is_redelivered_with_the_same_id(stack, refs, receiver):
 def test_cancel_sends_one_completed_event_with_status_canceled(stack, refs, receiver):
     hook = receiver()
     job = stack.post_job(refs["sleeper"], 30, webhook=hook.url)
-    deadline = time.monotonic() + 60
-    while stack.get_job(job["id"])["status"] != "running":
-        assert time.monotonic() < deadline, stack.worker_log()
-        time.sleep(0.1)
+    stack.wait_for_job(job["id"], lambda j: j["status"] == "running", 60, "to start")
     canceled = stack.client.post(f"/v1/jobs/{job['id']}/cancel", headers=stack.auth)
     assert canceled.status_code == 200
     [event] = hook.wait_for(1)
     assert json.loads(event.body)["status"] == "canceled"
-    while stack.get_job(job["id"])["finished_at"] is None or \
-            stack.get_job(job["id"])["metrics"] is None:  # the worker has seen the cancel
-        assert time.monotonic() < deadline, stack.worker_log()
-        time.sleep(0.1)
-    time.sleep(1.5)
+    stack.wait_for_job(job["id"], lambda j: j["finished_at"] and j["metrics"], 60,
+                       "to be seen canceled by the worker")
+    stack.drain()  # the worker's call has ended and sent whatever it sends
     assert len(hook.received) == 1 and len(deliveries(stack, job["id"])) == 1
 
 
@@ -157,8 +150,6 @@ def test_a_delivery_whose_message_was_lost_is_sent_by_the_workers_sweep(stack, r
     [request] = hook.wait_for(1, timeout_s=stack.settings.lease_s + 30)
     assert request.headers["webhook-id"] == delivery_id
     assert json.loads(request.body)["id"] == "j_lost"
-    deadline = time.monotonic() + 10
-    while notifier.store.get(delivery_id)["state"] != "delivered":
-        assert time.monotonic() < deadline, notifier.store.get(delivery_id)
-        time.sleep(0.1)
+    eventually(lambda: notifier.store.get(delivery_id)["state"] == "delivered", 10,
+               lambda: str(notifier.store.get(delivery_id)))
     assert stack.redis.zscore(PENDING_KEY, delivery_id) is None

@@ -1,9 +1,11 @@
-"""The warm pool, against the in-process stub sandbox and a fake clock."""
+"""The warm pool, against the in-process stub sandbox and a manual clock.
+
+Closes run on the pool's background closer: a test drains it before it looks.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -13,14 +15,7 @@ from algohost.errors import ContainerStartFailed, ImageMissing, SandboxUnavailab
 from algohost.sandbox.base import ContainerSpec, ExitReason
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox, StubSession
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.waiting import ManualClock, eventually
 
 
 def echo(x: Any) -> Any:
@@ -31,12 +26,12 @@ def spec(build_id: str = "a", secrets_version: str = "v1") -> ContainerSpec:
     return ContainerSpec(build_id, image=f"img-{build_id}", secrets_version=secrets_version)
 
 
-def make_pool(**limits: Any) -> tuple[WarmPool, StubSandbox, FakeClock]:
+def make_pool(**limits: Any) -> tuple[WarmPool, StubSandbox, ManualClock]:
     sandbox = StubSandbox({"a": echo, "b": echo, "c": echo})
     settings = SandboxSettings(
         **{"pool_max_total": 4, "pool_max_per_build": 2, "pool_idle_s": 60.0, **limits}
     )
-    clock = FakeClock()
+    clock = ManualClock(1000.0)
     return WarmPool(sandbox, settings, clock=clock), sandbox, clock
 
 
@@ -55,6 +50,7 @@ def test_a_session_is_not_reused_after_an_outcome_that_was_not_reusable() -> Non
     outcome = session.call(1, timeout_s=1)
     assert outcome.reusable
     pool.release(session, reusable=False)
+    pool.drain()
     assert isinstance(session, StubSession) and session.closed
     again, warm = pool.acquire(spec())
     assert not warm and again is not session
@@ -82,21 +78,23 @@ def test_sessions_are_not_shared_across_builds_or_secrets_versions() -> None:
 
 
 def test_per_build_max_holds_under_concurrent_threads() -> None:
-    running = 0
-    peak = 0
+    running = started = peak = 0
     lock = threading.Lock()
+    # The first two calls wait for each other: both sessions are busy at once.
+    first_two = threading.Barrier(2, timeout=10)
 
-    def slow(_: Any) -> Any:
-        nonlocal running, peak
+    def paired(_: Any) -> Any:
+        nonlocal running, started, peak
         with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.02)
+            running, started = running + 1, started + 1
+            peak, nth = max(peak, running), started
+        if nth <= 2:
+            first_two.wait()
         with lock:
             running -= 1
         return "ok"
 
-    sandbox = StubSandbox({"a": slow})
+    sandbox = StubSandbox({"a": paired})
     pool = WarmPool(sandbox, SandboxSettings(pool_max_per_build=2, pool_max_total=8))
     errors: list[BaseException] = []
 
@@ -129,6 +127,7 @@ def test_a_full_pool_evicts_the_least_recently_used_idle_session_of_another_buil
     pool.release(newer, reusable=True)
     session, warm = pool.acquire(spec("c"))
     assert not warm
+    pool.drain()
     assert isinstance(old, StubSession) and old.closed
     assert isinstance(newer, StubSession) and not newer.closed
     assert pool.stats() == {"b": {"idle": 1, "busy": 0}, "c": {"idle": 0, "busy": 1}}
@@ -142,11 +141,12 @@ def test_when_every_slot_is_busy_acquire_waits_for_a_release() -> None:
     got: list[Any] = []
     waiter = threading.Thread(target=lambda: got.append(pool.acquire(spec("b"), wait_s=5)))
     waiter.start()
-    time.sleep(0.05)
+    eventually(lambda: pool.waiting() == 1, what="the second acquire to wait")
     assert not got
     pool.release(held, reusable=True)
     waiter.join(timeout=5)
     assert got and got[0][1] is False
+    pool.drain()
     assert isinstance(held, StubSession) and held.closed  # evicted to make room for "b"
 
 
@@ -170,10 +170,8 @@ def test_the_reaper_thread_reaps_in_the_background() -> None:
     pool.release(session, reusable=True)
     clock.now += 61
     pool.start_reaper(interval_s=0.01)
-    deadline = time.monotonic() + 5
-    while not (isinstance(session, StubSession) and session.closed):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    assert isinstance(session, StubSession)
+    eventually(lambda: session.closed, what="the reaper to close the idle session")
     pool.shutdown()
 
 
@@ -183,6 +181,7 @@ def test_a_session_is_recycled_after_pool_max_calls() -> None:
     for _ in range(2):
         session.call(None, timeout_s=1)
     pool.release(session, reusable=True)
+    pool.drain()
     assert isinstance(session, StubSession) and session.closed
 
 
@@ -210,6 +209,7 @@ def test_close_build_closes_idle_sessions_now_and_busy_ones_on_release() -> None
     assert pool.close_build("a") == 1
     assert isinstance(idle, StubSession) and idle.closed
     pool.release(busy, reusable=True)
+    pool.drain()
     assert isinstance(busy, StubSession) and busy.closed
     assert pool.acquire(spec())[1] is False
 
