@@ -27,6 +27,23 @@ class ExitReason(StrEnum):
     START_FAILED = "start_failed"  # the container or the entrypoint import failed
 
 
+# The error type of a call the container ended, not the algorithm: every sandbox
+# reports these names (the runner says "OutputTooLarge" itself).
+EXIT_ERROR_TYPES = {
+    ExitReason.TIMEOUT: "Timeout",
+    ExitReason.CANCELED: "Canceled",
+    ExitReason.OOM: "OutOfMemory",
+    ExitReason.CRASHED: "Crashed",
+    ExitReason.START_FAILED: "StartFailed",
+    ExitReason.OUTPUT_TOO_LARGE: "OutputTooLarge",
+}
+
+
+def exit_error(reason: ExitReason, message: str) -> dict[str, Any]:
+    """The `error` of an outcome the container ended for `reason`."""
+    return {"type": EXIT_ERROR_TYPES[reason], "message": message, "traceback": ""}
+
+
 @dataclass(frozen=True)
 class Limits:
     timeout_s: float = 30.0

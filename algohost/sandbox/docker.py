@@ -28,7 +28,14 @@ from algohost.errors import (
     SandboxUnavailable,
 )
 from algohost.sandbox.attach import AttachChannel, ProtocolViolation
-from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Sandbox, Session
+from algohost.sandbox.base import (
+    CallOutcome,
+    ContainerSpec,
+    ExitReason,
+    Sandbox,
+    Session,
+    exit_error,
+)
 from algohost.sandbox.runner import protocol
 
 log = logging.getLogger(__name__)
@@ -93,19 +100,6 @@ def container_params(
     if settings.runtime:
         params["runtime"] = settings.runtime
     return params
-
-
-_ERROR_TYPES = {
-    ExitReason.TIMEOUT: "Timeout",
-    ExitReason.CANCELED: "Canceled",
-    ExitReason.OOM: "OutOfMemory",
-    ExitReason.CRASHED: "Crashed",
-    ExitReason.START_FAILED: "StartFailed",
-}
-
-
-def _error(reason: ExitReason, message: str) -> dict[str, Any]:
-    return dict(protocol.error_info(_ERROR_TYPES[reason], message))
 
 
 def _exit_cause(container: Any, memory_mb: int) -> tuple[ExitReason, str]:
@@ -232,7 +226,7 @@ class DockerSession(Session):
         self.close()
         return CallOutcome(
             reason=reason,
-            error=_error(reason, message),
+            error=exit_error(reason, message),
             logs=logs,
             run_ms=(time.monotonic() - started) * 1000.0,
             peak_memory_bytes=self.spec.limits.memory_mb * MiB if reason is ExitReason.OOM else 0,
@@ -331,18 +325,19 @@ class DockerSandbox(Sandbox):
             if msg is not None and msg["type"] == protocol.READY:
                 return msg
             if msg is not None and msg["type"] == protocol.LOAD_ERROR:
-                error = msg.get("error") or _error(ExitReason.START_FAILED, "the entrypoint failed")
+                error = (msg.get("error")
+                         or exit_error(ExitReason.START_FAILED, "the entrypoint failed"))
                 message = f"{error.get('type')}: {error.get('message')}"
                 logs = str(msg.get("logs", ""))
                 raise ContainerStartFailed(message, build_id=spec.build_id, error=error, logs=logs)
             if channel.eof:
                 reason, message = _exit_cause(container, spec.limits.memory_mb)
                 message += " before its runner was ready"
-                error, logs = _error(reason, message), channel.stderr_text
+                error, logs = exit_error(reason, message), channel.stderr_text
                 raise ContainerStartFailed(message, build_id=spec.build_id, error=error, logs=logs)
             if time.monotonic() >= deadline:
                 message = f"the runner was not ready within {self.settings.start_timeout_s:g} s"
-                error = _error(ExitReason.START_FAILED, message)
+                error = exit_error(ExitReason.START_FAILED, message)
                 raise ContainerStartFailed(message, build_id=spec.build_id, error=error)
 
     def _forget(self, session: DockerSession) -> None:

@@ -2,20 +2,30 @@
 
 It runs plain Python callables, with no isolation at all: never use it for real
 algorithm code. Failure modes a container has are simulated by raising `SimulatedExit`.
+Its outcomes match the Docker sandbox's (tests/integration/test_sandbox_contract.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import resource
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from algohost.errors import ContainerStartFailed, SandboxError
-from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Sandbox, Session
+from algohost.config import MiB, SandboxSettings
+from algohost.errors import ImageMissing, SandboxError
+from algohost.sandbox.base import (
+    CallOutcome,
+    ContainerSpec,
+    ExitReason,
+    Sandbox,
+    Session,
+    exit_error,
+)
 
 Algorithm = Callable[[Any], Any]
 
@@ -28,9 +38,16 @@ class SimulatedExit(Exception):
         self.reason = reason
 
 
+def _peak_memory_bytes() -> int:
+    # What the runner reports from inside a container: its process's peak resident size.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class StubSession(Session):
-    def __init__(self, spec: ContainerSpec, func: Algorithm, container_id: str) -> None:
+    def __init__(self, spec: ContainerSpec, func: Algorithm, container_id: str,
+                 max_output_bytes: int) -> None:
         self.spec = spec
+        self.max_output_bytes = max_output_bytes
         self.container_id = container_id
         self.cold_start_ms = 0.0
         self.startup_logs = ""
@@ -51,14 +68,19 @@ class StubSession(Session):
     ) -> CallOutcome:
         if self.closed:
             raise SandboxError("this stub session is closed")
+        try:  # what crosses the pipe to a container is JSON, both ways
+            payload = json.loads(json.dumps(payload, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise SandboxError(f"the input is not JSON-serialisable: {exc}") from exc
         self.calls += 1
         self.inputs.append(payload)
         if should_cancel():
             return self._end(ExitReason.CANCELED, "the call was canceled")
         started = time.perf_counter()
         try:
-            # The JSON round trip catches outputs a real runner could not send back.
-            output = json.loads(json.dumps(self._func(payload), allow_nan=False))
+            output = self._func(payload)
+            text = json.dumps(output, allow_nan=False, ensure_ascii=False,
+                              separators=(",", ":"))
         except SimulatedExit as exc:
             return self._end(exc.reason, str(exc))
         except Exception as exc:
@@ -67,39 +89,56 @@ class StubSession(Session):
                 "message": str(exc),
                 "traceback": "".join(traceback.format_exception(exc)),
             }
-            return CallOutcome(ExitReason.EXCEPTION, error=error, reusable=True)
+            return self._outcome(ExitReason.EXCEPTION, started, error=error)
+        size = len(text.encode())
+        if size > self.max_output_bytes:
+            message = f"output is {size} bytes of JSON; the limit is {self.max_output_bytes}"
+            return self._outcome(ExitReason.OUTPUT_TOO_LARGE, started,
+                                 error=exit_error(ExitReason.OUTPUT_TOO_LARGE, message))
+        return self._outcome(ExitReason.SUCCEEDED, started, output=json.loads(text))
+
+    def _outcome(self, reason: ExitReason, started: float, output: Any = None,
+                 error: dict[str, Any] | None = None) -> CallOutcome:
+        """A call the algorithm ended itself: the session serves the next one."""
         run_ms = (time.perf_counter() - started) * 1000.0
-        return CallOutcome(ExitReason.SUCCEEDED, output=output, run_ms=run_ms, reusable=True)
+        return CallOutcome(reason, output=output, error=error, run_ms=run_ms,
+                           peak_memory_bytes=_peak_memory_bytes(), reusable=True)
 
     def _end(self, reason: ExitReason, message: str) -> CallOutcome:
-        # A real container is killed for all of these but OUTPUT_TOO_LARGE.
-        reusable = reason is ExitReason.OUTPUT_TOO_LARGE
-        if not reusable:
-            self.close()
-        error = {"type": reason.value, "message": message, "traceback": ""}
-        return CallOutcome(reason, error=error, reusable=reusable)
+        """A call the container's end ended: killed, so never reused."""
+        if reason is ExitReason.OUTPUT_TOO_LARGE:  # the runner refuses it and lives on
+            return self._outcome(reason, time.perf_counter(), error=exit_error(reason, message))
+        self.close()
+        peak = self.spec.limits.memory_mb * MiB if reason is ExitReason.OOM else 0
+        return CallOutcome(reason, error=exit_error(reason, message), peak_memory_bytes=peak)
 
     def close(self) -> None:
         self.closed = True
 
 
 class StubSandbox(Sandbox):
-    """Starts a StubSession per `start`, running `algorithms[spec.build_id]`."""
+    """Starts a StubSession per `start`, running `algorithms[spec.build_id]`; a build
+    with no algorithm is a missing image."""
 
-    def __init__(self, algorithms: Mapping[str, Algorithm], available: bool = True) -> None:
+    def __init__(self, algorithms: Mapping[str, Algorithm], available: bool = True,
+                 settings: SandboxSettings | None = None) -> None:
         self.algorithms = dict(algorithms)
         self.available = available
+        self.settings = settings or SandboxSettings()
         self.sessions: list[StubSession] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
     def start(self, spec: ContainerSpec) -> StubSession:
+        started = time.perf_counter()
         func = self.algorithms.get(spec.build_id)
         if func is None:
-            raise ContainerStartFailed(f"no stub algorithm for build {spec.build_id}")
+            raise ImageMissing(f"{spec.image} is not on this stub engine", build_id=spec.build_id)
         with self._lock:
-            session = StubSession(spec, func, f"stub-{next(self._ids)}")
+            session = StubSession(spec, func, f"stub-{next(self._ids)}",
+                                  self.settings.max_output_bytes)
             self.sessions.append(session)
+        session.cold_start_ms = (time.perf_counter() - started) * 1000.0
         return session
 
     def ping(self) -> bool:

@@ -7,6 +7,7 @@ and can be switched `down`; it must never be used outside tests.
 from __future__ import annotations
 
 import builtins
+import itertools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ class _Entry:
     version: int
     created_at: str
     updated_at: str
+    # Vault's creation times are nanosecond-precise: a secret deleted and set again
+    # within the same millisecond still gets a new version tag there, so here too.
+    created_seq: int = 0
 
 
 class MemorySecrets(SecretStore, SecretReader):
@@ -31,6 +35,7 @@ class MemorySecrets(SecretStore, SecretReader):
         self.down = False
         self.policies: set[str] = set()
         self._entries: dict[str, _Entry] = {}
+        self._created = itertools.count(1)
         self._lock = threading.Lock()
 
     def _check_up(self) -> None:
@@ -43,8 +48,8 @@ class MemorySecrets(SecretStore, SecretReader):
         now = self.clock()
         with self._lock:
             old = self._entries.get(path)
-            entry = (_Entry(value, old.version + 1, old.created_at, now) if old
-                     else _Entry(value, 1, now, now))
+            entry = (_Entry(value, old.version + 1, old.created_at, now, old.created_seq) if old
+                     else _Entry(value, 1, now, now, next(self._created)))
             self._entries[path] = entry
         return SecretMeta(name=secret, version=entry.version, created_at=entry.created_at,
                           updated_at=entry.updated_at)
@@ -71,17 +76,19 @@ class MemorySecrets(SecretStore, SecretReader):
              names: builtins.list[str]) -> tuple[dict[str, str], str]:
         if not names:
             return {}, ""
+        paths = {secret: secret_path(owner, name, secret) for secret in names}  # as Vault: first
         self._check_up()
         if algorithm_policy_name(owner, name) not in self.policies:
             raise SecretsForbidden(f"no policy for {owner}/{name}")
         values: dict[str, str] = {}
         versions: builtins.list[tuple[str, int, str]] = []
         with self._lock:
-            for secret in names:
-                entry = self._entries.get(secret_path(owner, name, secret))
+            for secret, path in paths.items():
+                entry = self._entries.get(path)
                 if entry is None:
                     raise SecretNotFound(f"secret {secret} of {owner}/{name} is not set",
                                          secret=secret)
                 values[secret] = entry.value
-                versions.append((secret, entry.version, entry.created_at))
+                versions.append((secret, entry.version,
+                                 f"{entry.created_at}#{entry.created_seq}"))
         return values, version_tag(versions)
