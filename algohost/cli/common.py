@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import requests
 from rich.console import Console
 
 from algohost.cli.client import ApiClient
@@ -37,12 +38,14 @@ class CliContext:
     """Settings for this invocation and the API clients made from them."""
 
     settings: Settings
+    # How requests travel; None: a plain requests.Session. Tests mount the app on one.
+    http: requests.Session | None = None
     _clients: dict[str, ApiClient] = field(default_factory=dict)
 
     def client(self, api_key: str | None = None) -> ApiClient:
         key = self.settings.api_key if api_key is None else api_key
         if key not in self._clients:
-            self._clients[key] = ApiClient(self.settings.api_url, key)
+            self._clients[key] = ApiClient(self.settings.api_url, key, http=self.http)
         return self._clients[key]
 
     @property

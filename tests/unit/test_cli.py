@@ -1,102 +1,48 @@
-"""The `algohost` command line against a stub HTTP server on 127.0.0.1: no services needed."""
+"""The `algohost` command line against the real API (tests/cli_api.py): the Flask app on a
+real Redis, a worker running in-process on the stub sandbox. No server, broker or Docker.
+"""
 
 from __future__ import annotations
 
 import gzip
 import io
 import json
+import re
 import socket
 import sys
 import tarfile
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import click
 import pytest
-from click.testing import CliRunner, Result
+import requests
 
 from algohost.cli import stack
 from algohost.cli.client import ApiClient, ApiError, ApiUnreachable
-from algohost.cli.common import CliContext, PollTimeout, wait_until
-from algohost.cli.main import cli
-from algohost.config import Settings
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class StubApi:
-    """Answers (method, path) with queued (status, body) replies; the last one repeats."""
-
-    url: str = ""
-    routes: dict[tuple[str, str], list[tuple[int, Any]]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-
-    def on(self, method: str, path: str, *replies: tuple[int, Any]) -> None:
-        self.routes[(method, path)] = list(replies)
-
-    def reply(self, method: str, path: str) -> tuple[int, Any]:
-        replies = self.routes.get((method, path))
-        if not replies:
-            return 404, {"error": {"code": "not_found", "message": f"no route {path}"}}
-        return replies.pop(0) if len(replies) > 1 else replies[0]
+from algohost.cli.common import PollTimeout, wait_until
+from tests.cli_api import API_URL, CliApi, algorithm_dir
 
 
 @pytest.fixture
-def api() -> Iterator[StubApi]:
-    stub = StubApi()
-
-    class Handler(BaseHTTPRequestHandler):
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            stub.seen.append(Seen(self.command, parts.path, parse_qs(parts.query),
-                                  dict(self.headers.items()), self.rfile.read(length)))
-            status, body = stub.reply(self.command, parts.path)
-            raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            kind = "text/html" if isinstance(body, bytes) else "application/json"
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    stub.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield stub
-    server.shutdown()
-    server.server_close()
+def echo(api: CliApi, tmp_path: Path) -> str:
+    return api.publish(algorithm_dir(tmp_path, "echo", "return x"))
 
 
-def run(url: str, args: list[str], tmp_path: Path, *, key: str = "k", stdin: str | None = None
-        ) -> Result:
-    settings = Settings(api_url=url, api_key=key, state_dir=str(tmp_path / "state"))
-    return CliRunner().invoke(cli, args, obj=CliContext(settings), input=stdin)
+@pytest.fixture
+def greet(api: CliApi, tmp_path: Path) -> str:
+    body = "return {'greeting': 'hello ' + x['name']}"
+    return api.publish(algorithm_dir(tmp_path, "greet", body))
 
 
-def job(status: str = "succeeded", **extra: Any) -> dict[str, Any]:
-    record = {"id": "j1", "algorithm": "alice/hello@1.0.0", "status": status, "output": None,
-              "error": None, "logs": "", "metrics": {"queue_ms": 1.0, "run_ms": 2.0}}
-    return record | extra
+def body_of(request: requests.PreparedRequest) -> Any:
+    return json.loads(request.body or b"")
+
+
+def post_id(api: CliApi) -> str:
+    return str(api.app.test_client().get("/v1/jobs", headers={
+        "Authorization": f"Bearer {api.key}"}).get_json()["jobs"][0]["id"])
 
 
 def free_port() -> int:
@@ -108,77 +54,86 @@ def free_port() -> int:
 # -- input parsing ---------------------------------------------------------------------
 
 
-def test_call_sends_the_json_argument_and_prints_the_output(api: StubApi, tmp_path: Path) -> None:
-    api.on("POST", "/v1/jobs", (200, job(output={"greeting": "hello world"})))
-    result = run(api.url, ["call", "alice/hello", '{"name": "world"}'], tmp_path)
+def test_call_sends_the_json_argument_and_prints_the_output(api: CliApi, greet: str) -> None:
+    result = api.run(["call", "alice/greet", '{"name": "world"}'])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"greeting": "hello world"}
-    request = api.seen[0]
-    assert json.loads(request.body) == {"algorithm": "alice/hello", "input": {"name": "world"}}
-    assert request.headers["Authorization"] == "Bearer k"
+    [request] = api.requests_to("POST", "/v1/jobs")
+    assert body_of(request) == {"algorithm": "alice/greet", "input": {"name": "world"}}
+    assert request.headers["Authorization"] == f"Bearer {api.key}"
     assert request.headers["Prefer"] == "wait=60"
 
 
-def test_dash_reads_the_input_from_stdin(api: StubApi, tmp_path: Path) -> None:
-    api.on("POST", "/v1/jobs", (200, job(output=1)))
-    result = run(api.url, ["call", "alice/hello", "-"], tmp_path, stdin='[1, 2, 3]')
+def test_dash_reads_the_input_from_stdin(api: CliApi, echo: str) -> None:
+    result = api.run(["call", "alice/echo", "-"], stdin="[1, 2, 3]")
     assert result.exit_code == 0, result.output
-    assert json.loads(api.seen[0].body)["input"] == [1, 2, 3]
+    assert json.loads(result.stdout) == [1, 2, 3]
 
 
-def test_at_file_reads_the_input_from_a_file(api: StubApi, tmp_path: Path) -> None:
-    api.on("POST", "/v1/jobs", (200, job(output=1)))
+def test_at_file_reads_the_input_from_a_file(api: CliApi, echo: str, tmp_path: Path) -> None:
     (tmp_path / "in.json").write_text('{"x": null}')
-    result = run(api.url, ["call", "alice/hello", f"@{tmp_path / 'in.json'}"], tmp_path)
+    result = api.run(["call", "alice/echo", f"@{tmp_path / 'in.json'}"])
     assert result.exit_code == 0, result.output
-    assert json.loads(api.seen[0].body)["input"] == {"x": None}
+    assert json.loads(result.stdout) == {"x": None}
 
 
 @pytest.mark.parametrize("given", ["{not json", "@/nonexistent/in.json"])
-def test_unusable_input_is_a_usage_error_not_a_traceback(
-    given: str, api: StubApi, tmp_path: Path
-) -> None:
-    result = run(api.url, ["call", "alice/hello", given], tmp_path)
+def test_unusable_input_is_a_usage_error_not_a_traceback(given: str, api: CliApi) -> None:
+    result = api.run(["call", "alice/hello", given])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "not valid JSON" in result.output or "cannot read" in result.output
-    assert api.seen == []
+    assert api.transport.seen == []
 
 
 @pytest.mark.parametrize("args", [["call", "hello", "1"], ["versions", "alice/hello@1.0.0"],
                                   ["call", "alice/", "1"], ["publish", "/nonexistent/dir"]])
-def test_malformed_arguments_exit_2(args: list[str], api: StubApi, tmp_path: Path) -> None:
-    result = run(api.url, args, tmp_path)
+def test_malformed_arguments_exit_2(args: list[str], api: CliApi) -> None:
+    result = api.run(args)
     assert result.exit_code == 2, result.output
-    assert api.seen == []
+    assert api.transport.seen == []
 
 
 # -- errors from the API ---------------------------------------------------------------
 
 
-def test_api_error_body_becomes_a_click_error_with_its_code(api: StubApi, tmp_path: Path) -> None:
-    api.on("GET", "/v1/jobs/nope",
-           (404, {"error": {"code": "job_not_found", "message": "no job nope"}}))
-    result = run(api.url, ["job", "nope"], tmp_path)
+def test_api_error_body_becomes_a_click_error_with_its_code(api: CliApi) -> None:
+    result = api.run(["job", "j_nope"])
     assert result.exit_code == 1
-    assert "no job nope" in result.stderr and "job_not_found" in result.stderr
+    assert "job_not_found" in result.stderr and "HTTP 404" in result.stderr
+    http = requests.Session()
+    http.mount(API_URL, api.transport)
     with pytest.raises(ApiError) as caught:
-        ApiClient(api.url, "k").job("nope")
+        ApiClient(API_URL, api.key, http=http).job("j_nope")
     assert (caught.value.code, caught.value.status) == ("job_not_found", 404)
     assert isinstance(caught.value, click.ClickException)
 
 
-def test_a_foreign_error_page_is_still_reported(api: StubApi, tmp_path: Path) -> None:
-    api.on("GET", "/v1/jobs", (502, b"<html>bad gateway</html>"))
+class BadGateway(requests.adapters.BaseAdapter):
+    """What a proxy in front of the API answers when the API is down: not our JSON."""
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code, response.reason = 502, "Bad Gateway"
+        response._content, response.request = b"<html>bad gateway</html>", request
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_foreign_error_page_is_still_reported() -> None:
+    http = requests.Session()
+    http.mount(API_URL, BadGateway())
     with pytest.raises(ApiError) as caught:
-        ApiClient(api.url, "k").jobs()
+        ApiClient(API_URL, "k", http=http).jobs()
     assert caught.value.code == "http_502"
     assert "bad gateway" in caught.value.detail
 
 
-def test_connection_refused_points_at_dev_up(tmp_path: Path) -> None:
+def test_connection_refused_points_at_dev_up(api: CliApi) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    result = run(url, ["jobs"], tmp_path)
+    result = api.run(["jobs"], url=url)
     assert result.exit_code == 1
     assert f"cannot reach the algohost API at {url}; is `algohost dev up` running?" in result.stderr
     assert "Traceback" not in result.output
@@ -186,109 +141,109 @@ def test_connection_refused_points_at_dev_up(tmp_path: Path) -> None:
         ApiClient(url, "k").whoami()
 
 
-def test_missing_api_key_is_explained_before_any_request(api: StubApi, tmp_path: Path) -> None:
-    result = run(api.url, ["jobs"], tmp_path, key="")
+def test_missing_api_key_is_explained_before_any_request(api: CliApi) -> None:
+    result = api.run(["jobs"], key="")
     assert result.exit_code == 1
     assert "ALGOHOST_API_KEY" in result.stderr
-    assert api.seen == []
+    assert api.transport.seen == []
+
+
+def test_an_unknown_api_key_is_the_apis_401(api: CliApi) -> None:
+    result = api.run(["jobs"], key="ak_nope")
+    assert result.exit_code == 1 and "HTTP 401" in result.stderr
 
 
 # -- jobs ------------------------------------------------------------------------------
 
 
-def test_call_polls_a_job_that_outlives_the_wait(api: StubApi, tmp_path: Path) -> None:
-    api.on("POST", "/v1/jobs", (202, job("queued")))
-    api.on("GET", "/v1/jobs/j1", (200, job("running")), (200, job(output="done")))
-    result = run(api.url, ["call", "alice/hello", "1", "--wait", "0"], tmp_path)
+def test_call_polls_a_job_that_outlives_the_wait(api: CliApi, echo: str) -> None:
+    api.worker.hold = True  # the job runs only once the CLI has polled it
+
+    def run_after_the_first_poll(request: requests.PreparedRequest) -> None:
+        if request.method == "GET" and (request.url or "").startswith(f"{API_URL}/v1/jobs/"):
+            api.worker.release()
+
+    api.transport.after = run_after_the_first_poll
+    result = api.run(["call", "alice/echo", '"done"', "--wait", "0"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == "done"
-    assert "Prefer" not in api.seen[0].headers
-    assert [s.path for s in api.seen[1:]] == ["/v1/jobs/j1", "/v1/jobs/j1"]
+    [post] = api.requests_to("POST", "/v1/jobs")
+    assert "Prefer" not in post.headers
+    polls = [r for r in api.transport.seen if r.method == "GET"]
+    assert len(polls) >= 2 and {r.url for r in polls} == {f"{API_URL}/v1/jobs/{post_id(api)}"}
 
 
-def test_failed_call_prints_the_error_to_stderr_and_exits_1(api: StubApi, tmp_path: Path) -> None:
-    error = {"type": "ValueError", "message": "x must be even", "traceback": "Traceback: ..."}
-    api.on("POST", "/v1/jobs", (200, job("failed", reason="exception", error=error,
-                                         logs="about to fail\n")))
-    result = run(api.url, ["call", "alice/failing", '{"x": 1}', "--metrics"], tmp_path)
+def test_failed_call_prints_the_error_to_stderr_and_exits_1(api: CliApi, tmp_path: Path) -> None:
+    api.publish(algorithm_dir(tmp_path, "failing", "raise ValueError('x must be even')"))
+    result = api.run(["call", "alice/failing", '{"x": 1}', "--metrics"])
     assert result.exit_code == 1
     assert result.stdout == ""
     assert "ValueError: x must be even" in result.stderr
-    assert "about to fail" in result.stderr
     assert "run_ms" in result.stderr
 
 
-def test_json_flag_prints_the_whole_job_record(api: StubApi, tmp_path: Path) -> None:
-    api.on("POST", "/v1/jobs", (200, job(output=42)))
-    result = run(api.url, ["call", "alice/hello@1.0.0", "{}", "--json", "--timeout", "5"],
-                 tmp_path)
+def test_json_flag_prints_the_whole_job_record_as_the_api_returns_it(
+        api: CliApi, echo: str) -> None:
+    result = api.run(["call", "alice/echo@0.1.0", "42", "--json", "--timeout", "5"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["id"] == "j1"
-    assert json.loads(api.seen[0].body)["timeout_s"] == 5
+    printed = json.loads(result.stdout)
+    assert printed["output"] == 42 and printed["status"] == "succeeded"
+    assert body_of(api.requests_to("POST", "/v1/jobs")[0])["timeout_s"] == 5
+    shown = api.run(["job", printed["id"], "--json"])
+    assert json.loads(shown.stdout) == printed
 
 
-def test_submit_prints_only_the_job_id(api: StubApi, tmp_path: Path) -> None:
-    api.on("POST", "/v1/jobs", (202, job("queued")))
-    result = run(api.url, ["submit", "alice/hello", "{}"], tmp_path)
-    assert (result.exit_code, result.stdout) == (0, "j1\n")
-
-
-def test_jobs_passes_the_limit(api: StubApi, tmp_path: Path) -> None:
-    api.on("GET", "/v1/jobs", (200, {"jobs": [job()]}))
-    result = run(api.url, ["jobs", "--limit", "5"], tmp_path)
+def test_submit_prints_only_the_job_id(api: CliApi, echo: str) -> None:
+    result = api.run(["submit", "alice/echo", "{}"])
     assert result.exit_code == 0, result.output
-    assert api.seen[0].query == {"limit": ["5"]}
-    assert "j1" in result.stdout
+    assert re.fullmatch(r"j_\w+\n", result.stdout)
+    assert json.loads(api.run(["job", result.stdout.strip(), "--json"]).stdout)["id"] == \
+        result.stdout.strip()
+
+
+def test_jobs_passes_the_limit(api: CliApi, echo: str) -> None:
+    job_id = api.run(["submit", "alice/echo", "1"]).stdout.strip()
+    result = api.run(["jobs", "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    [listing] = api.requests_to("GET", "/v1/jobs")
+    assert listing.url.endswith("?limit=5")
+    assert job_id in result.stdout
 
 
 # -- publish ---------------------------------------------------------------------------
 
 
-def algorithm_dir(tmp_path: Path) -> Path:
-    directory = tmp_path / "hello"
-    (directory / "__pycache__").mkdir(parents=True)
-    (directory / "algorithm.toml").write_text('name = "hello"\nentrypoint = "main:apply"\n')
-    (directory / "main.py").write_text("def apply(x):\n    return x\n")
+def test_publish_uploads_a_clean_archive_and_prints_the_ref(api: CliApi, tmp_path: Path) -> None:
+    directory = algorithm_dir(tmp_path, "hello", "return x")
+    (directory / "__pycache__").mkdir()
     (directory / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"\0")
-    return directory
-
-
-def build(status: str, **extra: Any) -> dict[str, Any]:
-    record = {"id": "b1", "owner": "alice", "name": "hello", "version": "0.2.0",
-              "ref": "alice/hello@0.2.0", "status": status}
-    return record | extra
-
-
-def test_publish_uploads_a_clean_archive_and_prints_the_ref(api: StubApi, tmp_path: Path) -> None:
-    api.on("GET", "/v1/whoami", (200, {"owner": "alice"}))
-    api.on("POST", "/v1/algorithms/alice/hello/versions", (202, {"build": build("queued")}))
-    api.on("GET", "/v1/algorithms/alice/hello/versions/0.2.0", (200, build("succeeded")))
-    result = run(api.url, ["publish", str(algorithm_dir(tmp_path)), "--bump", "minor"], tmp_path)
+    assert api.publish(directory) == "alice/hello@0.1.0"
+    with open(directory / "main.py", "a") as main:
+        main.write("# changed: a new version\n")
+    result = api.run(["publish", str(directory), "--bump", "minor"])
     assert result.exit_code == 0, result.output
     assert result.stdout == "alice/hello@0.2.0\n"
-    upload = api.seen[1]
+    upload = api.requests_to("POST", "/v1/algorithms/alice/hello/versions")[-1]
     assert upload.headers["Content-Type"] == "application/gzip"
-    assert upload.query == {"bump": ["minor"]}
+    assert upload.url.endswith("?bump=minor")
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(upload.body))) as tar:
         assert sorted(tar.getnames()) == ["algorithm.toml", "main.py"]
 
 
-def test_failed_build_shows_the_last_60_log_lines(api: StubApi, tmp_path: Path) -> None:
-    logs = "".join(f"step {n}\n" for n in range(100))
-    api.on("GET", "/v1/whoami", (200, {"owner": "alice"}))
-    api.on("POST", "/v1/algorithms/alice/hello/versions", (202, {"build": build("queued")}))
-    api.on("GET", "/v1/algorithms/alice/hello/versions/0.2.0", (200, build("failed", logs=logs)))
-    result = run(api.url, ["publish", str(algorithm_dir(tmp_path))], tmp_path)
+def test_failed_build_shows_the_last_60_log_lines(api: CliApi, tmp_path: Path) -> None:
+    api.worker.builder.fail_with = [f"step {n}" for n in range(100)]
+    result = api.run(["publish", str(algorithm_dir(tmp_path, "hello", "return x"))])
     assert result.exit_code == 1
-    assert "step 99" in result.stderr and "step 40" in result.stderr
-    assert "step 39\n" not in result.stderr
+    # The log ends with the 100 steps, a blank line and the worker's "build failed".
+    assert "step 99" in result.stderr and "step 42" in result.stderr
+    assert "step 41\n" not in result.stderr and "build failed" in result.stderr
 
 
-def test_publish_rejects_a_directory_without_manifest(api: StubApi, tmp_path: Path) -> None:
-    result = run(api.url, ["publish", str(tmp_path)], tmp_path)
+def test_publish_rejects_a_directory_without_manifest(api: CliApi, tmp_path: Path) -> None:
+    result = api.run(["publish", str(tmp_path)])
     assert result.exit_code == 1
     assert "algorithm.toml" in result.stderr
-    assert api.seen == []
+    assert api.transport.seen == []
 
 
 # -- polling, processes, pruning --------------------------------------------------------
