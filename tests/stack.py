@@ -110,7 +110,7 @@ class Stack:
     def close(self) -> None:
         self.stop_worker()
         stop_dev_server(self.vault_dir)
-        for image in self.docker.images.list(filters={"label": "algohost.build"}):
+        for image in self._build_images():
             if any(tag.startswith(f"algohost/{self.owner}/") for tag in image.tags):
                 for tag in image.tags:
                     try:
@@ -118,6 +118,16 @@ class Stack:
                     except docker.errors.APIError:
                         pass
         self.redis.flushdb()
+
+    def _build_images(self) -> list[Any]:
+        # Another run may remove an image while the engine lists it (a 404 mid-listing).
+        def listed() -> tuple[list[Any]] | None:  # a tuple: an empty listing is an answer
+            try:
+                return (list(self.docker.images.list(filters={"label": "algohost.build"})),)
+            except docker.errors.NotFound:
+                return None
+
+        return eventually(listed, 30, "a listing of the build images")[0]
 
     def post_job(self, ref: str, payload: Any, wait: int = 0, **extra: Any) -> dict[str, Any]:
         headers = dict(self.auth)
