@@ -105,7 +105,8 @@ class StubSession(Session):
                            peak_memory_bytes=_peak_memory_bytes(), reusable=True)
 
     def _end(self, reason: ExitReason, message: str) -> CallOutcome:
-        """A call the container's end ended: killed, so never reused."""
+        """A call ended as a container ends one: killed (timeout, cancel, crash, OOM), so
+        never reused; only an output over the limit leaves the runner serving."""
         if reason is ExitReason.OUTPUT_TOO_LARGE:  # the runner refuses it and lives on
             return self._outcome(reason, time.perf_counter(), error=exit_error(reason, message))
         self.close()
