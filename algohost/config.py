@@ -27,6 +27,8 @@ class SandboxSettings:
     tmpfs_mb: int = 64
     max_output_bytes: int = 5 * MiB
     max_log_bytes: int = 64 * 1024
+    max_artifacts: int = 100  # files one call may leave under /outputs
+    max_artifact_bytes: int = 256 * MiB  # their total size (also the /outputs tmpfs's)
     start_timeout_s: float = 60.0
     pool_max_total: int = 8
     pool_max_per_build: int = 4

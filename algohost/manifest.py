@@ -15,6 +15,8 @@ from algohost.names import (
     ALGORITHM_NAME,
     APT_PACKAGE,
     ENTRYPOINT,
+    MODEL_KEY,
+    MODEL_REF,
     PIP_REQUIREMENT,
     SECRET_NAME,
     Grammar,
@@ -56,9 +58,13 @@ class Manifest:
     build: BuildSection = field(default_factory=BuildSection)
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     secrets: SecretsSection = field(default_factory=SecretsSection)
+    models: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.models:  # so manifests without models hash as they always did
+            del data["models"]
+        return data
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -145,6 +151,16 @@ def _secrets(table: dict[str, Any]) -> SecretsSection:
     return SecretsSection(names, as_env)
 
 
+def _models(table: dict[str, Any]) -> dict[str, str]:
+    models = {}
+    for key in table:
+        where = f"models.{key}"
+        MODEL_KEY.check(key, InvalidManifest, where, key=where)
+        models[key] = MODEL_REF.check(_typed(table, key, (str,), "models"), InvalidManifest,
+                                      where, key=where)
+    return models
+
+
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
     if key not in data:
         return {}
@@ -153,7 +169,8 @@ def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
 
 def parse_manifest(data: dict[str, Any]) -> Manifest:
     """Validate a decoded algorithm.toml."""
-    _check_keys(data, {"name", "entrypoint", "python", "build", "resources", "secrets"}, "")
+    _check_keys(data, {"name", "entrypoint", "python", "build", "resources", "secrets",
+                       "models"}, "")
     for required in ("name", "entrypoint"):
         if required not in data:
             raise InvalidManifest(f"missing required key '{required}'", key=required)
@@ -172,6 +189,7 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
         build=_build(_section(data, "build")),
         resources=_resources(_section(data, "resources")),
         secrets=_secrets(_section(data, "secrets")),
+        models=_models(_section(data, "models")),
     )
 
 
@@ -192,4 +210,5 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         build=BuildSection(**data.get("build", {})),
         resources=ResourcesSection(**data.get("resources", {})),
         secrets=SecretsSection(**data.get("secrets", {})),
+        models=dict(data.get("models", {})),
     )

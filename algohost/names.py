@@ -72,6 +72,15 @@ APT_PACKAGE = Grammar("an apt package", r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:
 PIP_REQUIREMENT = Grammar("a pip requirement", r"[A-Za-z0-9][\x20-\x7e]*",
                           "printable ASCII starting with a letter or digit (no pip options)",
                           1024)
+MODEL_NAME = Grammar("a model name", r"[a-z0-9][a-z0-9_.-]{0,62}", "1-63 lowercase letters, "
+                     "digits, '.', '-' or '_', starting with a letter or digit", 63)
+# NAME@latest or NAME@sha256:<hex>; groups: the name, then the tag.
+MODEL_REF = Grammar("a model reference",
+                    r"([a-z0-9][a-z0-9_.-]{0,62})@(latest|sha256:[0-9a-f]{64})",
+                    "NAME@latest or NAME@sha256:<64 lowercase hex>", 150)
+# The mount /models/<key>.
+MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}",
+                    "1-63 letters, digits, '_', '.' or '-' (not . or ..)", 63)
 ENTRYPOINT = Grammar("an entrypoint", r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*",
                      "'module:function'", 255)
 

@@ -34,6 +34,14 @@ class JobMetrics(BaseModel):
     peak_memory_bytes: int | None = None
 
 
+class JobArtifact(BaseModel):
+    name: str = Field(description="The file's path under /outputs")
+    sha256: str
+    size: int
+    media_type: str
+    url: str = Field(description="Where to download it: /v1/artifacts/{sha256}")
+
+
 class Job(BaseModel):
     id: str
     algorithm: str = Field(description="The exact build that runs it: owner/name@1.2.3")
@@ -53,6 +61,8 @@ class Job(BaseModel):
     metrics: JobMetrics | None
     webhook: str | None = Field(default=None, description="Where events of this job are sent")
     webhook_events: list[str] | None = Field(default=None, description="Which events are sent")
+    artifacts: list[JobArtifact] = Field(
+        default_factory=list, description="Files the call left under /outputs")
 
 
 _JOB_FIELDS = ("id", "algorithm", "requested", "status", "reason", "output", "error", "logs",
@@ -63,6 +73,7 @@ _JOB_FIELDS = ("id", "algorithm", "requested", "status", "reason", "output", "er
 def public_job(record: dict[str, Any], include_input: bool = False) -> Job:
     """What a caller sees of a job record: never the owner's internals (worker, lease...)."""
     fields = {name: record.get(name) for name in _JOB_FIELDS}
+    fields["artifacts"] = record.get("artifacts") or []
     if include_input:
         fields["input"] = record.get("input")
     return Job.model_validate(fields)

@@ -9,12 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import docker
 import redis
+from werkzeug.serving import make_server
 
 from algohost.api import create_app
 from algohost.archive import make_archive
@@ -78,8 +82,9 @@ class Stack:
         self.redis.flushdb()
         self.log_path = tmp / "worker.log"
         self.worker: subprocess.Popen[bytes] | None = None
-        app = create_app(self.settings, dispatcher=CeleryDispatcher(make_celery(self.settings)))
-        self.client = app.test_client()
+        self.app = create_app(self.settings,
+                              dispatcher=CeleryDispatcher(make_celery(self.settings)))
+        self.client = self.app.test_client()
         keys = KeyStore(self.redis)
         self.key, self.other_key = keys.create(owner), keys.create(f"{owner}-other")
         self.auth = {"Authorization": f"Bearer {self.key}"}
@@ -128,6 +133,18 @@ class Stack:
                 return None
 
         return eventually(listed, 30, "a listing of the build images")[0]
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        """The API over real HTTP on 127.0.0.1 (for the command line); yields its URL."""
+        server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            thread.join()
 
     def post_job(self, ref: str, payload: Any, wait: int = 0, **extra: Any) -> dict[str, Any]:
         headers = dict(self.auth)

@@ -12,12 +12,14 @@ from collections.abc import Callable
 import redis
 from flask import Flask
 
-from algohost.api import algorithms, artifacts, batches, jobs, meta, webhooks
+from algohost.api import algorithms, artifacts, batches, jobs, meta, models, webhooks
 from algohost.api import secrets as secret_routes
 from algohost.api.context import EXTENSION, Services
 from algohost.api.handlers import register_error_handlers
 from algohost.api.openapi import build_document
 from algohost.api.routing import ROUTES
+from algohost.artifacts.lineage import LineageIndex
+from algohost.artifacts.models import ModelRegistry
 from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings, load_settings
 from algohost.dispatch import CeleryDispatcher, Dispatcher, make_celery
@@ -80,9 +82,11 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         openapi=build_document(ROUTES),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=ArtifactStore.from_settings(settings, client),
+        lineage=LineageIndex(client),
+        models=ModelRegistry(client),
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
-                      webhooks.bp, artifacts.bp):
+                      webhooks.bp, artifacts.bp, models.bp):
         app.register_blueprint(blueprint)
     return app

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import posixpath
+from dataclasses import replace
 
 from flask import Blueprint
 
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
+from algohost.api.models import model_registry
 from algohost.api.routing import Reply, Upload, route
 from algohost.api.schemas import (
     AlgorithmList,
@@ -72,10 +74,16 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     _check_names(owner, name)
     svc = services()
     files = read_archive(body, svc.settings.max_upload_bytes)
-    manifest = manifest_of(files, name).to_dict()
+    parsed = manifest_of(files, name)
+    pinned = model_registry().pin(owner, parsed.models) if parsed.models else {}
+    # NAME@latest is pinned here, so a new push of the model makes a new version.
+    manifest = replace(parsed, models={k: v.ref for k, v in pinned.items()}).to_dict()
     build, created = svc.registry.publish(owner, name, content_hash(files, manifest), manifest,
                                           body, query.bump)
     ensure_policy_quietly(owner, name)
+    if svc.artifacts is not None:
+        for version in pinned.values():
+            svc.artifacts.reference(owner, version.sha256, f"version:{build['id']}")
     if not created:
         return Reply(BuildReply(build=public_build(build)), 200)
     try:
@@ -134,6 +142,10 @@ def delete_version(owner: str, name: str, version: str) -> Reply:
     require_owner(owner, f"algorithm {owner}/{name}")
     svc = services()
     build = svc.registry.delete(owner, name, version)
+    if svc.artifacts is not None and svc.models is not None:
+        for ref in (build.get("manifest") or {}).get("models", {}).values():
+            digest = ref.partition("@sha256:")[2]
+            svc.artifacts.unreference(owner, digest, f"version:{build['id']}")
     try:
         svc.dispatcher.retire_build(build["id"])
     except Exception:  # the version is deleted either way; idle containers time out

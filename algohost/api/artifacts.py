@@ -18,9 +18,11 @@ from algohost.api.schemas import (
     ArtifactList,
     ArtifactListQuery,
     ArtifactUploadQuery,
+    lineage_artifact,
     public_artifact,
 )
 from algohost.artifacts.blobs import is_digest, read_chunks
+from algohost.artifacts.lineage import LineageIndex
 from algohost.artifacts.store import ArtifactStore
 from algohost.errors import InvalidRequest, ServiceUnavailable
 
@@ -35,6 +37,13 @@ def artifact_store() -> ArtifactStore:
     if store is None:
         raise ServiceUnavailable("this API has no artifact store configured")
     return store
+
+
+def lineage_index() -> LineageIndex:
+    lineage = services().lineage
+    if lineage is None:
+        raise ServiceUnavailable("this API has no artifact store configured")
+    return lineage
 
 
 def checked_digest(sha256: str) -> str:
@@ -77,6 +86,19 @@ def artifact_info(sha256: str) -> Reply:
 @route(bp, "GET", "/v1/artifacts", summary="Your artifacts, newest first; filter by lineage",
        query=ArtifactListQuery, responses={200: ArtifactList}, errors=(503,))
 def list_artifacts(query: ArtifactListQuery) -> Reply:
-    records = artifact_store().index.list_for_owner(current_owner(), query.limit)
-    return Reply(ArtifactList(artifacts=[public_artifact(r) for r in records]))
+    store, owner = artifact_store(), current_owner()
+    if not (query.algorithm or query.input_sha256 or query.job):
+        records = store.index.list_for_owner(owner, query.limit)
+        return Reply(ArtifactList(artifacts=[public_artifact(r) for r in records]))
+    lineage = lineage_index()
+    entries = lineage.query(owner, algorithm=query.algorithm, input_sha256=query.input_sha256,
+                            job=query.job, limit=query.limit)
+    found = []
+    for entry in entries:
+        record = store.index.get(owner, entry.sha256)
+        if record is None:  # collected since: the entry goes too
+            lineage.remove(owner, entry)
+            continue
+        found.append(lineage_artifact(entry, record.references))
+    return Reply(ArtifactList(artifacts=found))
 

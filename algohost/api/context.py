@@ -12,6 +12,8 @@ from typing import Any, cast
 
 from flask import current_app
 
+from algohost.artifacts.lineage import LineageIndex
+from algohost.artifacts.models import ModelRegistry
 from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings
 from algohost.dispatch import Dispatcher
@@ -41,6 +43,8 @@ class Services:
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
     artifacts: ArtifactStore | None = None
+    lineage: LineageIndex | None = None
+    models: ModelRegistry | None = None
 
 
 def services() -> Services:

@@ -76,6 +76,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
                                            svc.settings.max_timeout_s),
         "attempts": 0, "metrics": None,
         "webhook": body.webhook, "webhook_events": body.webhook_events if body.webhook else [],
+        "artifacts": [],
     }
     svc.jobs.create(job)
     _enqueue(job["id"])

@@ -10,6 +10,8 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
+from algohost.artifacts.lineage import LineageEntry
+from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import WebhookRefused
 from algohost.names import REF_FORMS, REF_PATTERN
@@ -201,6 +203,56 @@ def public_artifact(record: ArtifactRecord) -> Artifact:
                     created_at=record.created_at, url=f"/v1/artifacts/{record.sha256}",
                     lineage=ArtifactLineage(**vars(lineage)) if lineage else None,
                     references=list(record.references))
+
+
+def lineage_artifact(entry: LineageEntry, references: tuple[str, ...]) -> Artifact:
+    """One job's artifact, as a lineage query finds it."""
+    return Artifact(sha256=entry.sha256, name=entry.name, size=entry.size,
+                    media_type=entry.media_type, creator=f"job:{entry.job}",
+                    created_at=entry.created_at, url=f"/v1/artifacts/{entry.sha256}",
+                    lineage=ArtifactLineage(job=entry.job, algorithm=entry.algorithm,
+                                            build_id=entry.build_id,
+                                            input_sha256=entry.input_sha256),
+                    references=list(references))
+
+
+# Models --------------------------------------------------------------------------------
+
+
+class ModelPush(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=_DIGEST, description="An artifact you uploaded")
+    kind: Literal["file", "directory"] = Field(
+        default="file", description="directory: the artifact is a tar of the directory")
+    filename: str = Field(default="model", min_length=1, max_length=255,
+                          pattern=r"^[^/\\]+$", description="The pushed file's own name")
+
+
+class ModelVersionView(BaseModel):
+    ref: str = Field(description="NAME@sha256:<hex>, for algorithm.toml's [models]")
+    name: str
+    sha256: str
+    kind: str
+    filename: str
+    size: int
+    pushed_at: str
+
+
+class Model(BaseModel):
+    name: str
+    latest: ModelVersionView | None
+    versions: list[ModelVersionView] = Field(description="Newest first")
+
+
+class ModelList(BaseModel):
+    models: list[Model]
+
+
+def public_model_version(owner: str, version: ModelVersion) -> ModelVersionView:
+    return ModelVersionView(ref=version.ref, name=version.name, sha256=version.sha256,
+                            kind=version.kind, filename=version.filename, size=version.size,
+                            pushed_at=version.pushed_at)
 
 
 class ErrorDetail(BaseModel):

@@ -6,7 +6,12 @@ that carry an exit code, so no `requests` error ever reaches the user as a trace
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, cast
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypedDict, cast
 
 import click
 import requests
@@ -31,6 +36,14 @@ class Metrics(TypedDict, total=False):
     peak_memory_bytes: int
 
 
+class JobArtifact(TypedDict):
+    name: str
+    sha256: str
+    size: int
+    media_type: str
+    url: str
+
+
 class Job(TypedDict, total=False):
     id: str
     algorithm: str
@@ -48,6 +61,7 @@ class Job(TypedDict, total=False):
     finished_at: str | None
     warm: bool
     metrics: Metrics
+    artifacts: list[JobArtifact]
 
 
 class Build(TypedDict, total=False):
@@ -279,3 +293,67 @@ class ApiClient:
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         return self._json("POST", f"/v1/batches/{batch_id}/cancel")
+
+    # -- artifacts: streamed both ways, never whole in memory --------------------------------
+
+    def upload_artifact(self, source: IO[bytes], name: str, size: int,
+                        media_type: str = "application/octet-stream") -> dict[str, Any]:
+        return self._json("POST", "/v1/artifacts", params={"name": name}, data=source,
+                          headers={"Content-Type": media_type, "Content-Length": str(size)},
+                          timeout_s=max(self.timeout_s, 600))
+
+    def has_artifact(self, digest: str) -> bool:
+        try:
+            self.request("HEAD", f"/v1/artifacts/{digest}")
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def artifacts(self, **filters: str) -> list[dict[str, Any]]:
+        params = {k: v for k, v in filters.items() if v}
+        return cast(list[dict[str, Any]],
+                    self._json("GET", "/v1/artifacts", params=params)["artifacts"])
+
+    def push_model(self, owner: str, name: str, digest: str, kind: str,
+                   filename: str) -> dict[str, Any]:
+        return self._json("POST", f"/v1/models/{owner}/{name}",
+                          json={"sha256": digest, "kind": kind, "filename": filename})
+
+    def models(self) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._json("GET", "/v1/models")["models"])
+
+    def stream(self, path: str, **kwargs: Any) -> Iterator[bytes]:
+        resp = self.request("GET", path, stream=True, timeout_s=max(self.timeout_s, 600),
+                            **kwargs)
+        with resp:
+            yield from resp.iter_content(CHUNK_BYTES)
+
+    def download_artifact(self, digest: str, target: Path,
+                          progress: Callable[[int], None] | None = None) -> None:
+        save_stream(self.stream(f"/v1/artifacts/{digest}"), target, digest, progress)
+
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def save_stream(chunks: Iterator[bytes], target: Path, digest: str | None = None,
+                progress: Callable[[int], None] | None = None) -> None:
+    """Write a download beside its target and move it into place once it checks out."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    hasher = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                hasher.update(chunk)
+                out.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        if digest is not None and hasher.hexdigest() != digest:
+            raise click.ClickException(f"the download of {target} does not match its sha256")
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

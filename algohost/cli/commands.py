@@ -234,10 +234,13 @@ def submit(
 @click.command()
 @click.argument("job_id", metavar="ID")
 @click.option("--wait", is_flag=True, help="Wait until the job has finished.")
+@click.option("--download", "download_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Save the job's artifacts under this directory.")
 @json_option
 @pass_ctx
-def job(ctx: CliContext, job_id: str, wait: bool, as_json: bool) -> None:
-    """Show the job ID: status, metrics, output or error, logs."""
+def job(ctx: CliContext, job_id: str, wait: bool, download_dir: Path | None,
+        as_json: bool) -> None:
+    """Show the job ID: status, metrics, output or error, logs (and save its artifacts)."""
     client = ctx.client()
     record = client.job(job_id)
     if wait:
@@ -246,6 +249,12 @@ def job(ctx: CliContext, job_id: str, wait: bool, as_json: bool) -> None:
         emit_json(record)
     else:
         print_job(out, record)
+    if download_dir is not None:
+        for artifact in record.get("artifacts", []):
+            target = download_dir / artifact["name"]
+            client.download_artifact(artifact["sha256"], target)
+            if not as_json:
+                click.echo(f"saved {target} ({artifact['size']} bytes)", err=True)
 
 
 @click.command()

@@ -14,6 +14,7 @@ from algohost.cli.common import CliContext
 from algohost.cli.dev import dev
 from algohost.cli.gc import gc
 from algohost.cli.keys import keys
+from algohost.cli.models import models
 from algohost.cli.prune import prune
 from algohost.cli.secrets import secrets
 from algohost.cli.webhooks import webhooks
@@ -36,5 +37,5 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune, gc):
+for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune, gc, models):
     cli.add_command(command)

@@ -8,7 +8,7 @@ secrets arrive as plain values in `ContainerSpec.secrets` and leave no trace.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -24,6 +24,7 @@ class ExitReason(StrEnum):
     CRASHED = "crashed"  # the container or runner died for another reason
     CANCELED = "canceled"
     OUTPUT_TOO_LARGE = "output_too_large"
+    ARTIFACTS_TOO_LARGE = "artifacts_too_large"  # past the caps on files under /outputs
     START_FAILED = "start_failed"  # the container or the entrypoint import failed
 
 
@@ -36,6 +37,7 @@ EXIT_ERROR_TYPES = {
     ExitReason.CRASHED: "Crashed",
     ExitReason.START_FAILED: "StartFailed",
     ExitReason.OUTPUT_TOO_LARGE: "OutputTooLarge",
+    ExitReason.ARTIFACTS_TOO_LARGE: "ArtifactsTooLarge",
 }
 
 
@@ -64,6 +66,8 @@ class ContainerSpec:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     secrets_as_env: bool = False
     secrets_version: str = ""
+    # (host path, path in the container), each mounted read-only: a build's models.
+    mounts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -81,6 +85,25 @@ class CallOutcome:
         return self.reason is ExitReason.SUCCEEDED
 
 
+class CallAborted(Exception):
+    """Raised by a CallPeer to end the call: the container is killed with this reason."""
+
+    def __init__(self, reason: ExitReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class CallPeer(abc.ABC):
+    """The worker's side of what a running call asks for (artifacts, `data://` reads).
+
+    The sandbox only carries the messages; checking rights and storing bytes is the
+    peer's business, so the container never reaches a store itself."""
+
+    @abc.abstractmethod
+    def handle(self, msg: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        """Answer one ARTIFACT or REQUEST message with the messages to send back."""
+
+
 class Session(abc.ABC):
     """One started container whose runner has imported the entrypoint."""
 
@@ -96,9 +119,11 @@ class Session(abc.ABC):
         payload: Any,
         timeout_s: float,
         should_cancel: Callable[[], bool] = lambda: False,
+        peer: CallPeer | None = None,
     ) -> CallOutcome:
         """Send one input and wait for its outcome; kill the container on timeout,
-        cancel, crash or memory exhaustion (the outcome is then not reusable)."""
+        cancel, crash or memory exhaustion (the outcome is then not reusable). The
+        call's requests go to `peer`; without one they are refused."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -29,7 +29,9 @@ from algohost.errors import (
 )
 from algohost.sandbox.attach import AttachChannel, ProtocolViolation
 from algohost.sandbox.base import (
+    CallAborted,
     CallOutcome,
+    CallPeer,
     ContainerSpec,
     ExitReason,
     Sandbox,
@@ -77,6 +79,10 @@ def container_params(
         "tmpfs": {
             "/tmp": f"size={settings.tmpfs_mb}m,mode=1777",
             "/run/secrets": "size=1m,mode=0700,uid=65534",
+            # A call's files become its artifacts; a little over the cap, so that going
+            # past it is reported as artifacts_too_large rather than a full disk.
+            protocol.DEFAULT_OUTPUTS_DIR:
+                f"size={settings.max_artifact_bytes // 1024 + 1024}k,mode=1777",
         },
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
@@ -95,6 +101,8 @@ def container_params(
             LABEL_WORKER: worker_id,
         },
     }
+    if spec.mounts:
+        params["volumes"] = {host: {"bind": target, "mode": "ro"} for host, target in spec.mounts}
     if not spec.limits.network:
         params["network_mode"] = "none"
     if settings.runtime:
@@ -126,6 +134,21 @@ def _remove(container: Any) -> None:
         log.warning("could not remove container %s: %s", container.id[:12], exc)
 
 
+_FAILURE_REASONS = {
+    protocol.REASON_OUTPUT_TOO_LARGE: ExitReason.OUTPUT_TOO_LARGE,
+    protocol.REASON_ARTIFACTS_TOO_LARGE: ExitReason.ARTIFACTS_TOO_LARGE,
+}
+
+
+def _refusal(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a call without a peer hears back: its requests are refused, never left hanging."""
+    if msg["type"] != protocol.REQUEST:
+        return []
+    error = protocol.error_info("Unavailable", "this call cannot make requests")
+    return [{"type": protocol.RESPONSE, "id": msg.get("id", ""), "ok": False, "end": True,
+             "error": error}]
+
+
 def _result_outcome(msg: dict[str, Any]) -> CallOutcome:
     outcome = CallOutcome(
         reason=ExitReason.SUCCEEDED,
@@ -137,8 +160,7 @@ def _result_outcome(msg: dict[str, Any]) -> CallOutcome:
     if msg.get("ok"):
         outcome.output = msg.get("output")
     else:
-        too_large = msg.get("reason") == protocol.REASON_OUTPUT_TOO_LARGE
-        outcome.reason = ExitReason.OUTPUT_TOO_LARGE if too_large else ExitReason.EXCEPTION
+        outcome.reason = _FAILURE_REASONS.get(str(msg.get("reason")), ExitReason.EXCEPTION)
         outcome.error = msg.get("error")
     return outcome
 
@@ -179,6 +201,7 @@ class DockerSession(Session):
         payload: Any,
         timeout_s: float,
         should_cancel: Callable[[], bool] = lambda: False,
+        peer: CallPeer | None = None,
     ) -> CallOutcome:
         if self._closed:
             raise SandboxError("this container session is closed")
@@ -189,13 +212,14 @@ class DockerSession(Session):
             raise SandboxError(f"the input is not JSON-serialisable: {exc}") from exc
         self.calls += 1
         try:
-            return self._wait(call_id, line, timeout_s, should_cancel)
+            return self._wait(call_id, line, timeout_s, should_cancel, peer)
         except BaseException:
             self.close()  # never leave a container half-way through a call
             raise
 
     def _wait(
-        self, call_id: str, line: bytes, timeout_s: float, should_cancel: Callable[[], bool]
+        self, call_id: str, line: bytes, timeout_s: float, should_cancel: Callable[[], bool],
+        peer: CallPeer | None,
     ) -> CallOutcome:
         started = time.monotonic()
         deadline = started + timeout_s
@@ -211,6 +235,15 @@ class DockerSession(Session):
             if msg is not None:
                 if msg["type"] == protocol.RESULT and msg.get("id") == call_id:
                     return _result_outcome(msg)
+                if msg["type"] in (protocol.ARTIFACT, protocol.REQUEST):
+                    try:
+                        replies = peer.handle(msg) if peer is not None else _refusal(msg)
+                        for reply in replies:
+                            self._channel.send(protocol.encode(reply))
+                    except CallAborted as exc:
+                        return self._kill(exc.reason, str(exc), started)
+                    except OSError:
+                        return self._died(started)
                 continue
             if self._channel.eof:
                 return self._died(started)
@@ -311,6 +344,8 @@ class DockerSandbox(Sandbox):
             "secrets_as_env": spec.secrets_as_env,
             "max_output_bytes": self.settings.max_output_bytes,
             "max_log_bytes": self.settings.max_log_bytes,
+            "max_artifacts": self.settings.max_artifacts,
+            "max_artifact_bytes": self.settings.max_artifact_bytes,
         }
         try:
             channel.send(protocol.encode(init))

@@ -20,6 +20,7 @@ from algohost.config import MiB, SandboxSettings
 from algohost.errors import ImageMissing, SandboxError
 from algohost.sandbox.base import (
     CallOutcome,
+    CallPeer,
     ContainerSpec,
     ExitReason,
     Sandbox,
@@ -65,6 +66,7 @@ class StubSession(Session):
         payload: Any,
         timeout_s: float,
         should_cancel: Callable[[], bool] = lambda: False,
+        peer: CallPeer | None = None,
     ) -> CallOutcome:
         if self.closed:
             raise SandboxError("this stub session is closed")

@@ -138,10 +138,13 @@ class _Results:
 class ChunkRunner:
     def __init__(self, batches: BatchStore, registry: Registry, pool: Pool,
                  secrets: SecretSource, notifier: WebhookNotifier | None = None, *,
-                 lease_s: float, clock: Callable[[], float] = time.time) -> None:
+                 lease_s: float, clock: Callable[[], float] = time.time,
+                 mounts: Callable[[dict[str, Any]], tuple[tuple[str, str], ...]] | None = None
+                 ) -> None:
         # Wall-clock seconds: the chunk's lease is compared with other workers' clocks.
         self.batches, self.registry, self.pool = batches, registry, pool
         self.secrets, self.notifier, self.lease_s, self.clock = secrets, notifier, lease_s, clock
+        self.mounts = mounts
 
     def run(self, batch_id: str, start: int, stop: int) -> None:
         batch = self.batches.get(batch_id)
@@ -187,7 +190,8 @@ class ChunkRunner:
                    results: _Results, lease: ChunkLease) -> None:
         build = self.registry.get_build(batch["build_id"])
         values, version = self.secrets.for_build(build)
-        spec, hidden = spec_for(build, values, version), list(values.values())
+        mounts = self.mounts(build) if self.mounts is not None else ()
+        spec, hidden = spec_for(build, values, version, mounts), list(values.values())
         inputs = self.batches.inputs(batch["id"], start, stop)
         canceled = CancelCheck(self.batches, lease, self.clock)
         timeout_s = float(batch["timeout_s"])

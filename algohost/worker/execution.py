@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from algohost.artifacts.outputs import JobOutputs, Outputs
 from algohost.clock import ms_between, now_iso
 from algohost.config import Settings
 from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, NoFreeSlot
@@ -81,7 +82,8 @@ class CancelWatch:
         return self.canceled
 
 
-def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: str) -> ContainerSpec:
+def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: str,
+             mounts: tuple[tuple[str, str], ...] = ()) -> ContainerSpec:
     resources = build["manifest"]["resources"]
     return ContainerSpec(
         build_id=build["id"],
@@ -93,18 +95,21 @@ def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: st
         secrets=secrets,
         secrets_as_env=bool(build["manifest"].get("secrets", {}).get("as_env", False)),
         secrets_version=secrets_version,
+        mounts=mounts,
     )
 
 
 class JobRunner:
     def __init__(self, jobs: JobStore, registry: Registry, pool: Pool, settings: Settings,
                  worker_id: str, secrets: SecretSource | None = None,
-                 hooks: Sequence[JobHook] = (), clock: Callable[[], float] = time.time) -> None:
+                 hooks: Sequence[JobHook] = (), clock: Callable[[], float] = time.time,
+                 outputs: Outputs | None = None) -> None:
         self.jobs, self.registry, self.pool = jobs, registry, pool
         self.settings, self.worker_id = settings, worker_id
         self.clock = clock  # wall-clock seconds: leases are compared across workers
         self.secrets = secrets or NoSecrets()
         self.hooks = list(hooks)
+        self.outputs = outputs
 
     def run(self, job_id: str) -> None:
         claimed, job = self.jobs.claim(job_id, self.worker_id, now_iso(),
@@ -138,7 +143,8 @@ class JobRunner:
             raise BuildNotReady(f"{build['ref']} was {build['status']} after this job was queued")
         values, version = self.secrets.for_build(build)
         hidden.extend(values.values())
-        spec = spec_for(build, values, version)
+        mounts = self.outputs.mounts(build) if self.outputs is not None else ()
+        spec = spec_for(build, values, version, mounts)
         watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s, self.clock)
         try:
             acquired = self._acquire(spec, watch)
@@ -155,10 +161,14 @@ class JobRunner:
         session, warm = acquired
         call_started = now_iso()
         outcome = CallOutcome(ExitReason.CRASHED)
+        peer: JobOutputs | None = None
         try:
-            outcome = session.call(job["input"], float(job["timeout_s"]), watch)
+            peer = self.outputs.for_job(job, build) if self.outputs is not None else None
+            outcome = session.call(job["input"], float(job["timeout_s"]), watch, peer)
         finally:
             self.pool.release(session, outcome.reusable)
+            if peer is not None and not outcome.succeeded:
+                peer.discard()
         logs = (session.startup_logs if not warm else "") + outcome.logs
         cold_start_ms = 0.0 if warm else round(session.cold_start_ms, 3)
         metrics = {
@@ -174,7 +184,7 @@ class JobRunner:
         secrets = list(values.values())
         self._finish(job, status, outcome.reason.value, output=redact(outcome.output, secrets),
                      error=redact(outcome.error, secrets), logs=redact_text(logs, secrets),
-                     warm=warm, metrics=metrics)
+                     warm=warm, metrics=metrics, artifacts=peer.artifacts if peer else [])
 
     def _acquire(self, spec: ContainerSpec, watch: CancelWatch) -> tuple[Session, bool] | None:
         """A container for the call; while every slot is busy, keep the lease alive
@@ -188,14 +198,16 @@ class JobRunner:
 
     def _finish(self, job: dict[str, Any], status: JobStatus, reason: str, *,
                 output: Any = None, error: dict[str, Any] | None = None, logs: str = "",
-                warm: bool | None = None, metrics: dict[str, Any] | None = None) -> None:
+                warm: bool | None = None, metrics: dict[str, Any] | None = None,
+                artifacts: list[dict[str, Any]] | None = None) -> None:
         finished = now_iso()
         full_metrics = {"queue_ms": 0.0, "cold_start_ms": 0.0, "run_ms": 0.0,
                         "peak_memory_bytes": 0, **(metrics or {}),
                         "total_ms": ms_between(job["created_at"], finished)}
         fields: dict[str, Any] = {"finished_at": finished, "reason": reason,
                   "output": output if status is JobStatus.SUCCEEDED else None,
-                  "error": error, "logs": logs, "warm": warm, "metrics": full_metrics}
+                  "error": error, "logs": logs, "warm": warm, "metrics": full_metrics,
+                  "artifacts": artifacts or []}
         if self.jobs.transition(job["id"], status, {JobStatus.RUNNING}, **fields):
             # What was just written is the whole record: no need to read it back.
             self._emit("job_finished", {**job, **fields, "status": status.value})

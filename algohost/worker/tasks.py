@@ -13,12 +13,17 @@ import os
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
 from celery.worker.control import control_command
 
 from algohost.artifacts.gc import collect_periodically
+from algohost.artifacts.lineage import LineageIndex
+from algohost.artifacts.models import ModelCache, ModelRegistry
+from algohost.artifacts.outputs import Outputs
+from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings
 from algohost.dispatch import (
     BUILD_TASK,
@@ -90,10 +95,14 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     # secrets (secrets_unavailable, saying so) instead of running them without their files.
     secrets = VaultSecretSource(VaultReader.from_settings(settings))
     notifier = make_notifier(settings)
+    artifacts = ArtifactStore.from_settings(settings, client)
+    outputs = Outputs(artifacts, LineageIndex(client), settings.sandbox.max_artifacts,
+                      settings.sandbox.max_artifact_bytes, ModelRegistry(client),
+                      ModelCache(Path(settings.state_dir) / "models", artifacts.blobs))
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
-                       hooks=[WebhookHook(notifier)])
+                       hooks=[WebhookHook(notifier)], outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
-                         notifier, lease_s=settings.lease_s)
+                         notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings)
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
                    notifier, threading.Event())

@@ -13,14 +13,18 @@ from typing import Any, TypedDict
 INIT = "init"
 CALL = "call"
 SHUTDOWN = "shutdown"
+RESPONSE = "response"  # the answer to a REQUEST, in one or more parts
 # Message types, runner -> worker.
 READY = "ready"
 LOAD_ERROR = "load_error"
 RESULT = "result"
+ARTIFACT = "artifact"  # one part of a file the call left under /outputs, sent before RESULT
+REQUEST = "request"  # the algorithm asks the worker for something (read data://...)
 
 # Why a result has ok=false.
 REASON_EXCEPTION = "exception"
 REASON_OUTPUT_TOO_LARGE = "output_too_large"
+REASON_ARTIFACTS_TOO_LARGE = "artifacts_too_large"
 
 # Environment the image sets for the runner; the two directories are overridable so the
 # runner can be exercised outside a container.
@@ -29,9 +33,14 @@ ALGORITHM_DIR_ENV = "ALGOHOST_ALGORITHM_DIR"
 SECRETS_DIR_ENV = "ALGOHOST_SECRETS_DIR"
 DEFAULT_ALGORITHM_DIR = "/opt/algorithm"
 DEFAULT_SECRETS_DIR = "/run/secrets"
+OUTPUTS_DIR_ENV = "ALGOHOST_OUTPUTS_DIR"
+DEFAULT_OUTPUTS_DIR = "/outputs"
+ARTIFACT_PART_BYTES = 256 * 1024  # raw bytes per ARTIFACT part (base64 on the wire)
 
 DEFAULT_MAX_OUTPUT_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_LOG_BYTES = 64 * 1024
+DEFAULT_MAX_ARTIFACTS = 100
+DEFAULT_MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 
 
 class ProtocolError(ValueError):
@@ -50,12 +59,38 @@ class InitMessage(TypedDict):
     secrets_as_env: bool
     max_output_bytes: int
     max_log_bytes: int
+    max_artifacts: int
+    max_artifact_bytes: int
 
 
 class CallMessage(TypedDict):
     type: str
     id: str
     input: Any
+
+
+class ArtifactMessage(TypedDict):
+    type: str
+    id: str  # the call's id
+    name: str  # the path under /outputs, with "/" separators
+    data: str  # base64 of up to ARTIFACT_PART_BYTES
+    end: bool  # the file's last part
+
+
+class RequestMessage(TypedDict):
+    type: str
+    id: str  # the request's own id, echoed by each RESPONSE part
+    op: str  # "data.read"
+    uri: str
+
+
+class ResponseMessage(TypedDict, total=False):
+    type: str
+    id: str
+    ok: bool
+    data: str  # base64 of a part, when ok
+    end: bool  # the last part
+    error: ErrorInfo  # when not ok
 
 
 class ShutdownMessage(TypedDict):
@@ -86,7 +121,7 @@ class _ResultBase(TypedDict):
 class ResultMessage(_ResultBase, total=False):
     output: Any  # present when ok
     error: ErrorInfo  # present when not ok
-    reason: str  # present when not ok: REASON_EXCEPTION or REASON_OUTPUT_TOO_LARGE
+    reason: str  # present when not ok: REASON_EXCEPTION, _OUTPUT_ or _ARTIFACTS_TOO_LARGE
 
 
 def encode(msg: Any) -> bytes:

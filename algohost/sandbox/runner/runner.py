@@ -6,11 +6,13 @@ the algorithm prints may ever reach the protocol stream, and secrets are never l
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import importlib
 import importlib.util
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -35,6 +37,61 @@ def _load_protocol() -> ModuleType:
 
 protocol = _load_protocol()
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+
+
+def outputs_dir() -> str:
+    return os.environ.get(protocol.OUTPUTS_DIR_ENV, protocol.DEFAULT_OUTPUTS_DIR)
+
+
+def clear_outputs() -> None:
+    """/outputs starts every call empty, in a warm container too."""
+    directory = outputs_dir()
+    if not os.path.isdir(directory):
+        return
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+
+def output_files() -> list[tuple[str, str]]:
+    """(name, path) of every regular file the call left under /outputs; links are skipped."""
+    directory = outputs_dir()
+    found: list[tuple[str, str]] = []
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                found.append((os.path.relpath(path, directory).replace(os.sep, "/"), path))
+    return found
+
+
+def artifacts_over_limits(files: list[tuple[str, str]], max_count: int, max_bytes: int
+                          ) -> str | None:
+    total = sum(os.path.getsize(path) for _, path in files)
+    if len(files) > max_count:
+        return f"the call left {len(files)} files under /outputs; the limit is {max_count}"
+    if total > max_bytes:
+        return f"the call left {total} bytes under /outputs; the limit is {max_bytes}"
+    return None
+
+
+def send_artifacts(channel: Channel, call_id: str, files: list[tuple[str, str]]) -> None:
+    """Each file in parts; the worker counts and hashes what arrives, trusting no size here."""
+    for name, path in files:
+        with open(path, "rb") as f:
+            while True:
+                part = f.read(protocol.ARTIFACT_PART_BYTES)
+                end = len(part) < protocol.ARTIFACT_PART_BYTES
+                channel.send({"type": protocol.ARTIFACT, "id": call_id, "name": name,
+                              "data": base64.b64encode(part).decode("ascii"), "end": end})
+                if end:
+                    break
 
 
 class Capture:
@@ -140,9 +197,12 @@ def load_entrypoint() -> Callable[[Any], Any]:
 
 
 def run_call(
-    func: Callable[[Any], Any], msg: dict[str, Any], capture: Capture, max_output: int
+    func: Callable[[Any], Any], msg: dict[str, Any], capture: Capture, max_output: int,
+    channel: Channel | None = None, limits: tuple[int, int] = (
+        protocol.DEFAULT_MAX_ARTIFACTS, protocol.DEFAULT_MAX_ARTIFACT_BYTES),
 ) -> dict[str, Any]:
     capture.reset()
+    clear_outputs()
     started = time.perf_counter()
     reply: dict[str, Any] = {"type": protocol.RESULT, "id": msg.get("id", ""), "ok": True}
     try:
@@ -159,7 +219,18 @@ def run_call(
             reply.update(ok=False, reason=protocol.REASON_OUTPUT_TOO_LARGE, error=error)
         else:
             reply["output"] = output
-    reply["run_ms"] = (time.perf_counter() - started) * 1000.0
+    run_ms = (time.perf_counter() - started) * 1000.0
+    if reply["ok"] and channel is not None:
+        files = output_files()
+        too_large = artifacts_over_limits(files, *limits)
+        if too_large:
+            error = protocol.error_info("ArtifactsTooLarge", too_large)
+            reply.update(ok=False, reason=protocol.REASON_ARTIFACTS_TOO_LARGE, error=error)
+            reply.pop("output", None)
+        else:
+            send_artifacts(channel, str(msg.get("id", "")), files)
+    clear_outputs()  # tmpfs pages count against the container's memory
+    reply["run_ms"] = run_ms
     reply["logs"] = capture.collect()
     reply["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return reply
@@ -174,6 +245,8 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
         return 2
     max_output = int(init.get("max_output_bytes") or protocol.DEFAULT_MAX_OUTPUT_BYTES)
     capture.max_bytes = int(init.get("max_log_bytes") or protocol.DEFAULT_MAX_LOG_BYTES)
+    limits = (int(init.get("max_artifacts") or protocol.DEFAULT_MAX_ARTIFACTS),
+              int(init.get("max_artifact_bytes") or protocol.DEFAULT_MAX_ARTIFACT_BYTES))
     capture.reset()
     started = time.perf_counter()
     try:
@@ -190,7 +263,7 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
         if msg is None or msg["type"] == protocol.SHUTDOWN:
             return 0
         if msg["type"] == protocol.CALL:
-            channel.send(run_call(func, msg, capture, max_output))
+            channel.send(run_call(func, msg, capture, max_output, channel, limits))
 
 
 def main() -> int:
