@@ -85,7 +85,7 @@ def test_the_container_is_created_hardened(start: Any, docker_client: Any) -> No
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["NetworkMode"] == "none"
     assert host["Memory"] == host["MemorySwap"] == 128 * 1024 * 1024
     assert host["PidsLimit"] > 0 and host["NanoCpus"] == 1_000_000_000
-    assert set(host["Tmpfs"]) == {"/tmp", "/run/secrets"}
+    assert set(host["Tmpfs"]) == {"/tmp", "/run/secrets", "/outputs"}
     assert host["LogConfig"]["Type"] == "none"
     assert attrs["Config"]["User"] == "65534:65534"
     assert attrs["Config"]["Labels"]["algohost.managed"] == "1"
