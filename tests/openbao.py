@@ -9,7 +9,7 @@ import socket
 import hvac
 
 from algohost.config import Settings
-from algohost.secrets.devserver import (
+from algohost.dev.openbao import (
     API_TOKEN_FILE,
     LOG_FILE,
     ROOT_TOKEN_FILE,

@@ -23,8 +23,8 @@ from werkzeug.serving import make_server
 from algohost.api import create_app
 from algohost.archive import make_archive
 from algohost.config import Settings, load_settings
+from algohost.dev.openbao import ensure_dev_server, find_bao, stop_dev_server
 from algohost.dispatch import QUEUES, CeleryDispatcher, make_celery
-from algohost.secrets.devserver import ensure_dev_server, find_bao, stop_dev_server
 from algohost.store.keys import KeyStore
 from tests.waiting import eventually
 

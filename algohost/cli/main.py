@@ -11,7 +11,6 @@ import click
 from algohost.cli.batch import batch
 from algohost.cli.commands import API_COMMANDS
 from algohost.cli.common import CliContext
-from algohost.cli.dev import dev
 from algohost.cli.gc import gc
 from algohost.cli.keys import keys
 from algohost.cli.models import models
@@ -19,6 +18,7 @@ from algohost.cli.prune import prune
 from algohost.cli.secrets import secrets
 from algohost.cli.webhooks import webhooks
 from algohost.config import load_settings
+from algohost.dev.commands import dev
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -44,7 +44,7 @@ def docker_client():
 @pytest.fixture(scope="module")
 def vault(tmp_path_factory):
     """A real OpenBao dev server of this module's own, stopped after it."""
-    from algohost.secrets.devserver import find_bao, stop_dev_server
+    from algohost.dev.openbao import find_bao, stop_dev_server
     from tests.openbao import Vault
 
     if find_bao() is None:

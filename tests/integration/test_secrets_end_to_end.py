@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from algohost.secrets.devserver import ensure_dev_server, stop_dev_server
+from algohost.dev.openbao import ensure_dev_server, stop_dev_server
 from tests.conftest import require
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, call, publish
 

@@ -10,13 +10,13 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from algohost.errors import SecretsUnavailable
-from algohost.secrets import VaultReader, VaultSecretStore
-from algohost.secrets.devserver import (
+from algohost.dev.openbao import (
     API_TOKEN_FILE,
     WORKER_TOKEN_FILE,
     stop_dev_server,
 )
+from algohost.errors import SecretsUnavailable
+from algohost.secrets import VaultReader, VaultSecretStore
 from algohost.secrets.layout import algorithm_policy_name
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ import click
 import pytest
 import requests
 
-from algohost.cli import stack
 from algohost.cli.client import ApiClient, ApiError, ApiUnreachable
 from algohost.cli.common import PollTimeout, wait_until
+from algohost.dev import stack
 from tests.cli_api import API_URL, CliApi, algorithm_dir
 
 

@@ -1,4 +1,4 @@
-"""`algohost dev up|down|status|demo` and `algohost prune`: the local stack on one host.
+"""`algohost dev up|down|status|demo`: the local stack on one host.
 
 `dev up` is idempotent and starts only what is not already answering; `dev down`
 stops only processes it recorded in pid files under the state directory.
@@ -14,11 +14,11 @@ from typing import Any
 import click
 from rich.table import Column, Table
 
-from algohost.cli import stack
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
-from algohost.cli.demo import demo
-from algohost.cli.stack import Part
 from algohost.config import Settings, child_environment
+from algohost.dev import stack
+from algohost.dev.demo import demo
+from algohost.dev.stack import Part
 from algohost.errors import AlgohostError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -106,7 +106,7 @@ def ensure_dockerd(settings: Settings, part: Part) -> None:
 
 def ensure_base_image(settings: Settings, state: Path, mirror: str) -> None:
     # Imported here: the image builder pulls in docker-py and is only needed by `dev up`.
-    from algohost.sandbox.baseimage import ensure_base_image as ensure
+    from algohost.dev.baseimage import ensure_base_image as ensure
 
     log_path = state / "baseimage.log"
     with log_path.open("a", encoding="utf-8") as log_file:
@@ -151,7 +151,7 @@ def ensure_vault(settings: Settings, state: Path) -> dict[str, str]:
         step("openbao", f"using {settings.vault_url} (not local, not started here)")
         return {}
     # Imported here: only `dev up` runs a secrets server of its own.
-    from algohost.secrets.devserver import ensure_dev_server
+    from algohost.dev.openbao import ensure_dev_server
 
     host, port = stack.host_port(settings.vault_url, 8200)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -244,7 +244,7 @@ def down(ctx: CliContext, everything: bool, as_json: bool) -> None:
 
 
 def status_rows(ctx: CliContext) -> dict[str, Any]:
-    from algohost.secrets.devserver import health as vault_health
+    from algohost.dev.openbao import health as vault_health
 
     settings, all_parts = ctx.settings, parts(ctx.state_dir)
     redis_ok = stack.redis_answers(settings.redis_url)
