@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import docker
 import redis
@@ -32,6 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 TEST_ALGORITHMS = ROOT / "tests" / "algorithms"
 STACK_REDIS_URL = os.environ.get("ALGOHOST_TEST_STACK_REDIS_URL", "redis://127.0.0.1:6379/13")
+# A second stack (the warm-pool tests) flushes its own database: by default the one next
+# to STACK_REDIS_URL's, on the same server, so runs on separate servers never meet.
+POOL_REDIS_URL = os.environ.get("ALGOHOST_TEST_POOL_REDIS_URL",
+                                urlsplit(STACK_REDIS_URL)._replace(path="/10").geturl())
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 

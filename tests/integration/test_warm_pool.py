@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from tests.stack import TEST_ALGORITHMS, Stack, call, publish
+from tests.stack import POOL_REDIS_URL, TEST_ALGORITHMS, Stack, call, publish
 from tests.waiting import eventually
 
 IDLE_S = 3
@@ -19,8 +19,7 @@ PER_BUILD = 2
 @pytest.fixture(scope="module")
 def pool_stack(tmp_path_factory, stack):  # `stack` first: it checks the services
     pool = Stack(tmp_path_factory.mktemp("pool"), owner="carol", node="pool",
-                 ALGOHOST_REDIS_URL=os.environ.get("ALGOHOST_TEST_POOL_REDIS_URL",
-                                                   "redis://127.0.0.1:6379/10"),
+                 ALGOHOST_REDIS_URL=POOL_REDIS_URL,
                  ALGOHOST_POOL_IDLE_S=str(IDLE_S),
                  ALGOHOST_POOL_MAX_PER_BUILD=str(PER_BUILD))
     pool.start_worker(concurrency=6)
