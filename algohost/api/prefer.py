@@ -18,7 +18,7 @@ _VALUE = rf"(?:{_TOKEN}|{_QUOTED})"
 _PREFERENCE = re.compile(
     rf"\s*(?P<name>{_TOKEN})(?:\s*=\s*(?P<value>{_VALUE}))?"
     rf"(?P<params>(?:\s*;\s*(?:{_TOKEN}(?:\s*=\s*{_VALUE})?)?)*)\s*")
-_SECONDS = re.compile(r"^[0-9]{1,6}$")
+_SECONDS = re.compile(r"[0-9]{1,6}")
 
 
 def _unquote(value: str) -> str:
@@ -58,7 +58,7 @@ def parse_prefer(headers: Iterable[str], max_wait_s: int) -> int:
             if name == "wait":
                 if wait is not None:
                     raise InvalidPrefer("Prefer names 'wait' more than once")
-                if value is None or not _SECONDS.match(value) or int(value) > max_wait_s:
+                if value is None or not _SECONDS.fullmatch(value) or int(value) > max_wait_s:
                     raise InvalidPrefer(
                         f"Prefer wait must be a whole number of seconds from 0 to {max_wait_s}",
                         max_wait_s=max_wait_s)

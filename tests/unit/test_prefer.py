@@ -27,6 +27,7 @@ def test_well_formed_preferences(headers, wait):
 @pytest.mark.parametrize("header", [
     "wait=61", "wait=-1", "wait=1.5", "wait=abc", "wait=", "wait", "wait=1 2",
     "wait=1, wait=2", "respond-async=yes", "=5", "wait=9999999999", "wait=1 ; ; x y",
+    'wait="5\n"', 'wait="5\\\n"',
 ])
 def test_malformed_or_out_of_range_preferences_are_refused(header):
     with pytest.raises(InvalidPrefer):
