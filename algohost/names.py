@@ -18,6 +18,8 @@ _SLUG = r"[a-z0-9][a-z0-9_-]{0,62}"
 _NUMBER = r"(?:0|[1-9][0-9]{0,8})"
 _VERSION = rf"({_NUMBER})\.({_NUMBER})\.({_NUMBER})"
 _RANGE = rf"({_NUMBER})(?:\.({_NUMBER}))?"
+_MODEL = r"[a-z0-9][a-z0-9_.-]{0,62}"
+_SHA256 = r"[0-9a-f]{64}"
 LATEST = "latest"
 
 
@@ -72,11 +74,13 @@ APT_PACKAGE = Grammar("an apt package", r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:
 PIP_REQUIREMENT = Grammar("a pip requirement", r"[A-Za-z0-9][\x20-\x7e]*",
                           "printable ASCII starting with a letter or digit (no pip options)",
                           1024)
-MODEL_NAME = Grammar("a model name", r"[a-z0-9][a-z0-9_.-]{0,62}", "1-63 lowercase letters, "
+# A blob's content address: the hex SHA-256 of its bytes.
+SHA256 = Grammar("a sha256 digest", _SHA256, "64 lowercase hex digits", 64)
+SHA256_PATTERN = rf"^{_SHA256}$"  # for JSON Schema (OpenAPI)
+MODEL_NAME = Grammar("a model name", _MODEL, "1-63 lowercase letters, "
                      "digits, '.', '-' or '_', starting with a letter or digit", 63)
 # NAME@latest or NAME@sha256:<hex>; groups: the name, then the tag.
-MODEL_REF = Grammar("a model reference",
-                    r"([a-z0-9][a-z0-9_.-]{0,62})@(latest|sha256:[0-9a-f]{64})",
+MODEL_REF = Grammar("a model reference", rf"({_MODEL})@(latest|sha256:{_SHA256})",
                     "NAME@latest or NAME@sha256:<64 lowercase hex>", 150)
 # The mount /models/<key>.
 MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}",

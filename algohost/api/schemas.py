@@ -14,7 +14,7 @@ from algohost.artifacts.lineage import LineageEntry
 from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import WebhookRefused
-from algohost.names import REF_FORMS, REF_PATTERN
+from algohost.names import REF_FORMS, REF_PATTERN, SHA256_PATTERN
 from algohost.public import Job, JobError, JobMetrics, public_job
 from algohost.semver import Bump
 from algohost.store.registry import BuildStatus
@@ -149,7 +149,6 @@ class OpenAPIDocument(RootModel[dict[str, Any]]):
 
 # Artifacts -----------------------------------------------------------------------------
 
-_DIGEST = r"^[0-9a-f]{64}$"
 
 
 class ArtifactUploadQuery(BaseModel):
@@ -165,7 +164,7 @@ class ArtifactListQuery(BaseModel):
     algorithm: str | None = Field(default=None, max_length=200,
                                   description="Only artifacts of calls of this algorithm: "
                                               "owner/name or owner/name@1.2.3")
-    input_sha256: str | None = Field(default=None, pattern=_DIGEST,
+    input_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN,
                                      description="Only artifacts of calls with this input "
                                                  "(sha256 of its canonical JSON)")
     job: str | None = Field(default=None, max_length=64, description="Only this job's")
@@ -222,7 +221,7 @@ def lineage_artifact(entry: LineageEntry, references: tuple[str, ...]) -> Artifa
 class ModelPush(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    sha256: str = Field(pattern=_DIGEST, description="An artifact you uploaded")
+    sha256: str = Field(pattern=SHA256_PATTERN, description="An artifact you uploaded")
     kind: Literal["file", "directory"] = Field(
         default="file", description="directory: the artifact is a tar of the directory")
     filename: str = Field(default="model", min_length=1, max_length=255,

@@ -8,7 +8,6 @@ Blobs are never rewritten in place and never held whole in memory.
 from __future__ import annotations
 
 import hashlib
-import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,9 +16,9 @@ from typing import IO, Any
 import fsspec
 
 from algohost.errors import BlobTooLarge
+from algohost.names import SHA256
 
 CHUNK_BYTES = 1024 * 1024
-DIGEST_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class Written:
 
 
 def is_digest(text: str) -> bool:
-    return DIGEST_RE.fullmatch(text) is not None
+    return SHA256.matches(text)
 
 
 def read_chunks(stream: IO[bytes], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:

@@ -10,9 +10,13 @@ from algohost.names import (
     ALGORITHM_NAME,
     APT_PACKAGE,
     ENTRYPOINT,
+    MODEL_KEY,
+    MODEL_NAME,
+    MODEL_REF,
     OWNER,
     PIP_REQUIREMENT,
     SECRET_NAME,
+    SHA256,
     VERSION,
     VERSION_RANGE,
     AlgorithmRef,
@@ -31,6 +35,10 @@ GOOD = {
                       "pip @ https://example.com/pip-1.3.1.zip#sha1=da9234ee",
                       "git+https://example.com/repo.git"],
     ENTRYPOINT: ["main:apply", "pkg.sub.mod:run_2", "_m:_f"],
+    SHA256: ["0" * 64, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"],
+    MODEL_NAME: ["resnet", "bert.base-v2", "m_1"],
+    MODEL_REF: ["resnet@latest", "bert.base@sha256:" + "a" * 64],
+    MODEL_KEY: ["weights", "Model_1.bin", ".hidden"],
 }
 
 BAD = {
@@ -45,6 +53,10 @@ BAD = {
                       "n" * 1025],
     ENTRYPOINT: ["main", "main:", ":f", "main:apply; rm", "../x:apply", "m:f.g",
                  "m\u00e9:f", "m:" + "f" * 254],
+    SHA256: ["A" * 64, "0" * 63, "0" * 65, "g" * 64],
+    MODEL_NAME: ["Resnet", ".x", "a/b", "m" * 64],
+    MODEL_REF: ["resnet", "resnet@1.0.0", "resnet@sha256:" + "A" * 64, "@latest"],
+    MODEL_KEY: [".", "..", "a/b", "-x", "k" * 64],
 }
 
 HOSTILE = ["", "\n", " ", "\t", "\x00", "\x1b[31m"]
