@@ -12,12 +12,13 @@ from collections.abc import Callable
 import redis
 from flask import Flask
 
-from algohost.api import algorithms, artifacts, batches, jobs, meta, models, webhooks
+from algohost.api import algorithms, artifacts, batches, data, jobs, meta, models, webhooks
 from algohost.api import secrets as secret_routes
 from algohost.api.context import EXTENSION, Services
 from algohost.api.handlers import register_error_handlers
 from algohost.api.openapi import build_document
 from algohost.api.routing import ROUTES
+from algohost.artifacts.data import DataStore
 from algohost.artifacts.lineage import LineageIndex
 from algohost.artifacts.models import ModelRegistry
 from algohost.artifacts.store import ArtifactStore
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         dispatcher = CeleryDispatcher(make_celery(settings))
     client = connect(settings)
     webhook_store = WebhookStore(client, settings.job_retention_s)
+    artifact_store = ArtifactStore.from_settings(settings, client)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = (
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
@@ -81,12 +83,13 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
         openapi=build_document(ROUTES),
         secrets=secrets or VaultSecretStore.from_settings(settings),
-        artifacts=ArtifactStore.from_settings(settings, client),
+        artifacts=artifact_store,
         lineage=LineageIndex(client),
         models=ModelRegistry(client),
+        data=DataStore(client, artifact_store),
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
-                      webhooks.bp, artifacts.bp, models.bp):
+                      webhooks.bp, artifacts.bp, models.bp, data.bp):
         app.register_blueprint(blueprint)
     return app

@@ -6,7 +6,7 @@ sees only its own artifacts (another owner's digest is a 404, not a 403).
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, TypeVar
 
 from flask import Blueprint, request
 
@@ -30,20 +30,22 @@ bp = Blueprint("artifacts", __name__)
 
 UPLOAD = Upload(("*/*",), "The content itself, in any media type (sent as Content-Type); "
                          "streamed, within the owner's artifact quota", streamed=True)
+T = TypeVar("T")
+
+
+def configured(part: T | None) -> T:
+    """A part of the artifact store (blobs, lineage, models, data), or 503 without one."""
+    if part is None:
+        raise ServiceUnavailable("this API has no artifact store configured")
+    return part
 
 
 def artifact_store() -> ArtifactStore:
-    store = services().artifacts
-    if store is None:
-        raise ServiceUnavailable("this API has no artifact store configured")
-    return store
+    return configured(services().artifacts)
 
 
 def lineage_index() -> LineageIndex:
-    lineage = services().lineage
-    if lineage is None:
-        raise ServiceUnavailable("this API has no artifact store configured")
-    return lineage
+    return configured(services().lineage)
 
 
 def checked_digest(sha256: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from flask import current_app
 
+from algohost.artifacts.data import DataStore
 from algohost.artifacts.lineage import LineageIndex
 from algohost.artifacts.models import ModelRegistry
 from algohost.artifacts.store import ArtifactStore
@@ -45,6 +46,7 @@ class Services:
     artifacts: ArtifactStore | None = None
     lineage: LineageIndex | None = None
     models: ModelRegistry | None = None
+    data: DataStore | None = None
 
 
 def services() -> Services:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from algohost.api.artifacts import artifact_store
+from algohost.api.artifacts import artifact_store, configured
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
 from algohost.api.routing import Reply, route
@@ -21,17 +21,13 @@ from algohost.api.schemas import (
 )
 from algohost.artifacts.models import ModelNotFound, ModelRegistry, ModelVersion
 from algohost.clock import now_iso
-from algohost.errors import ServiceUnavailable
 from algohost.names import MODEL_NAME
 
 bp = Blueprint("models", __name__)
 
 
 def model_registry() -> ModelRegistry:
-    models = services().models
-    if models is None:
-        raise ServiceUnavailable("this API has no artifact store configured")
-    return models
+    return configured(services().models)
 
 
 def _check_name(name: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
+from algohost.artifacts.data import Collection, DataFile, DataUri
 from algohost.artifacts.lineage import LineageEntry
 from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
@@ -252,6 +253,61 @@ def public_model_version(owner: str, version: ModelVersion) -> ModelVersionView:
     return ModelVersionView(ref=version.ref, name=version.name, sha256=version.sha256,
                             kind=version.kind, filename=version.filename, size=version.size,
                             pushed_at=version.pushed_at)
+
+
+# Data collections ----------------------------------------------------------------------
+
+
+class CollectionMake(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["private", "algorithms", "public"] = Field(
+        default="private", description="private: you (and calls you make); algorithms: also "
+                                       "your algorithms, whoever calls them; public: anyone")
+
+
+class CollectionView(BaseModel):
+    uri: str = Field(description="data://OWNER/COLLECTION")
+    owner: str
+    name: str
+    access: str
+    created_at: str
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionView]
+
+
+class DataListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    prefix: str = Field(default="", max_length=1024, description="Only files under this path")
+
+
+class DataFileView(BaseModel):
+    uri: str = Field(description="data://OWNER/COLLECTION/PATH")
+    path: str
+    sha256: str
+    size: int
+    media_type: str
+    modified_at: str
+
+
+class DataListing(BaseModel):
+    collection: CollectionView
+    files: list[DataFileView]
+
+
+def public_collection(found: Collection) -> CollectionView:
+    return CollectionView(uri=f"data://{found.owner}/{found.name}", owner=found.owner,
+                          name=found.name, access=found.access.value,
+                          created_at=found.created_at)
+
+
+def public_data_file(uri: DataUri, entry: DataFile) -> DataFileView:
+    return DataFileView(uri=f"data://{uri.owner}/{uri.collection}/{entry.path}",
+                        path=entry.path, sha256=entry.sha256, size=entry.size,
+                        media_type=entry.media_type, modified_at=entry.modified_at)
 
 
 class ErrorDetail(BaseModel):

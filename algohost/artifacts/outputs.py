@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any, NoReturn
 
 from algohost.artifacts.blobs import read_chunks
+from algohost.artifacts.data import DataReads, DataStore
 from algohost.artifacts.lineage import LineageEntry, LineageIndex, input_digest
 from algohost.artifacts.models import ModelCache, ModelRegistry
 from algohost.artifacts.records import Lineage
@@ -131,9 +132,9 @@ class Outputs:
 
     def __init__(self, store: ArtifactStore, lineage: LineageIndex, max_count: int,
                  max_bytes: int, models: ModelRegistry, model_cache: ModelCache,
-                 requests: Callable[[dict[str, Any]], Requests] | None = None) -> None:
+                 data: DataStore | None = None) -> None:
         self.store, self.lineage = store, lineage
-        self.max_count, self.max_bytes, self.requests = max_count, max_bytes, requests
+        self.max_count, self.max_bytes, self.data = max_count, max_bytes, data
         self.models, self.model_cache = models, model_cache
 
     def mounts(self, build: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -146,6 +147,7 @@ class Outputs:
         return tuple(mounts)
 
     def for_job(self, job: dict[str, Any], build: dict[str, Any]) -> JobOutputs:
-        requests = self.requests(job) if self.requests is not None else None
+        requests = (DataReads(self.data, str(job["owner"]), str(build["owner"]))
+                    if self.data is not None else None)
         return JobOutputs(self.store, self.lineage, job, build, self.max_count,
                           self.max_bytes, requests)

@@ -324,6 +324,31 @@ class ApiClient:
     def models(self) -> list[dict[str, Any]]:
         return cast(list[dict[str, Any]], self._json("GET", "/v1/models")["models"])
 
+    # -- data collections -------------------------------------------------------------------
+
+    @staticmethod
+    def data_path(owner: str, collection: str, path: str = "") -> str:
+        return f"/v1/data/{owner}/{collection}" + (f"/{path}" if path else "")
+
+    def collections(self, owner: str) -> list[dict[str, Any]]:
+        return cast(list[dict[str, Any]], self._json("GET", f"/v1/data/{owner}")["collections"])
+
+    def make_collection(self, owner: str, collection: str, access: str) -> dict[str, Any]:
+        return self._json("PUT", self.data_path(owner, collection), json={"access": access})
+
+    def list_data(self, owner: str, collection: str, prefix: str = "") -> dict[str, Any]:
+        return self._json("GET", self.data_path(owner, collection),
+                          params={"prefix": prefix} if prefix else {})
+
+    def put_data(self, owner: str, collection: str, path: str, source: IO[bytes], size: int,
+                 media_type: str = "application/octet-stream") -> dict[str, Any]:
+        return self._json("PUT", self.data_path(owner, collection, path), data=source,
+                          headers={"Content-Type": media_type, "Content-Length": str(size)},
+                          timeout_s=max(self.timeout_s, 600))
+
+    def delete_data(self, owner: str, collection: str, path: str) -> dict[str, Any]:
+        return self._json("DELETE", self.data_path(owner, collection, path))
+
     def stream(self, path: str, **kwargs: Any) -> Iterator[bytes]:
         resp = self.request("GET", path, stream=True, timeout_s=max(self.timeout_s, 600),
                             **kwargs)

@@ -11,6 +11,7 @@ import click
 from algohost.cli.batch import batch
 from algohost.cli.commands import API_COMMANDS
 from algohost.cli.common import CliContext
+from algohost.cli.data import data
 from algohost.cli.gc import gc
 from algohost.cli.keys import keys
 from algohost.cli.models import models
@@ -37,5 +38,6 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune, gc, models):
+for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune, gc, models,
+                data):
     cli.add_command(command)

@@ -29,7 +29,7 @@ from algohost.sandbox.docker import (
 )
 
 RUNNER_DIR = Path(__file__).resolve().parent / "runner"
-RUNNER_FILES = ("runner.py", "protocol.py")
+RUNNER_FILES = ("runner.py", "protocol.py", "algohost_runtime.py")
 CA_BUNDLE_NAME = "extra-ca.crt"
 CA_BUNDLE_PATH = "/etc/algohost/extra-ca.crt"
 CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")

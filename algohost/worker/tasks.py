@@ -19,6 +19,7 @@ from typing import Any
 from celery.signals import celeryd_init, worker_ready, worker_shutdown
 from celery.worker.control import control_command
 
+from algohost.artifacts.data import DataStore
 from algohost.artifacts.gc import collect_periodically
 from algohost.artifacts.lineage import LineageIndex
 from algohost.artifacts.models import ModelCache, ModelRegistry
@@ -98,7 +99,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     artifacts = ArtifactStore.from_settings(settings, client)
     outputs = Outputs(artifacts, LineageIndex(client), settings.sandbox.max_artifacts,
                       settings.sandbox.max_artifact_bytes, ModelRegistry(client),
-                      ModelCache(Path(settings.state_dir) / "models", artifacts.blobs))
+                      ModelCache(Path(settings.state_dir) / "models", artifacts.blobs),
+                      DataStore(client, artifacts))
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
                        hooks=[WebhookHook(notifier)], outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,

@@ -39,6 +39,19 @@ protocol = _load_protocol()
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 
+def install_runtime(channel: Channel) -> None:
+    """Make `import algohost_runtime` work for the algorithm, speaking over `channel`."""
+    path = os.path.join(_HERE, "algohost_runtime.py")
+    if not os.path.exists(path):  # an image built before the module existed
+        return
+    spec = importlib.util.spec_from_file_location("algohost_runtime", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module._install(channel, protocol)
+    sys.modules["algohost_runtime"] = module
+
+
 def outputs_dir() -> str:
     return os.environ.get(protocol.OUTPUTS_DIR_ENV, protocol.DEFAULT_OUTPUTS_DIR)
 
@@ -245,6 +258,7 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
         return 2
     max_output = int(init.get("max_output_bytes") or protocol.DEFAULT_MAX_OUTPUT_BYTES)
     capture.max_bytes = int(init.get("max_log_bytes") or protocol.DEFAULT_MAX_LOG_BYTES)
+    install_runtime(channel)
     limits = (int(init.get("max_artifacts") or protocol.DEFAULT_MAX_ARTIFACTS),
               int(init.get("max_artifact_bytes") or protocol.DEFAULT_MAX_ARTIFACT_BYTES))
     capture.reset()
