@@ -8,6 +8,7 @@ health check.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import redis
 from flask import Flask
@@ -58,6 +59,18 @@ def redis_pinger(settings: Settings) -> Callable[[], bool]:
     return ping
 
 
+_DOCUMENTS: dict[int, dict[str, Any]] = {}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The route table's OpenAPI document, built once per process: building it costs
+    more than the rest of create_app, and the table only grows while modules import."""
+    count = len(ROUTES)
+    if count not in _DOCUMENTS:
+        _DOCUMENTS[count] = build_document(ROUTES)
+    return _DOCUMENTS[count]
+
+
 def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None,
                docker_ping: Callable[[], bool] | None = None,
                secrets: SecretStore | None = None) -> Flask:
@@ -81,7 +94,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         webhooks=webhook_store,
         batches=BatchStore(client, settings.job_retention_s),
         notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
-        openapi=build_document(ROUTES),
+        openapi=openapi_document(),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=artifact_store,
         lineage=LineageIndex(client),
