@@ -1,17 +1,21 @@
-"""What a caller sees of a job or a batch: one definition for API replies and webhook bodies.
+"""What a caller sees of a job, a build or a batch: one definition for API replies, webhook
+bodies and the command line, which reads replies into these same models.
 
 Free of Flask, so workers render webhook bodies with exactly the models the API
-answers with. Never exposes a record's internals (worker, lease, image, owner).
+answers with. Never exposes a job's internals (worker, lease, image, owner).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from algohost.store.batches import ITEM_STATUSES, BatchStatus
-from algohost.store.jobs import JobStatus
+from algohost.store.batches import ITEM_STATUSES, BatchRecord, BatchStatus, ItemResult
+from algohost.store.jobs import JobRecord, JobStatus
+from algohost.store.registry import BuildRecord, BuildStatus
+from algohost.store.webhooks import AttemptEntry, DeliveryRecord, DeliveryState
 
 # Jobs ----------------------------------------------------------------------------------
 
@@ -65,23 +69,84 @@ class Job(BaseModel):
         default_factory=list, description="Files the call left under /outputs")
 
 
-_JOB_FIELDS = ("id", "algorithm", "requested", "status", "reason", "output", "error", "logs",
-               "created_at", "started_at", "finished_at", "warm", "timeout_s", "attempts",
-               "metrics", "webhook", "webhook_events")
+# Every field of the reply is a field of the record (a unit test holds them together).
+_JOB_FIELDS = tuple(name for name in Job.model_fields if name != "input")
 
 
-def public_job(record: dict[str, Any], include_input: bool = False) -> Job:
+def public_job(record: JobRecord, include_input: bool = False) -> Job:
     """What a caller sees of a job record: never the owner's internals (worker, lease...)."""
-    fields = {name: record.get(name) for name in _JOB_FIELDS}
-    fields["artifacts"] = record.get("artifacts") or []
+    fields = {name: getattr(record, name) for name in _JOB_FIELDS}
     if include_input:
-        fields["input"] = record.get("input")
+        fields["input"] = record.input
     return Job.model_validate(fields)
 
 
 def render(model: BaseModel) -> str:
     """The JSON text of a reply, exactly as the API serves it."""
     return model.model_dump_json(exclude_unset=True)
+
+
+# Builds --------------------------------------------------------------------------------
+
+
+class Build(BaseModel):
+    id: str
+    owner: str
+    name: str
+    version: str
+    ref: str = Field(description="owner/name@version")
+    content_hash: str
+    image: str
+    status: BuildStatus
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    manifest: dict[str, Any]
+    error: str | None
+    logs: str | None = Field(default=None, description="Build output; only on a single version")
+
+
+_BUILD_FIELDS = tuple(name for name in Build.model_fields if name not in ("manifest", "logs"))
+
+
+def public_build(record: BuildRecord, logs: str | None = None) -> Build:
+    fields = {name: getattr(record, name) for name in _BUILD_FIELDS}
+    fields["manifest"] = record.manifest.to_dict()
+    if logs is not None:
+        fields["logs"] = logs
+    return Build.model_validate(fields)
+
+
+# Webhook deliveries --------------------------------------------------------------------
+
+
+class Attempt(BaseModel):
+    at: str
+    status_code: int | None = Field(description="The receiver's HTTP status, if it answered")
+    latency_ms: float
+    error: str | None
+    response_body: str = Field(description="The first KiB of the receiver's reply")
+
+
+class Delivery(BaseModel):
+    id: str = Field(description="The webhook-id header: the same on every attempt")
+    event: str = Field(description="started or completed")
+    url: str
+    state: DeliveryState
+    created_at: str
+    next_attempt_at: str | None = Field(description="When the next attempt is due, if any")
+    attempts: list[Attempt]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[Delivery] = Field(description="Oldest first")
+
+
+def public_delivery(delivery: DeliveryRecord, attempts: Sequence[AttemptEntry]) -> Delivery:
+    return Delivery(id=delivery.id, event=delivery.event, url=delivery.url,
+                    state=delivery.state, created_at=delivery.created_at,
+                    next_attempt_at=delivery.next_attempt_at,
+                    attempts=[Attempt.model_validate(a) for a in attempts])
 
 
 # Batches -------------------------------------------------------------------------------
@@ -111,18 +176,18 @@ class Batch(BaseModel):
     webhook_events: list[str] | None
 
 
-def public_batch(record: dict[str, Any], counts: dict[str, int]) -> Batch:
-    total = int(record["total"])
+def public_batch(record: BatchRecord, counts: Mapping[str, int]) -> Batch:
+    total = record.total
     done = {status: int(counts.get(status, 0)) for status in ITEM_STATUSES}
     finished = sum(done.values())
     return Batch(
-        id=record["id"], algorithm=record["algorithm"], requested=record["requested"],
-        status=record["status"], reason=record.get("reason"), total=total,
+        id=record.id, algorithm=record.algorithm, requested=record.requested,
+        status=record.status, reason=record.reason, total=total,
         counts=BatchCounts(pending=max(total - finished, 0), **done),
         progress=round(finished / total, 4) if total else 1.0,
-        created_at=record["created_at"], finished_at=record.get("finished_at"),
-        timeout_s=int(record["timeout_s"]), webhook=record.get("webhook"),
-        webhook_events=record.get("webhook_events"))
+        created_at=record.created_at, finished_at=record.finished_at,
+        timeout_s=record.timeout_s, webhook=record.webhook,
+        webhook_events=record.webhook_events)
 
 
 class BatchResult(BaseModel):
@@ -135,8 +200,13 @@ class BatchResult(BaseModel):
     metrics: dict[str, Any] | None = Field(default=None, description="run_ms, peak_memory_bytes")
 
 
-def public_result(index: int, stored: dict[str, Any] | None) -> BatchResult:
+def public_result(index: int, stored: ItemResult | None) -> BatchResult:
     """One input's result; fields it does not have stay unset, so they are not shown."""
     if stored is None:
         return BatchResult(index=index, status="pending")
-    return BatchResult(index=index, **stored)
+    return BatchResult.model_validate({"index": index, **stored})
+
+
+class BatchResults(BaseModel):
+    results: list[BatchResult] = Field(description="In input order; unfinished ones pending")
+    next_cursor: str | None = Field(description="null on the last page")

@@ -86,7 +86,7 @@ class SourceBuilder:
             for line in self.fail_with:
                 on_log(line)
             raise BuildFailed("the build step failed")
-        module, _, function = str(manifest["entrypoint"]).partition(":")
+        module, _, function = manifest.entrypoint.partition(":")
         namespace: dict[str, Any] = {}
         exec(compile(source_files[f"{module}.py"], f"{module}.py", "exec"), namespace)
         self.sandbox.algorithms[build_id] = namespace[function]

@@ -77,25 +77,25 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     parsed = manifest_of(files, name)
     pinned = model_registry().pin(owner, parsed.models) if parsed.models else {}
     # NAME@latest is pinned here, so a new push of the model makes a new version.
-    manifest = replace(parsed, models={k: v.ref for k, v in pinned.items()}).to_dict()
-    build, created = svc.registry.publish(owner, name, content_hash(files, manifest), manifest,
-                                          body, query.bump)
+    manifest = replace(parsed, models={k: v.ref for k, v in pinned.items()})
+    build, created = svc.registry.publish(owner, name, content_hash(files, manifest.to_dict()),
+                                          manifest, body, query.bump)
     ensure_policy_quietly(owner, name)
     if svc.artifacts is not None:
         for version in pinned.values():
-            svc.artifacts.reference(owner, version.sha256, f"version:{build['id']}")
+            svc.artifacts.reference(owner, version.sha256, f"version:{build.id}")
     if not created:
         return Reply(BuildReply(build=public_build(build)), 200)
     try:
-        svc.dispatcher.enqueue_build(build["id"])
+        svc.dispatcher.enqueue_build(build.id)
     except Exception as exc:  # the broker's errors vary by transport
-        log.exception("could not enqueue build %s", build["id"])
+        log.exception("could not enqueue build %s", build.id)
         # Failed, so publishing the same content again retries the build.
-        svc.registry.update_build(build["id"], status=BuildStatus.FAILED.value,
+        svc.registry.update_build(build.id, status=BuildStatus.FAILED.value,
                                   error="the build queue was unreachable",
                                   finished_at=now_iso())
         raise ServiceUnavailable("the build queue is unreachable; publish again",
-                                 build_id=build["id"]) from exc
+                                 build_id=build.id) from exc
     return Reply(BuildReply(build=public_build(build)), 202)
 
 
@@ -106,10 +106,9 @@ def list_algorithms() -> Reply:
     summaries = []
     for name in registry.algorithms(owner):
         builds = registry.versions(owner, name)
-        latest = next((b["version"] for b in builds if b["status"] == BuildStatus.SUCCEEDED),
-                      None)
+        latest = next((b.version for b in builds if b.status is BuildStatus.SUCCEEDED), None)
         summaries.append(AlgorithmSummary(owner=owner, name=name, latest=latest,
-                                          versions=[b["version"] for b in builds]))
+                                          versions=[b.version for b in builds]))
     return Reply(AlgorithmList(algorithms=summaries))
 
 
@@ -132,7 +131,7 @@ def get_version(owner: str, name: str, version: str) -> Reply:
         build = registry.resolve(owner, name, None)
     else:
         build = registry.find(owner, name, version)
-    return Reply(public_build(build, logs=registry.logs(build["id"])))
+    return Reply(public_build(build, logs=registry.logs(build.id)))
 
 
 @route(bp, "DELETE", "/v1/algorithms/<owner>/<name>/versions/<version>",
@@ -143,11 +142,11 @@ def delete_version(owner: str, name: str, version: str) -> Reply:
     svc = services()
     build = svc.registry.delete(owner, name, version)
     if svc.artifacts is not None and svc.models is not None:
-        for ref in (build.get("manifest") or {}).get("models", {}).values():
+        for ref in build.manifest.models.values():
             digest = ref.partition("@sha256:")[2]
-            svc.artifacts.unreference(owner, digest, f"version:{build['id']}")
+            svc.artifacts.unreference(owner, digest, f"version:{build.id}")
     try:
-        svc.dispatcher.retire_build(build["id"])
+        svc.dispatcher.retire_build(build.id)
     except Exception:  # the version is deleted either way; idle containers time out
-        log.exception("could not tell the workers that build %s was deleted", build["id"])
+        log.exception("could not tell the workers that build %s was deleted", build.id)
     return Reply(public_build(build))

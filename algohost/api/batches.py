@@ -30,8 +30,8 @@ from algohost.errors import (
     TooManyInputs,
 )
 from algohost.names import REF_PATTERN, AlgorithmRef
-from algohost.public import Batch, BatchResult, public_batch, public_result
-from algohost.store.batches import BatchStatus, chunk_ranges
+from algohost.public import Batch, BatchResults, public_batch, public_result
+from algohost.store.batches import BatchRecord, BatchStatus, chunk_ranges
 from algohost.webhooks.urls import refused_literal
 
 log = logging.getLogger(__name__)
@@ -69,21 +69,16 @@ class ResultsQuery(BaseModel):
     limit: int = Field(default=100, ge=1, le=1000)
 
 
-class BatchResults(BaseModel):
-    results: list[BatchResult] = Field(description="In input order; unfinished ones pending")
-    next_cursor: str | None = Field(description="null on the last page")
-
-
 BODY = Upload(("application/json", NDJSON),
               "A JSON BatchCreate, or JSON Lines (one input per line) with the algorithm "
               "and options in the query string", schemas={"application/json": BatchCreate})
 
 
-def owned_batch(batch_id: str) -> dict[str, Any]:
+def owned_batch(batch_id: str) -> BatchRecord:
     record = services().batches.get(batch_id)
     if record is None:
         raise BatchNotFound(f"batch {batch_id} does not exist (or has expired)")
-    require_owner(str(record["owner"]), f"batch {batch_id}")
+    require_owner(record.owner, f"batch {batch_id}")
     return record
 
 
@@ -157,24 +152,24 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)
     encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
-    record = {
-        "id": "b_" + uuid.uuid4().hex[:24], "owner": ref.owner, "requested": batch.algorithm,
-        "algorithm": build["ref"], "build_id": build["id"], "status": BatchStatus.RUNNING.value,
-        "reason": None, "total": len(encoded), "created_at": now_iso(), "finished_at": None,
-        "timeout_s": batch.timeout_s or min(int(build["manifest"]["resources"]["timeout_s"]),
-                                            svc.settings.max_timeout_s),
-        "webhook": batch.webhook, "webhook_events": batch.webhook_events if batch.webhook else [],
-    }
+    record = BatchRecord(
+        id="b_" + uuid.uuid4().hex[:24], owner=ref.owner, status=BatchStatus.RUNNING,
+        requested=batch.algorithm, algorithm=build.ref, build_id=build.id, total=len(encoded),
+        created_at=now_iso(),
+        timeout_s=batch.timeout_s or min(build.manifest.resources.timeout_s,
+                                         svc.settings.max_timeout_s),
+        webhook=batch.webhook,
+        webhook_events=list(batch.webhook_events) if batch.webhook else [])
     svc.batches.create(record, encoded)
     try:
-        svc.dispatcher.enqueue_batch(record["id"],
+        svc.dispatcher.enqueue_batch(record.id,
                                      chunk_ranges(len(encoded), svc.settings.batch_chunk_size))
     except Exception as exc:  # the broker's errors vary by transport
-        log.exception("could not enqueue batch %s", record["id"])
-        svc.batches.cancel(record["id"], now_iso(), reason="enqueue_failed")
+        log.exception("could not enqueue batch %s", record.id)
+        svc.batches.cancel(record.id, now_iso(), reason="enqueue_failed")
         raise ServiceUnavailable("the job queue is unreachable; the batch was not started",
-                                 batch_id=record["id"]) from exc
-    return Reply(public_batch(record, {}), 202, {"Location": f"/v1/batches/{record['id']}"})
+                                 batch_id=record.id) from exc
+    return Reply(public_batch(record, {}), 202, {"Location": f"/v1/batches/{record.id}"})
 
 
 @route(bp, "GET", "/v1/batches/<batch_id>", summary="A batch: status, counts by status, progress",
@@ -193,7 +188,7 @@ def batch_results(batch_id: str, query: ResultsQuery) -> Reply:
     if not cursor.isdigit():
         raise InvalidRequest("cursor: use next_cursor from the previous page",
                              errors=[{"field": "cursor", "message": "not a cursor"}])
-    total = int(record["total"])
+    total = record.total
     start = min(int(cursor), total)
     stop = min(start + query.limit, total)
     stored = services().batches.results(batch_id, start, stop)
@@ -206,12 +201,12 @@ def batch_results(batch_id: str, query: ResultsQuery) -> Reply:
        responses={200: Batch}, errors=(403, 404, 409))
 def cancel_batch(batch_id: str) -> Reply:
     svc = services()
-    owned_batch(batch_id)
+    record = owned_batch(batch_id)
     # Chunk workers look at the status between inputs and while one runs.
     if not svc.batches.cancel(batch_id, now_iso()):
-        status = (svc.batches.get(batch_id) or {}).get("status")
-        raise BatchNotCancelable(f"batch {batch_id} is already {status}", status=status)
-    record = svc.batches.get(batch_id) or {}
+        status = (svc.batches.get(batch_id) or record).status
+        raise BatchNotCancelable(f"batch {batch_id} is already {status}", status=status.value)
+    record = svc.batches.get(batch_id) or record
     counts = svc.batches.counts(batch_id)
     try:
         svc.notifier.batch(record, counts, "completed")

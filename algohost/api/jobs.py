@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
 
 from flask import Blueprint, request
 
@@ -25,7 +24,7 @@ from algohost.errors import (
     ServiceUnavailable,
 )
 from algohost.names import AlgorithmRef
-from algohost.store.jobs import JobStatus
+from algohost.store.jobs import JobRecord, JobStatus
 from algohost.webhooks.urls import refused_literal
 
 log = logging.getLogger(__name__)
@@ -40,11 +39,11 @@ def new_job_id() -> str:
     return "j_" + uuid.uuid4().hex[:24]
 
 
-def owned_job(job_id: str) -> dict[str, Any]:
+def owned_job(job_id: str) -> JobRecord:
     record = services().jobs.get(job_id)
     if record is None:
         raise JobNotFound(f"job {job_id} does not exist (or has expired)")
-    require_owner(str(record["owner"]), f"job {job_id}")
+    require_owner(record.owner, f"job {job_id}")
     return record
 
 
@@ -66,26 +65,22 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
-    job = {
-        "id": new_job_id(), "owner": ref.owner, "requested": body.algorithm,
-        "algorithm": build["ref"], "build_id": build["id"], "image": build["image"],
-        "status": JobStatus.QUEUED.value, "reason": None, "input": body.input,
-        "output": None, "error": None, "logs": "", "created_at": now_iso(),
-        "started_at": None, "finished_at": None, "warm": None,
-        "timeout_s": body.timeout_s or min(int(build["manifest"]["resources"]["timeout_s"]),
-                                           svc.settings.max_timeout_s),
-        "attempts": 0, "metrics": None,
-        "webhook": body.webhook, "webhook_events": body.webhook_events if body.webhook else [],
-        "artifacts": [],
-    }
+    job = JobRecord(
+        id=new_job_id(), owner=ref.owner, status=JobStatus.QUEUED, requested=body.algorithm,
+        algorithm=build.ref, build_id=build.id, image=build.image, input=body.input,
+        created_at=now_iso(),
+        timeout_s=body.timeout_s or min(build.manifest.resources.timeout_s,
+                                         svc.settings.max_timeout_s),
+        webhook=body.webhook, webhook_events=list(body.webhook_events) if body.webhook else [],
+    )
     svc.jobs.create(job)
-    _enqueue(job["id"])
-    headers = {"Location": f"/v1/jobs/{job['id']}"}
+    _enqueue(job.id)
+    headers = {"Location": f"/v1/jobs/{job.id}"}
     status = 202
     if wait_s > 0:
-        job = svc.jobs.wait_terminal(job["id"], wait_s) or job
+        job = svc.jobs.wait_terminal(job.id, wait_s) or job
         headers["Preference-Applied"] = f"wait={wait_s}"
-        if JobStatus(job["status"]).terminal:
+        if job.status.terminal:
             status = 200
         else:
             headers["Retry-After"] = "1"
@@ -129,8 +124,8 @@ def cancel_job(job_id: str, query: JobView) -> Reply:
     canceled = svc.jobs.transition(job_id, JobStatus.CANCELED, CANCELABLE,
                                    finished_at=now_iso(), reason="canceled")
     if not canceled:
-        status = (svc.jobs.get(job_id) or record)["status"]
-        raise JobNotCancelable(f"job {job_id} is already {status}", status=status)
+        status = (svc.jobs.get(job_id) or record).status
+        raise JobNotCancelable(f"job {job_id} is already {status}", status=status.value)
     record = svc.jobs.get(job_id) or record
     try:
         # Sent from here, where the cancel happens; the worker's own `completed` is deduplicated.

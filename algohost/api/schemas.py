@@ -16,13 +16,13 @@ from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import WebhookRefused
 from algohost.names import REF_FORMS, REF_PATTERN, SHA256_PATTERN
-from algohost.public import Job, JobError, JobMetrics, public_job
+from algohost.public import Build, Job, JobError, JobMetrics, public_build, public_job
 from algohost.semver import Bump
-from algohost.store.registry import BuildStatus
 from algohost.webhooks import EVENTS, Event
 from algohost.webhooks.urls import parse_url
 
-__all__ = ["Job", "JobError", "JobMetrics", "public_job"]  # re-exported for the views
+# Re-exported for the views.
+__all__ = ["Build", "Job", "JobError", "JobMetrics", "public_build", "public_job"]
 
 
 # Requests ------------------------------------------------------------------------------
@@ -96,23 +96,6 @@ class PublishQuery(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[Job]
-
-
-class Build(BaseModel):
-    id: str
-    owner: str
-    name: str
-    version: str
-    ref: str = Field(description="owner/name@version")
-    content_hash: str
-    image: str
-    status: BuildStatus
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    manifest: dict[str, Any]
-    error: str | None
-    logs: str | None = Field(default=None, description="Build output; only on a single version")
 
 
 class BuildReply(BaseModel):
@@ -320,14 +303,3 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-# Record -> representation --------------------------------------------------------------
-
-_BUILD_FIELDS = ("id", "owner", "name", "version", "ref", "content_hash", "image", "status",
-                 "created_at", "started_at", "finished_at", "manifest", "error")
-
-
-def public_build(record: dict[str, Any], logs: str | None = None) -> Build:
-    fields = {name: record.get(name) for name in _BUILD_FIELDS}
-    if logs is not None:
-        fields["logs"] = logs
-    return Build.model_validate(fields)

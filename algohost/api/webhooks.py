@@ -6,8 +6,6 @@ the same webhook-id, so a receiver that deduplicates by id still can.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +15,7 @@ from algohost.api.context import services
 from algohost.api.jobs import owned_job
 from algohost.api.routing import Reply, route
 from algohost.errors import DeliveryNotFound
+from algohost.public import Delivery, DeliveryList, public_delivery
 from algohost.store.webhooks import DeliveryState
 from algohost.webhooks.notifier import batch_subject, job_subject
 
@@ -28,40 +27,11 @@ class WebhookSecret(BaseModel):
                         examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"])
 
 
-class Attempt(BaseModel):
-    at: str
-    status_code: int | None = Field(description="The receiver's HTTP status, if it answered")
-    latency_ms: float
-    error: str | None
-    response_body: str = Field(description="The first KiB of the receiver's reply")
-
-
-class Delivery(BaseModel):
-    id: str = Field(description="The webhook-id header: the same on every attempt")
-    event: str = Field(description="started or completed")
-    url: str
-    state: DeliveryState
-    created_at: str
-    next_attempt_at: str | None = Field(description="When the next attempt is due, if any")
-    attempts: list[Attempt]
-
-
-class DeliveryList(BaseModel):
-    deliveries: list[Delivery] = Field(description="Oldest first")
-
-
 class RedeliverQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     delivery: str | None = Field(default=None, description="Which delivery (default: the "
                                                            "latest dead one, else the latest)")
-
-
-def public_delivery(delivery: dict[str, Any]) -> Delivery:
-    return Delivery(id=delivery["id"], event=delivery["event"], url=delivery["url"],
-                    state=delivery["state"], created_at=delivery["created_at"],
-                    next_attempt_at=delivery.get("next_attempt_at"),
-                    attempts=[Attempt.model_validate(a) for a in delivery.get("attempt_log", [])])
 
 
 @route(bp, "GET", "/v1/webhooks/secret", summary="Your webhook signing key (made on first read)",
@@ -79,23 +49,23 @@ def rotate_secret() -> Reply:
 
 def _deliveries(subject: str) -> Reply:
     deliveries = services().webhooks.for_subject(subject)
-    return Reply(DeliveryList(deliveries=[public_delivery(d) for d in deliveries]))
+    return Reply(DeliveryList(deliveries=[public_delivery(d, log) for d, log in deliveries]))
 
 
 def _redeliver(subject: str, chosen: str | None) -> Reply:
     svc = services()
-    deliveries = svc.webhooks.for_subject(subject)
+    deliveries = [delivery for delivery, _ in svc.webhooks.for_subject(subject)]
     if chosen is not None:
-        matching = [d for d in deliveries if d["id"] == chosen]
+        matching = [d for d in deliveries if d.id == chosen]
     else:
-        dead = [d for d in deliveries if d["state"] == DeliveryState.DEAD]
+        dead = [d for d in deliveries if d.state is DeliveryState.DEAD]
         matching = (dead or deliveries)[-1:]
     if not matching:
         raise DeliveryNotFound(f"{subject.replace(':', ' ')} has no such webhook delivery")
-    svc.notifier.redeliver(matching[0]["id"])
-    refreshed = svc.webhooks.get(matching[0]["id"]) or matching[0]
-    refreshed["attempt_log"] = svc.webhooks.attempts(matching[0]["id"])
-    return Reply(public_delivery(refreshed), 202)
+    delivery_id = matching[0].id
+    svc.notifier.redeliver(delivery_id)
+    refreshed = svc.webhooks.get(delivery_id) or matching[0]
+    return Reply(public_delivery(refreshed, svc.webhooks.attempts(delivery_id)), 202)
 
 
 @route(bp, "GET", "/v1/jobs/<job_id>/webhooks",

@@ -24,6 +24,8 @@ from algohost.artifacts.store import ArtifactStore
 from algohost.errors import BlobTooLarge
 from algohost.sandbox.base import CallAborted, CallPeer, ExitReason
 from algohost.sandbox.runner import protocol
+from algohost.store.jobs import ArtifactInfo, JobRecord
+from algohost.store.registry import BuildRecord
 
 Requests = Callable[[dict[str, Any]], Iterable[dict[str, Any]]]
 
@@ -44,17 +46,17 @@ def checked_name(name: Any) -> str:
 class JobOutputs(CallPeer):
     """Collects one call's artifacts; `artifacts` lists what was stored, in order."""
 
-    def __init__(self, store: ArtifactStore, lineage: LineageIndex, job: dict[str, Any],
-                 build: dict[str, Any], max_count: int, max_bytes: int,
+    def __init__(self, store: ArtifactStore, lineage: LineageIndex, job: JobRecord,
+                 build: BuildRecord, max_count: int, max_bytes: int,
                  requests: Requests | None = None) -> None:
         self.store, self.lineage, self.job, self.build = store, lineage, job, build
         self.max_count, self.max_bytes = max_count, max_bytes
         self.requests = requests
-        self.artifacts: list[dict[str, Any]] = []
+        self.artifacts: list[ArtifactInfo] = []
         self.received = 0
         self._open: dict[str, IO[bytes]] = {}
         self._names: set[str] = set()
-        self._input_sha256 = input_digest(job.get("input"))
+        self._input_sha256 = input_digest(job.input)
 
     def handle(self, msg: dict[str, Any]) -> Iterable[dict[str, Any]]:
         if msg["type"] == protocol.REQUEST:
@@ -88,9 +90,9 @@ class JobOutputs(CallPeer):
                 self._store(name, spool)
 
     def _store(self, name: str, spool: IO[bytes]) -> None:
-        owner, job_id = str(self.job["owner"]), str(self.job["id"])
-        lineage = Lineage(job=job_id, algorithm=str(self.build["ref"]),
-                          build_id=str(self.build["id"]), input_sha256=self._input_sha256)
+        owner, job_id = self.job.owner, self.job.id
+        lineage = Lineage(job=job_id, algorithm=self.build.ref, build_id=self.build.id,
+                          input_sha256=self._input_sha256)
         try:
             record = self.store.put(owner, read_chunks(spool), name=name,
                                     media_type=media_type_of(name), creator=f"job:{job_id}",
@@ -120,7 +122,7 @@ class JobOutputs(CallPeer):
     def discard(self) -> None:
         """The call failed after all: what it stored is no longer the job's."""
         self.close()
-        owner, job_id = str(self.job["owner"]), str(self.job["id"])
+        owner, job_id = self.job.owner, self.job.id
         for artifact in self.artifacts:
             self.store.unreference(owner, artifact["sha256"], f"job:{job_id}")
         self.artifacts = []
@@ -137,17 +139,16 @@ class Outputs:
         self.max_count, self.max_bytes, self.data = max_count, max_bytes, data
         self.models, self.model_cache = models, model_cache
 
-    def mounts(self, build: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    def mounts(self, build: BuildRecord) -> tuple[tuple[str, str], ...]:
         """Each pinned model, unpacked once per digest on this host, read-only in /models."""
-        pinned = (build.get("manifest") or {}).get("models") or {}
         mounts = []
-        for key, ref in sorted(pinned.items()):
-            version = self.models.resolve(str(build["owner"]), ref)
+        for key, ref in sorted(build.manifest.models.items()):
+            version = self.models.resolve(build.owner, ref)
             mounts.append((str(self.model_cache.path(version)), f"/models/{key}"))
         return tuple(mounts)
 
-    def for_job(self, job: dict[str, Any], build: dict[str, Any]) -> JobOutputs:
-        requests = (DataReads(self.data, str(job["owner"]), str(build["owner"]))
+    def for_job(self, job: JobRecord, build: BuildRecord) -> JobOutputs:
+        requests = (DataReads(self.data, job.owner, build.owner)
                     if self.data is not None else None)
         return JobOutputs(self.store, self.lineage, job, build, self.max_count,
                           self.max_bytes, requests)

@@ -10,12 +10,12 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from algohost.cli.client import ApiClient
+from algohost.cli.client import ApiClient, Batch
 from algohost.cli.common import (
     CliContext,
     algorithm_ref_callback,
@@ -24,6 +24,7 @@ from algohost.cli.common import (
     json_option,
     pass_ctx,
 )
+from algohost.public import BatchResult
 
 PAGE = 1000
 POLL_S = 0.5
@@ -57,22 +58,21 @@ def complete_lines(out: Path) -> int:
 
 
 def follow(client: ApiClient, batch_id: str, total: int, start: int,
-           write: Callable[[dict[str, Any]], None], on_done: Callable[[int], None],
+           write: Callable[[BatchResult], None], on_done: Callable[[int], None],
            sleep: Callable[[float], None] = time.sleep) -> None:
     """Write results from `start` on, in input order, as they finish."""
     index = start
     while index < total:
         page = client.batch_results(batch_id, index, PAGE)
         waiting = False
-        for result in page["results"]:
-            if result["status"] == "pending":
+        for result in page.results:
+            if result.status == "pending":
                 waiting = True
                 break
             write(result)
             index += 1
-        if waiting or not page["results"]:
-            counts = client.batch(batch_id)["counts"]
-            on_done(total - int(counts["pending"]))
+        if waiting or not page.results:
+            on_done(total - client.batch(batch_id).counts.pending)
             sleep(POLL_S)
         else:
             on_done(index)
@@ -80,7 +80,7 @@ def follow(client: ApiClient, batch_id: str, total: int, start: int,
 
 def _start(client: ApiClient, algorithm: str, inputs: Path | None, out: Path,
            batch_id: str | None, webhook: str | None, timeout_s: int | None
-           ) -> tuple[dict[str, Any], bool]:
+           ) -> tuple[Batch, bool]:
     """The batch to follow and whether it was submitted just now."""
     if batch_id:
         return client.batch(batch_id), False
@@ -113,39 +113,40 @@ def batch(ctx: CliContext, algorithm: str, inputs: Path | None, out: Path,
     previous = None if force_new else read_marker(out)
     record, submitted = _start(client, algorithm, inputs, out, batch_id or previous, webhook,
                                timeout_s)
-    resumed_same = not submitted and record["id"] == previous
-    marker_path(out).write_text(record["id"] + "\n")
-    err.print(f"batch {record['id']}: {record['total']} inputs "
+    resumed_same = not submitted and record.id == previous
+    marker_path(out).write_text(record.id + "\n")
+    err.print(f"batch {record.id}: {record.total} inputs "
               f"({'submitted' if submitted else 'resumed'}; "
-              f"resume with --batch-id {record['id']})")
+              f"resume with --batch-id {record.id})")
     written = complete_lines(out) if resumed_same else 0
-    total = int(record["total"])
+    total = record.total
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeRemainingColumn(), console=err, disable=not err.is_terminal)
     try:
         with progress, out.open("a" if resumed_same else "w", encoding="utf-8") as sink:
-            task = progress.add_task(record["id"], total=total, completed=written)
-            follow(client, record["id"], total, written, lambda r: _write(sink, r),
+            task = progress.add_task(record.id, total=total, completed=written)
+            follow(client, record.id, total, written, lambda r: _write(sink, r),
                    lambda done: progress.update(task, completed=done))
     except KeyboardInterrupt:
         err.print(f"stopped following; the batch goes on: `algohost batch {algorithm} "
-                  f"--out {out} --batch-id {record['id']}`")
+                  f"--out {out} --batch-id {record.id}`")
         raise SystemExit(130) from None
-    final = client.batch(record["id"])
+    final = client.batch(record.id)
     _report(final, out, as_json)
 
 
-def _write(sink: IO[str], result: dict[str, Any]) -> None:
-    sink.write(json.dumps(result, ensure_ascii=False, separators=(",", ":")) + "\n")
+def _write(sink: IO[str], result: BatchResult) -> None:
+    """One result line, with exactly the fields the API sent."""
+    line = result.model_dump(mode="json", exclude_unset=True)
+    sink.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def _report(final: dict[str, Any], out: Path, as_json: bool) -> None:
-    counts = final["counts"]
+def _report(final: Batch, out: Path, as_json: bool) -> None:
     if as_json:
         emit_json(final)
     else:
-        summary = ", ".join(f"{n} {status}" for status, n in counts.items() if n)
-        err.print(f"batch {final['id']} {final['status']}: {summary}; results in {out}")
-    unsuccessful = final["total"] - int(counts.get("succeeded", 0))
+        summary = ", ".join(f"{n} {status}" for status, n in final.counts if n)
+        err.print(f"batch {final.id} {final.status}: {summary}; results in {out}")
+    unsuccessful = final.total - final.counts.succeeded
     if unsuccessful:
-        raise BatchIncomplete(f"{unsuccessful} of {final['total']} inputs did not succeed")
+        raise BatchIncomplete(f"{unsuccessful} of {final.total} inputs did not succeed")

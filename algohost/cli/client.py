@@ -1,7 +1,9 @@
 """A small typed client for the algohost HTTP API, used by the command line.
 
-Transport failures and non-2xx replies are translated here into click exceptions
-that carry an exit code, so no `requests` error ever reaches the user as a traceback.
+Replies are read into the API's own public models (algohost.public), so the command
+line knows exactly the fields the API returns. Transport failures, non-2xx replies and
+bodies that do not fit are translated here into click exceptions that carry an exit
+code, so no `requests` error ever reaches the user as a traceback.
 """
 
 from __future__ import annotations
@@ -11,73 +13,28 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any, TypedDict, cast
+from typing import IO, Any, TypeVar, cast
 
 import click
 import requests
+from pydantic import TypeAdapter, ValidationError
 
 from algohost.names import AlgorithmRef
+from algohost.public import Batch, BatchResults, Build, Delivery, Job
+from algohost.store.registry import BuildStatus
 
-JOB_TERMINAL = frozenset({"succeeded", "failed", "timed_out", "canceled"})
-BUILD_TERMINAL = frozenset({"succeeded", "failed"})
+__all__ = ["Batch", "BatchResults", "Build", "Delivery", "Job"]
 
-
-class ErrorInfo(TypedDict, total=False):
-    type: str
-    message: str
-    traceback: str
-
-
-class Metrics(TypedDict, total=False):
-    queue_ms: float
-    cold_start_ms: float
-    run_ms: float
-    total_ms: float
-    peak_memory_bytes: int
-
-
-class JobArtifact(TypedDict):
-    name: str
-    sha256: str
-    size: int
-    media_type: str
-    url: str
-
-
-class Job(TypedDict, total=False):
-    id: str
-    algorithm: str
-    requested: str
-    owner: str
-    build_id: str
-    status: str
-    reason: str | None
-    input: Any
-    output: Any
-    error: ErrorInfo | None
-    logs: str
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    warm: bool
-    metrics: Metrics
-    artifacts: list[JobArtifact]
-
-
-class Build(TypedDict, total=False):
-    id: str
-    owner: str
-    name: str
-    version: str
-    ref: str
-    content_hash: str
-    image: str
-    status: str
-    created_at: str
-    finished_at: str | None
-    manifest: dict[str, Any]
-    logs: str
-    error: str
+BUILD_TERMINAL = frozenset({BuildStatus.SUCCEEDED, BuildStatus.FAILED})
+M = TypeVar("M")
+_JOB = TypeAdapter(Job)
+_JOBS = TypeAdapter(list[Job])
+_BUILD = TypeAdapter(Build)
+_BUILDS = TypeAdapter(list[Build])
+_BATCH = TypeAdapter(Batch)
+_RESULTS = TypeAdapter(BatchResults)
+_DELIVERY = TypeAdapter(Delivery)
+_DELIVERIES = TypeAdapter(list[Delivery])
 
 
 class ApiError(click.ClickException):
@@ -182,6 +139,18 @@ class ApiClient:
             raise ApiError(resp.status_code, "bad_response", "the API answered a non-object")
         return body
 
+    @staticmethod
+    def _model(adapter: TypeAdapter[M], body: Any) -> M:
+        """A reply's body read into the API's public model of it."""
+        try:
+            return adapter.validate_python(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            raise ApiError(200, "bad_response",
+                           f"the API answered an unexpected body ({where}: {first['msg']})"
+                           ) from exc
+
     def healthz(self) -> dict[str, Any]:
         return self._json("GET", "/healthz", auth=False, timeout_s=5)
 
@@ -197,18 +166,19 @@ class ApiClient:
             headers={"Content-Type": "application/gzip"},
             timeout_s=max(self.timeout_s, 120),
         )
-        return cast(Build, body["build"])
+        return self._model(_BUILD, body.get("build"))
 
     def version(self, owner: str, name: str, version: str) -> Build:
-        return cast(Build, self._json("GET", f"/v1/algorithms/{owner}/{name}/versions/{version}"))
+        return self._model(_BUILD,
+                           self._json("GET", f"/v1/algorithms/{owner}/{name}/versions/{version}"))
 
     def delete_version(self, owner: str, name: str, version: str) -> Build:
-        return cast(Build, self._json("DELETE",
-                                      f"/v1/algorithms/{owner}/{name}/versions/{version}"))
+        return self._model(_BUILD, self._json(
+            "DELETE", f"/v1/algorithms/{owner}/{name}/versions/{version}"))
 
     def versions(self, owner: str, name: str) -> list[Build]:
         body = self._json("GET", f"/v1/algorithms/{owner}/{name}/versions")
-        return cast(list[Build], body["versions"])
+        return self._model(_BUILDS, body.get("versions"))
 
     def submit(
         self, algorithm: str, payload: Any, *, timeout_s: int | None = None, wait_s: int = 0
@@ -221,16 +191,17 @@ class ApiClient:
         body = self._json(
             "POST", "/v1/jobs", json=request, headers=headers, timeout_s=wait_s + self.timeout_s
         )
-        return cast(Job, body)
+        return self._model(_JOB, body)
 
     def job(self, job_id: str) -> Job:
-        return cast(Job, self._json("GET", f"/v1/jobs/{job_id}"))
+        return self._model(_JOB, self._json("GET", f"/v1/jobs/{job_id}"))
 
     def jobs(self, limit: int = 20) -> list[Job]:
-        return cast(list[Job], self._json("GET", "/v1/jobs", params={"limit": limit})["jobs"])
+        body = self._json("GET", "/v1/jobs", params={"limit": limit})
+        return self._model(_JOBS, body.get("jobs"))
 
     def cancel(self, job_id: str) -> Job:
-        return cast(Job, self._json("POST", f"/v1/jobs/{job_id}/cancel"))
+        return self._model(_JOB, self._json("POST", f"/v1/jobs/{job_id}/cancel"))
 
     # -- secrets: values go in, never come out ----------------------------------------------
 
@@ -263,36 +234,36 @@ class ApiClient:
         kind = "batches" if subject_id.startswith("b_") else "jobs"
         return f"/v1/{kind}/{subject_id}"
 
-    def deliveries(self, subject_id: str) -> list[dict[str, Any]]:
+    def deliveries(self, subject_id: str) -> list[Delivery]:
         body = self._json("GET", f"{self._subject_path(subject_id)}/webhooks")
-        return cast(list[dict[str, Any]], body["deliveries"])
+        return self._model(_DELIVERIES, body.get("deliveries"))
 
-    def redeliver(self, subject_id: str, delivery_id: str | None = None) -> dict[str, Any]:
+    def redeliver(self, subject_id: str, delivery_id: str | None = None) -> Delivery:
         params = {"delivery": delivery_id} if delivery_id else {}
-        return self._json("POST", f"{self._subject_path(subject_id)}/webhooks/redeliver",
-                          params=params)
+        return self._model(_DELIVERY, self._json(
+            "POST", f"{self._subject_path(subject_id)}/webhooks/redeliver", params=params))
 
     def submit_batch(self, algorithm: str, jsonl: bytes, *, webhook: str | None = None,
-                     timeout_s: int | None = None) -> dict[str, Any]:
+                     timeout_s: int | None = None) -> Batch:
         """POST /v1/batches with a JSON Lines body: the file is sent as it is."""
         params: dict[str, Any] = {"algorithm": algorithm}
         if webhook:
             params["webhook"] = webhook
         if timeout_s is not None:
             params["timeout_s"] = timeout_s
-        return self._json("POST", "/v1/batches", params=params, data=jsonl,
-                          headers={"Content-Type": "application/x-ndjson"},
-                          timeout_s=max(self.timeout_s, 300))
+        return self._model(_BATCH, self._json(
+            "POST", "/v1/batches", params=params, data=jsonl,
+            headers={"Content-Type": "application/x-ndjson"}, timeout_s=max(self.timeout_s, 300)))
 
-    def batch(self, batch_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/v1/batches/{batch_id}")
+    def batch(self, batch_id: str) -> Batch:
+        return self._model(_BATCH, self._json("GET", f"/v1/batches/{batch_id}"))
 
-    def batch_results(self, batch_id: str, cursor: int, limit: int = 1000) -> dict[str, Any]:
-        return self._json("GET", f"/v1/batches/{batch_id}/results",
-                          params={"cursor": str(cursor), "limit": limit})
+    def batch_results(self, batch_id: str, cursor: int, limit: int = 1000) -> BatchResults:
+        return self._model(_RESULTS, self._json("GET", f"/v1/batches/{batch_id}/results",
+                                                params={"cursor": str(cursor), "limit": limit}))
 
-    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
-        return self._json("POST", f"/v1/batches/{batch_id}/cancel")
+    def cancel_batch(self, batch_id: str) -> Batch:
+        return self._model(_BATCH, self._json("POST", f"/v1/batches/{batch_id}/cancel"))
 
     # -- artifacts: streamed both ways, never whole in memory --------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from algohost.cli.archive import pack_directory, read_name
-from algohost.cli.client import BUILD_TERMINAL, JOB_TERMINAL, ApiClient, Build, Job
+from algohost.cli.client import BUILD_TERMINAL, ApiClient, Build, Job
 from algohost.cli.common import (
     CliContext,
     PollTimeout,
@@ -44,9 +44,9 @@ class JobFailed(click.ClickException):
     exit_code = 1
 
     def __init__(self, job: Job) -> None:
-        reason = job.get("reason")
-        suffix = f" ({reason})" if reason and reason != job.get("status") else ""
-        super().__init__(f"job {job.get('id')} {job.get('status')}{suffix}")
+        reason = job.reason
+        suffix = f" ({reason})" if reason and reason != job.status else ""
+        super().__init__(f"job {job.id} {job.status}{suffix}")
         self.job = job
 
 
@@ -54,7 +54,7 @@ class BuildFailedError(click.ClickException):
     exit_code = 1
 
     def __init__(self, build: Build) -> None:
-        super().__init__(f"build of {build.get('ref')} {build.get('status')}")
+        super().__init__(f"build of {build.ref} {build.status}")
         self.build = build
 
 
@@ -76,16 +76,16 @@ def start_publish(
 
 def wait_build(client: ApiClient, build: Build, timeout_s: float) -> Build:
     """Poll the version once a second until its build succeeded or failed."""
-    ref = build.get("ref", "?")
-    owner, name, version = build["owner"], build["name"], build["version"]
+    ref = build.ref
+    owner, name, version = build.owner, build.name, build.version
     try:
         with progress(f"building {ref}") as update:
             return wait_until(
                 lambda: client.version(owner, name, version),
-                lambda b: b.get("status") in BUILD_TERMINAL,
+                lambda b: b.status in BUILD_TERMINAL,
                 timeout_s=timeout_s,
                 interval_s=1.0,
-                on_tick=lambda b, t: update(f"building {ref}: {b.get('status')} ({t:.0f}s)"),
+                on_tick=lambda b, t: update(f"building {ref}: {b.status} ({t:.0f}s)"),
             )
     except PollTimeout as exc:
         raise PollTimeout(
@@ -95,8 +95,8 @@ def wait_build(client: ApiClient, build: Build, timeout_s: float) -> Build:
 
 
 def report_build_failure(build: Build) -> None:
-    err.print(f"[red]build of {build.get('ref')} failed[/red]: {build.get('error') or ''}")
-    logs = build.get("logs") or ""
+    err.print(f"[red]build of {build.ref} failed[/red]: {build.error or ''}")
+    logs = build.logs or ""
     if logs:
         err.rule(f"build log (last {BUILD_LOG_TAIL} lines)")
         click.echo(tail(logs, BUILD_LOG_TAIL), err=True)  # verbatim: no markup, no re-wrap
@@ -117,18 +117,18 @@ def publish(
     """Publish DIR (with an algorithm.toml) as a new version and wait for its build."""
     client = ctx.client()
     build = start_publish(client, directory, bump)
-    if not no_wait and build.get("status") not in BUILD_TERMINAL:
+    if not no_wait and build.status not in BUILD_TERMINAL:
         build = wait_build(client, build, timeout_s)
     if as_json:
         emit_json(build)
-    elif build.get("status") != "failed":
-        click.echo(build.get("ref"))
-    if build.get("status") == "failed":
+    elif build.status != "failed":
+        click.echo(build.ref)
+    if build.status == "failed":
         if not as_json:
             report_build_failure(build)
         raise BuildFailedError(build)
     if no_wait and not as_json:
-        err.print(f"build {build.get('id')} {build.get('status')}")
+        err.print(f"build {build.id} {build.status}")
 
 
 @click.command()
@@ -150,18 +150,18 @@ def versions(ctx: CliContext, algorithm: str, as_json: bool) -> None:
 
 def wait_job(client: ApiClient, job: Job) -> Job:
     """Poll a job until it is terminal; Ctrl-C leaves it running and says how to resume."""
-    if job.get("status") in JOB_TERMINAL:
+    if job.status.terminal:
         return job
-    job_id = job["id"]
+    job_id = job.id
     try:
-        with progress(f"job {job_id} {job.get('status')}") as update:
+        with progress(f"job {job_id} {job.status}") as update:
             return wait_until(
                 lambda: client.job(job_id),
-                lambda j: j.get("status") in JOB_TERMINAL,
+                lambda j: j.status.terminal,
                 timeout_s=None,
                 first_interval_s=0.1,
                 interval_s=1.0,
-                on_tick=lambda j, t: update(f"job {job_id} {j.get('status')} ({t:.0f}s)"),
+                on_tick=lambda j, t: update(f"job {job_id} {j.status} ({t:.0f}s)"),
             )
     except KeyboardInterrupt:
         err.print(f"stopped waiting; the job goes on: `algohost job {job_id} --wait`")
@@ -172,11 +172,11 @@ def finish_job(job: Job, as_json: bool, show_metrics: bool) -> None:
     """Print a terminal job for `call`: output on stdout; failure details on stderr."""
     if as_json:
         emit_json(job)
-    elif job.get("status") == "succeeded":
-        emit_json(job.get("output"))
-    if show_metrics and job.get("metrics"):
-        err.print(metrics_table(job.get("metrics", {}), job.get("warm")))
-    if job.get("status") != "succeeded":
+    elif job.status == "succeeded":
+        emit_json(job.output)
+    if show_metrics and job.metrics:
+        err.print(metrics_table(job.metrics, job.warm))
+    if job.status != "succeeded":
         if not as_json:
             print_failure(err, job)
         raise JobFailed(job)
@@ -228,7 +228,7 @@ def submit(
     if as_json:
         emit_json(job)
     else:
-        click.echo(job["id"])
+        click.echo(job.id)
 
 
 @click.command()
@@ -250,11 +250,11 @@ def job(ctx: CliContext, job_id: str, wait: bool, download_dir: Path | None,
     else:
         print_job(out, record)
     if download_dir is not None:
-        for artifact in record.get("artifacts", []):
-            target = download_dir / artifact["name"]
-            client.download_artifact(artifact["sha256"], target)
+        for artifact in record.artifacts:
+            target = download_dir / artifact.name
+            client.download_artifact(artifact.sha256, target)
             if not as_json:
-                click.echo(f"saved {target} ({artifact['size']} bytes)", err=True)
+                click.echo(f"saved {target} ({artifact.size} bytes)", err=True)
 
 
 @click.command()
@@ -280,7 +280,7 @@ def cancel(ctx: CliContext, job_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(record)
     else:
-        click.echo(f"{record.get('id')} {record.get('status')}")
+        click.echo(f"{record.id} {record.status}")
 
 
 @click.command("delete")
@@ -296,7 +296,7 @@ def delete_version(ctx: CliContext, ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(build)
     else:
-        click.echo(f"{build.get('ref')} {build.get('status')}")
+        click.echo(f"{build.ref} {build.status}")
 
 
 API_COMMANDS = (publish, versions, call, submit, job, jobs, cancel, delete_version)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 import requests
+from pydantic import BaseModel
 from rich.console import Console
 
 from algohost.cli.client import ApiClient
@@ -66,7 +67,16 @@ def json_option(func: F) -> F:
 
 
 def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False))
+    """Print a value, an API model (as the API sent it) or a list of them as JSON."""
+    click.echo(json.dumps(_plain(value), indent=2, sort_keys=False, ensure_ascii=False))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_unset=True)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def parse_json_input(value: str) -> Any:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from algohost.cli.client import Build, ErrorInfo, Job, Metrics
+from algohost.public import Build, Job, JobError, JobMetrics
 
 MiB = 1024 * 1024
 STATUS_STYLE = {
@@ -57,11 +57,10 @@ def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
 
-def error_line(error: ErrorInfo | None) -> str:
+def error_line(error: JobError | None) -> str:
     if not error:
         return ""
-    kind, message = error.get("type", "Error"), error.get("message", "")
-    return f"{kind}: {message}" if message else kind
+    return f"{error.type}: {error.message}" if error.message else error.type
 
 
 def versions_table(builds: Sequence[Build]) -> Table:
@@ -69,10 +68,10 @@ def versions_table(builds: Sequence[Build]) -> Table:
                   Column("created", no_wrap=True))
     for build in builds:
         table.add_row(
-            build.get("version", "-"),
-            status_text(build.get("status", "?")),
-            build.get("id", "-"),
-            short_time(build.get("created_at")),
+            build.version,
+            status_text(build.status),
+            build.id,
+            short_time(build.created_at),
         )
     return table
 
@@ -82,22 +81,22 @@ def jobs_table(jobs: Sequence[Job]) -> Table:
                   Column("created", no_wrap=True), "total ms")
     for job in jobs:
         table.add_row(
-            job.get("id", "-"),
-            job.get("algorithm") or job.get("requested", "-"),
-            status_text(job.get("status", "?")),
-            short_time(job.get("created_at")),
-            ms(job.get("metrics", {}).get("total_ms")),
+            job.id,
+            job.algorithm or job.requested,
+            status_text(job.status),
+            short_time(job.created_at),
+            ms(job.metrics.total_ms if job.metrics else None),
         )
     return table
 
 
-def metrics_table(metrics: Metrics, warm: bool | None = None) -> Table:
+def metrics_table(metrics: JobMetrics, warm: bool | None = None) -> Table:
     table = Table("metric", "value", title="metrics")
-    table.add_row("queue_ms", ms(metrics.get("queue_ms")))
-    table.add_row("cold_start_ms", ms(metrics.get("cold_start_ms")))
-    table.add_row("run_ms", ms(metrics.get("run_ms")))
-    table.add_row("total_ms", ms(metrics.get("total_ms")))
-    table.add_row("peak memory MiB", mib(metrics.get("peak_memory_bytes")))
+    table.add_row("queue_ms", ms(metrics.queue_ms))
+    table.add_row("cold_start_ms", ms(metrics.cold_start_ms))
+    table.add_row("run_ms", ms(metrics.run_ms))
+    table.add_row("total_ms", ms(metrics.total_ms))
+    table.add_row("peak memory MiB", mib(metrics.peak_memory_bytes))
     if warm is not None:
         table.add_row("warm", "yes" if warm else "no")
     return table
@@ -108,30 +107,29 @@ def print_job(console: Console, job: Job) -> None:
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold")
     fields.add_column()
-    fields.add_row("id", job.get("id", "-"))
-    fields.add_row("algorithm", job.get("algorithm") or job.get("requested", "-"))
-    fields.add_row("status", status_text(job.get("status", "?")))
-    if job.get("reason"):
-        fields.add_row("reason", str(job.get("reason")))
-    fields.add_row("created", short_time(job.get("created_at")))
-    fields.add_row("started", short_time(job.get("started_at")))
-    fields.add_row("finished", short_time(job.get("finished_at")))
+    fields.add_row("id", job.id)
+    fields.add_row("algorithm", job.algorithm or job.requested)
+    fields.add_row("status", status_text(job.status))
+    if job.reason:
+        fields.add_row("reason", job.reason)
+    fields.add_row("created", short_time(job.created_at))
+    fields.add_row("started", short_time(job.started_at))
+    fields.add_row("finished", short_time(job.finished_at))
     console.print(fields)
-    if job.get("metrics"):
-        console.print(metrics_table(job.get("metrics", {}), job.get("warm")))
-    if job.get("status") == "succeeded":
-        console.print_json(json.dumps(job.get("output")))
+    if job.metrics:
+        console.print(metrics_table(job.metrics, job.warm))
+    if job.status == "succeeded":
+        console.print_json(json.dumps(job.output))
     print_failure(console, job)
 
 
 def print_failure(console: Console, job: Job) -> None:
     """Error type, message, traceback and the algorithm's logs, when there are any."""
-    error = job.get("error")
+    error = job.error
     if error:
         console.print(Text(error_line(error), style="bold red"))
-        if error.get("traceback"):
-            console.print(Text(error["traceback"].rstrip(), style="red"), soft_wrap=True)
-    logs = job.get("logs")
-    if logs and job.get("status") != "succeeded":
+        if error.traceback:
+            console.print(Text(error.traceback.rstrip(), style="red"), soft_wrap=True)
+    if job.logs and job.status != "succeeded":
         console.rule("logs")
-        console.print(Text(tail(logs, 200)), soft_wrap=True)
+        console.print(Text(tail(job.logs, 200)), soft_wrap=True)

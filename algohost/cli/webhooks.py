@@ -6,32 +6,32 @@ ids starting with b_ are batches, any other id a job.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from rich.table import Column, Table
 from rich.text import Text
 
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
 from algohost.cli.render import ms, short_time, truncate
+from algohost.public import Delivery
 
 STATE_STYLE = {"delivered": "green", "dead": "red", "pending": "yellow"}
 
 
-def deliveries_table(deliveries: list[dict[str, Any]]) -> Table:
+def deliveries_table(deliveries: list[Delivery]) -> Table:
     table = Table(Column("delivery", no_wrap=True), "event", "state", Column("attempt at",
                   no_wrap=True), "status", "ms", "error")
     for delivery in deliveries:
-        state = Text(delivery["state"], style=STATE_STYLE.get(delivery["state"], ""))
-        attempts = delivery.get("attempts") or [{}]
-        for n, attempt in enumerate(attempts):
+        state = Text(delivery.state, style=STATE_STYLE.get(delivery.state, ""))
+        if not delivery.attempts:
+            table.add_row(delivery.id, delivery.event, state, "-", "-", "-", "")
+        for n, attempt in enumerate(delivery.attempts):
             first = n == 0
-            table.add_row(delivery["id"] if first else "", delivery["event"] if first else "",
-                          state if first else "", short_time(attempt.get("at")),
-                          str(attempt.get("status_code") or "-"), ms(attempt.get("latency_ms")),
-                          truncate(attempt.get("error") or "", 60))
-        if delivery.get("next_attempt_at") and delivery["state"] == "pending":
-            table.add_row("", "", "", f"next {short_time(delivery['next_attempt_at'])}", "", "",
+            table.add_row(delivery.id if first else "", delivery.event if first else "",
+                          state if first else "", short_time(attempt.at),
+                          str(attempt.status_code or "-"), ms(attempt.latency_ms),
+                          truncate(attempt.error or "", 60))
+        if delivery.next_attempt_at and delivery.state == "pending":
+            table.add_row("", "", "", f"next {short_time(delivery.next_attempt_at)}", "", "",
                           "")
     return table
 
@@ -83,4 +83,4 @@ def redeliver(ctx: CliContext, subject_id: str, delivery_id: str | None, as_json
     if as_json:
         emit_json(delivery)
     else:
-        click.echo(f"{delivery['id']} {delivery['event']} {delivery['state']}")
+        click.echo(f"{delivery.id} {delivery.event} {delivery.state}")

@@ -25,6 +25,7 @@ from algohost.cli.commands import (
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
 from algohost.cli.keys import create_key
 from algohost.cli.render import compact_json, error_line, mib, ms, status_text, truncate
+from algohost.public import JobMetrics
 
 DEMO_OWNER = "demo"
 BUILD_TIMEOUT_S = 1800
@@ -73,13 +74,13 @@ def publish_examples(client: ApiClient, examples: Path) -> dict[str, Build]:
     queued = [start_publish(client, d, "patch", DEMO_OWNER) for d in directories]
     builds: dict[str, Build] = {}
     for build in queued:
-        if build.get("status") not in BUILD_TERMINAL:
+        if build.status not in BUILD_TERMINAL:
             build = wait_build(client, build, BUILD_TIMEOUT_S)
-        if build.get("status") != "succeeded":
+        if build.status != "succeeded":
             report_build_failure(build)
             raise BuildFailedError(build)
-        err.print(f"published [bold]{build.get('ref')}[/bold]")
-        builds[build["name"]] = build
+        err.print(f"published [bold]{build.ref}[/bold]")
+        builds[build.name] = build
     return builds
 
 
@@ -91,7 +92,7 @@ def run_call(client: ApiClient, call: DemoCall) -> Job:
 
 
 def behaved(call: DemoCall, job: Job) -> bool:
-    return (job.get("status") == "succeeded") == call.expect_success
+    return (job.status == "succeeded") == call.expect_success
 
 
 def results_table(results: list[tuple[DemoCall, Job]]) -> Table:
@@ -99,14 +100,13 @@ def results_table(results: list[tuple[DemoCall, Job]]) -> Table:
                   Column("output", no_wrap=True), "queue_ms", "cold_start_ms", "run_ms",
                   "total_ms", "peak MiB", "as expected")
     for call, job in results:
-        metrics = job.get("metrics", {})
-        shown = (compact_json(job.get("output")) if job.get("status") == "succeeded"
-                 else error_line(job.get("error")) or str(job.get("reason") or ""))
+        metrics = job.metrics or JobMetrics()
+        shown = (compact_json(job.output) if job.status == "succeeded"
+                 else error_line(job.error) or str(job.reason or ""))
         table.add_row(
-            call.label, job.get("algorithm", "-"), status_text(job.get("status", "?")),
-            truncate(shown, 40), ms(metrics.get("queue_ms")), ms(metrics.get("cold_start_ms")),
-            ms(metrics.get("run_ms")), ms(metrics.get("total_ms")),
-            mib(metrics.get("peak_memory_bytes")),
+            call.label, job.algorithm, status_text(job.status),
+            truncate(shown, 40), ms(metrics.queue_ms), ms(metrics.cold_start_ms),
+            ms(metrics.run_ms), ms(metrics.total_ms), mib(metrics.peak_memory_bytes),
             "[green]yes[/green]" if behaved(call, job) else "[red]NO[/red]",
         )
     return table
@@ -131,15 +131,16 @@ def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
     unexpected = [call.label for call, job in results if not behaved(call, job)]
     if as_json:
         emit_json({"key_file": str(key_path),
-                   "builds": {name: b.get("ref") for name, b in builds.items()},
-                   "calls": [{"label": c.label, "as_expected": behaved(c, j), "job": j}
+                   "builds": {name: b.ref for name, b in builds.items()},
+                   "calls": [{"label": c.label, "as_expected": behaved(c, j),
+                              "job": j.model_dump(mode="json", exclude_unset=True)}
                              for c, j in results],
                    "ok": not unexpected})
     else:
         out.print(results_table(results))
         for call, job in results:
-            if not call.expect_success and job.get("error"):
-                out.print(f"{call.label} failed as expected: {error_line(job.get('error'))}")
+            if not call.expect_success and job.error:
+                out.print(f"{call.label} failed as expected: {error_line(job.error)}")
         out.print(f"API key for owner {DEMO_OWNER!r}: {key_path}")
         out.print(f"  export ALGOHOST_API_KEY=$(cat {key_path})", highlight=False)
     if unexpected:

@@ -20,6 +20,7 @@ import docker.errors
 
 from algohost.config import SandboxSettings
 from algohost.errors import BuildFailed, InvalidManifest
+from algohost.manifest import Manifest
 from algohost.names import ALGORITHM_NAME, APT_PACKAGE, ENTRYPOINT, PIP_REQUIREMENT
 from algohost.sandbox.docker import (
     LABEL_BUILD,
@@ -55,18 +56,15 @@ class ImageBuilder:
             self._client = docker_client(self.settings)
         return self._client
 
-    def dockerfile(self, manifest: Mapping[str, Any]) -> str:
-        """The Dockerfile for a manifest dict (see algohost.manifest for its shape)."""
-        entrypoint = ENTRYPOINT.check(str(manifest.get("entrypoint", "")), InvalidManifest,
-                                      "entrypoint")
-        build = manifest.get("build") or {}
-        system = [APT_PACKAGE.check(str(p), InvalidManifest, "build.system_packages")
-                  for p in build.get("system_packages") or []]
-        packages = [PIP_REQUIREMENT.check(str(p), InvalidManifest, "build.python_packages")
-                    for p in build.get("python_packages") or []]
-        requirements = build.get("requirements")
-        name = json.dumps(ALGORITHM_NAME.check(str(manifest.get("name", "")), InvalidManifest,
-                                               "name"))
+    def dockerfile(self, manifest: Manifest) -> str:
+        """The Dockerfile for a manifest; its strings are checked again, as they reach a shell."""
+        entrypoint = ENTRYPOINT.check(manifest.entrypoint, InvalidManifest, "entrypoint")
+        system = [APT_PACKAGE.check(p, InvalidManifest, "build.system_packages")
+                  for p in manifest.build.system_packages]
+        packages = [PIP_REQUIREMENT.check(p, InvalidManifest, "build.python_packages")
+                    for p in manifest.build.python_packages]
+        requirements = manifest.build.requirements
+        name = json.dumps(ALGORITHM_NAME.check(manifest.name, InvalidManifest, "name"))
         lines = [
             f"FROM {self.settings.base_image}",
             f'LABEL {LABEL_MANAGED}="1" algohost.algorithm={name}',
@@ -104,7 +102,7 @@ class ImageBuilder:
         ]
         return "\n".join(lines) + "\n"
 
-    def context(self, source_files: Mapping[str, bytes], manifest: Mapping[str, Any]) -> bytes:
+    def context(self, source_files: Mapping[str, bytes], manifest: Manifest) -> bytes:
         """The gzip tar build context: Dockerfile, src/, runner/ and the optional CA bundle."""
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -126,7 +124,7 @@ class ImageBuilder:
         build_id: str,
         tag: str,
         source_files: Mapping[str, bytes],
-        manifest: Mapping[str, Any],
+        manifest: Manifest,
         on_log: Callable[[str], None],
     ) -> str:
         """Build and tag the image, streaming its log lines; returns the image id."""

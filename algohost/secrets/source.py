@@ -6,9 +6,23 @@ need no secrets keep running while Vault is down.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
+from algohost.manifest import Manifest
 from algohost.secrets.base import SecretReader
+
+
+class Build(Protocol):
+    """What this needs of a build record (the store's BuildRecord), without importing it."""
+
+    @property
+    def owner(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def manifest(self) -> Manifest: ...
 
 
 class VaultSecretSource:
@@ -17,8 +31,8 @@ class VaultSecretSource:
     def __init__(self, reader: SecretReader) -> None:
         self.reader = reader
 
-    def for_build(self, build: dict[str, Any]) -> tuple[dict[str, str], str]:
-        names = list((build.get("manifest") or {}).get("secrets", {}).get("names") or [])
+    def for_build(self, build: Build) -> tuple[dict[str, str], str]:
+        names = build.manifest.secrets.names
         if not names:
             return {}, ""
-        return self.reader.read(build["owner"], build["name"], names)
+        return self.reader.read(build.owner, build.name, list(names))

@@ -6,19 +6,25 @@ StoreUnavailable here so callers see algohost errors only.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import redis
 
 from algohost.config import Settings
 from algohost.errors import StoreUnavailable
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 PREFIX = "algohost:"
 P = ParamSpec("P")
 R = TypeVar("R")
+D = TypeVar("D", bound="DataclassInstance")
 
 
 def _timeouts(settings: Settings) -> dict[str, Any]:
@@ -52,14 +58,92 @@ def translate_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+# Records are encoded and decoded field by field on the call path, where json.dumps and
+# json.loads cost more in their Python wrappers (a new encoder per dumps with separators,
+# two whitespace regexes per loads) than in the work. So the C encoder is made once and
+# the decoder's scanner is called directly; the output is exactly json.dumps(value,
+# separators=(",", ":")), and text the scanner does not take whole goes to json.loads.
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_c_encoder = json.encoder.c_make_encoder  # type: ignore[attr-defined]  # not in the stubs
+_iterencode = None if _c_encoder is None else _c_encoder(
+    None, _refuse, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+_encode_str = json.encoder.encode_basestring_ascii
+_slow_encode = json.JSONEncoder(separators=(",", ":")).encode
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # not in the stubs
+
+
 def encode_value(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    if type(value) is str:
+        return _encode_str(value)
+    if _iterencode is None:
+        return _slow_encode(value)
+    return "".join(_iterencode(value, 0))
 
 
-def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
-    """A record as a Redis hash: each field JSON-encoded, so types survive."""
+def decode_value(text: str) -> Any:
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises the usual JSONDecodeError, or reads padded text
+    return value if end == len(text) else json.loads(text)
+
+
+def encode_fields(fields: Mapping[str, Any]) -> dict[str, str]:
+    """Fields of a record as a Redis hash: each one JSON-encoded, so types survive."""
     return {k: encode_value(v) for k, v in fields.items()}
 
 
-def decode_fields(raw: dict[str, str]) -> dict[str, Any]:
-    return {k: json.loads(v) for k, v in raw.items()}
+def decode_fields(raw: Mapping[str, str]) -> dict[str, Any]:
+    return {k: decode_value(v) for k, v in raw.items()}
+
+
+class RecordFields(Generic[D]):
+    """One record type (a dataclass) and its Redis form: a hash with one JSON text per field.
+
+    `typed` turns a field's JSON value into its typed value on reading (a status into its
+    Enum, a manifest into a Manifest); `plain` does the reverse on writing."""
+
+    def __init__(self, record_type: type[D], kind: str, *,
+                 typed: Mapping[str, Callable[[Any], Any]] | None = None,
+                 plain: Mapping[str, Callable[[Any], Any]] | None = None) -> None:
+        self.record_type, self.kind = record_type, kind
+        self.names = tuple(f.name for f in dataclasses.fields(record_type))
+        self.known = frozenset(self.names)
+        self.typed = dict(typed or {})
+        self.plain = dict(plain or {})
+        self._as_is = tuple(name for name in self.names if name not in self.plain)
+
+    def encode(self, record: D) -> dict[str, str]:
+        encoded = {name: encode_value(getattr(record, name)) for name in self._as_is}
+        for name, to_plain in self.plain.items():
+            encoded[name] = encode_value(to_plain(getattr(record, name)))
+        return encoded
+
+    def decode(self, raw: Mapping[str, str]) -> D:
+        """The record from its stored fields.
+
+        Fields it does not know (written by newer code) are skipped: writes go field by
+        field, so skipping one here never erases it in Redis. Missing ones take their
+        defaults."""
+        known = self.known
+        values = {k: decode_value(v) for k, v in raw.items() if k in known}
+        for name, to_typed in self.typed.items():
+            if name in values:
+                values[name] = to_typed(values[name])
+        return self.record_type(**values)
+
+    def check(self, names: Iterable[str]) -> None:
+        """A partial write names only fields of the record: a typo is a bug, not a new field."""
+        unknown = set(names) - self.known
+        if unknown:
+            raise ValueError(f"a {self.kind} record has no field {sorted(unknown)}")
+
+
+def lua(name: str) -> str:
+    """The text of store/lua/<name>.lua, shipped as package data."""
+    return resources.files("algohost.store").joinpath("lua", f"{name}.lua").read_text()

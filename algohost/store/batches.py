@@ -8,12 +8,22 @@ A running chunk holds a lease, as a running job does, so a lost worker's chunk r
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
-from algohost.store import PREFIX, encode_value, translate_errors
+from algohost.store import (
+    PREFIX,
+    RecordFields,
+    decode_value,
+    encode_value,
+    lua,
+    translate_errors,
+)
+from algohost.store.jobs import ErrorInfo, Metrics
 
 ITEM_STATUSES = ("succeeded", "failed", "timed_out", "canceled")
 PUSH_SLICE = 1000  # inputs per RPUSH: keeps each command small
@@ -26,6 +36,47 @@ class BatchStatus(StrEnum):
     CANCELED = "canceled"
 
 
+@dataclass(slots=True)
+class BatchRecord:
+    """A batch as stored: a Redis hash of JSON text fields (inputs, results and counts live
+    in keys of their own). Missing fields take their defaults; unknown ones are skipped."""
+
+    id: str
+    owner: str
+    status: BatchStatus
+    requested: str = ""  # the algorithm as the caller named it
+    algorithm: str = ""  # the exact build: owner/name@1.2.3
+    build_id: str = ""
+    reason: str | None = None
+    total: int = 0  # how many inputs
+    created_at: str = ""
+    finished_at: str | None = None
+    timeout_s: int = 0  # each input's limit
+    webhook: str | None = None
+    webhook_events: list[str] = field(default_factory=list)
+
+    def to_redis(self) -> dict[str, str]:
+        return BATCH_FIELDS.encode(self)
+
+    @staticmethod
+    def from_redis(raw: Mapping[str, str]) -> BatchRecord:
+        return BATCH_FIELDS.decode(raw)
+
+
+BATCH_FIELDS = RecordFields(BatchRecord, "batch", typed={"status": BatchStatus})
+
+
+class ItemResult(TypedDict, total=False):
+    """One input's stored result: output when it succeeded, else error and a log tail."""
+
+    status: str  # one of ITEM_STATUSES
+    reason: str
+    output: Any
+    error: ErrorInfo | None
+    logs: str
+    metrics: Metrics
+
+
 def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:
     """[start, stop) index ranges of at most `size` inputs covering 0..total."""
     if size < 1:
@@ -33,70 +84,9 @@ def chunk_ranges(total: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-# KEYS: batch hash, results hash, counts hash. ARGV[1] encoded finished_at, then
-# (index, status, encoded result) triples.
-_RECORD = """
-local added = 0
-for i = 2, #ARGV, 3 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
-    redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
-    added = added + 1
-  end
-end
-local ttl = redis.call('TTL', KEYS[1])
-if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
-local done = 0
-for _, status in ipairs({'succeeded', 'failed', 'timed_out', 'canceled'}) do
-  done = done + tonumber(redis.call('HGET', KEYS[3], status) or '0')
-end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
-if added > 0 and done >= total and redis.call('HGET', KEYS[1], 'status') == '"running"' then
-  redis.call('HSET', KEYS[1], 'status', '"completed"', 'finished_at', ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# KEYS: batch hash. ARGV[1] encoded finished_at, ARGV[2] encoded reason.
-_CANCEL = """
-if redis.call('HGET', KEYS[1], 'status') ~= '"running"' then return 0 end
-redis.call('HSET', KEYS[1], 'status', '"canceled"', 'finished_at', ARGV[1], 'reason', ARGV[2])
-return 1
-"""
-
-
-# KEYS: running chunks zset, the batch's chunk attempts hash. ARGV: member, lease expiry,
-# now, "start:stop", retention. A live lease elsewhere wins (0); an expired one is taken
-# over, so a redelivered message need not wait for the reaper. Returns the attempt number.
-_CLAIM_CHUNK = """
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if held and tonumber(held) > tonumber(ARGV[3]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-local attempts = redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return attempts
-"""
-
-# KEYS: running chunks zset. ARGV: member, the expiry this holder last wrote, the new expiry
-# ('' releases). The expiry it wrote identifies the holder: after the lease was reaped or
-# taken over, the old holder can neither renew nor release the new one.
-_HOLD_CHUNK = """
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not held or tonumber(held) ~= tonumber(ARGV[2]) then return 0 end
-if ARGV[3] == '' then return redis.call('ZREM', KEYS[1], ARGV[1]) end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return 1
-"""
-
-# KEYS: running chunks zset, the batch's chunk attempts hash. ARGV: member, now,
-# "start:stop". Takes an expired lease off the set for one reaper only (-1 when it was
-# renewed, taken over or reaped meanwhile); returns the chunk's attempts so far.
-_TAKE_EXPIRED_CHUNK = """
-local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not held or tonumber(held) > tonumber(ARGV[2]) then return -1 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-return tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-"""
+_RUNNING, _COMPLETED, _CANCELED = (encode_value(s.value) for s in (
+    BatchStatus.RUNNING, BatchStatus.COMPLETED, BatchStatus.CANCELED))
+_ITEM_STATUSES = ",".join(ITEM_STATUSES)
 
 
 def chunk_member(batch_id: str, start: int, stop: int) -> str:
@@ -108,11 +98,11 @@ class BatchStore:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
         self.retention_s = retention_s
-        self._record = client.register_script(_RECORD)
-        self._cancel = client.register_script(_CANCEL)
-        self._claim_chunk = client.register_script(_CLAIM_CHUNK)
-        self._hold_chunk = client.register_script(_HOLD_CHUNK)
-        self._take_expired_chunk = client.register_script(_TAKE_EXPIRED_CHUNK)
+        self._record = client.register_script(lua("batch_record_results"))
+        self._cancel = client.register_script(lua("batch_cancel"))
+        self._claim_chunk = client.register_script(lua("chunk_claim"))
+        self._hold_chunk = client.register_script(lua("chunk_hold"))
+        self._take_expired_chunk = client.register_script(lua("chunk_take_expired"))
 
     @staticmethod
     def key(batch_id: str) -> str:
@@ -136,9 +126,9 @@ class BatchStore:
         return cls.key(batch_id) + ":chunks"
 
     @translate_errors
-    def create(self, record: dict[str, Any], inputs: list[str]) -> None:
+    def create(self, record: BatchRecord, inputs: list[str]) -> None:
         """Write the record and its inputs (each already JSON text), all with the retention TTL."""
-        batch_id = record["id"]
+        batch_id = record.id
         pipe = self.redis.pipeline(transaction=False)
         for start in range(0, len(inputs), PUSH_SLICE):
             pipe.rpush(self.inputs_key(batch_id), *inputs[start:start + PUSH_SLICE])
@@ -146,19 +136,19 @@ class BatchStore:
         for key in (self.inputs_key(batch_id), self.counts_key(batch_id)):
             pipe.expire(key, self.retention_s)
         # The record goes last: a batch is visible only once its inputs are all there.
-        pipe.hset(self.key(batch_id), mapping={k: encode_value(v) for k, v in record.items()})
+        pipe.hset(self.key(batch_id), mapping=record.to_redis())
         pipe.expire(self.key(batch_id), self.retention_s)
         pipe.execute()
 
     @translate_errors
-    def get(self, batch_id: str) -> dict[str, Any] | None:
+    def get(self, batch_id: str) -> BatchRecord | None:
         raw = self.redis.hgetall(self.key(batch_id))
-        return {k: json.loads(v) for k, v in raw.items()} if raw else None
+        return BatchRecord.from_redis(raw) if raw else None
 
     @translate_errors
     def status(self, batch_id: str) -> BatchStatus | None:
         raw = self.redis.hget(self.key(batch_id), "status")
-        return BatchStatus(json.loads(raw)) if raw else None
+        return BatchStatus(decode_value(raw)) if raw else None
 
     @translate_errors
     def counts(self, batch_id: str) -> dict[str, int]:
@@ -174,19 +164,19 @@ class BatchStore:
                 for item in self.redis.lrange(self.inputs_key(batch_id), start, stop - 1)]
 
     @translate_errors
-    def record_results(self, batch_id: str, results: dict[int, dict[str, Any]],
+    def record_results(self, batch_id: str, results: Mapping[int, ItemResult],
                        finished_at: str) -> bool:
         """Store results not stored yet; True when this call finished the batch."""
         if not results:
             return False
-        args: list[Any] = [encode_value(finished_at)]
+        args: list[Any] = [encode_value(finished_at), _RUNNING, _COMPLETED, _ITEM_STATUSES]
         for index, result in results.items():
             args += [index, result["status"], encode_value(result)]
         keys = [self.key(batch_id), self.results_key(batch_id), self.counts_key(batch_id)]
         return bool(self._record(keys=keys, args=args) == 1)
 
     @translate_errors
-    def results(self, batch_id: str, start: int, stop: int) -> list[dict[str, Any] | None]:
+    def results(self, batch_id: str, start: int, stop: int) -> list[ItemResult | None]:
         """Results of inputs start..stop-1 in input order; None where not finished."""
         if stop <= start:
             return []
@@ -205,7 +195,8 @@ class BatchStore:
     def cancel(self, batch_id: str, finished_at: str, reason: str = "canceled") -> bool:
         """running -> canceled; False when the batch had already finished."""
         return bool(self._cancel(keys=[self.key(batch_id)],
-                                 args=[encode_value(finished_at), encode_value(reason)]) == 1)
+                                 args=[encode_value(finished_at), encode_value(reason),
+                                       _RUNNING, _CANCELED]) == 1)
 
     # Chunk leases -------------------------------------------------------------------------
 

@@ -6,15 +6,24 @@ Lua script, so a redelivered message for a finished job changes nothing.
 
 from __future__ import annotations
 
-import json
 import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
-from algohost.store import PREFIX, decode_fields, encode_fields, encode_value, translate_errors
+from algohost.store import (
+    PREFIX,
+    RecordFields,
+    decode_value,
+    encode_fields,
+    encode_value,
+    lua,
+    translate_errors,
+)
 
 
 class JobStatus(StrEnum):
@@ -54,47 +63,77 @@ def sources_for(target: JobStatus) -> frozenset[JobStatus]:
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
-# KEYS[1] job hash, KEYS[2] running zset, KEYS[3] the job's done list; ARGV[1]
-# comma list of encoded allowed statuses, ARGV[2] encoded new status, ARGV[3] job
-# id, ARGV[4] lease expiry or "", ARGV[5] "1" when the new status is terminal,
-# then field/value pairs. Waking waiters in the same script saves a round trip.
-_CAS = """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return -1 end
-local ok = false
-for s in string.gmatch(ARGV[1], '[^,]+') do
-  if s == current then ok = true end
-end
-if not ok then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-else
-  redis.call('ZREM', KEYS[2], ARGV[3])
-end
-if ARGV[5] == '1' then
-  redis.call('RPUSH', KEYS[3], '1')
-  redis.call('EXPIRE', KEYS[3], 300)
-end
-return 1
-"""
+class ErrorInfo(TypedDict):
+    """Why a call failed, as the runner or the worker reports it."""
+
+    type: str
+    message: str
+    traceback: str | None
 
 
-# Claim a queued job in one round trip: KEYS[1] job hash, KEYS[2] running zset;
-# ARGV[1] job id, ARGV[2] lease expiry, ARGV[3] started_at, ARGV[4] worker (both
-# JSON-encoded). Returns {claimed 0|1, flat HGETALL of the record after}.
-_CLAIM = """
-local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return {0, {}} end
-if current ~= '"queued"' then return {0, redis.call('HGETALL', KEYS[1])} end
-redis.call('HSET', KEYS[1], 'status', '"running"', 'started_at', ARGV[3], 'worker', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return {1, redis.call('HGETALL', KEYS[1])}
-"""
+class Metrics(TypedDict, total=False):
+    """What the worker measured of a call (a batch item carries run_ms and memory only)."""
+
+    queue_ms: float
+    cold_start_ms: float
+    run_ms: float
+    total_ms: float
+    peak_memory_bytes: int
+
+
+class ArtifactInfo(TypedDict):
+    """A file the call left under /outputs, stored as an artifact."""
+
+    name: str
+    sha256: str
+    size: int
+    media_type: str
+    url: str
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """One call as stored: a Redis hash whose fields are JSON text.
+
+    Every field but id, owner and status has a default, so records written before a
+    field existed still load; fields this code does not know are skipped on reading."""
+
+    id: str
+    owner: str
+    status: JobStatus
+    requested: str = ""  # the algorithm as the caller named it
+    algorithm: str = ""  # the exact build: owner/name@1.2.3
+    build_id: str = ""
+    image: str = ""
+    input: Any = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    logs: str = ""
+    reason: str | None = None
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    warm: bool | None = None
+    timeout_s: int = 0
+    attempts: int = 0
+    metrics: Metrics | None = None
+    webhook: str | None = None
+    webhook_events: list[str] = field(default_factory=list)
+    worker: str | None = None  # the worker that claimed it last
+    artifacts: list[ArtifactInfo] = field(default_factory=list)
+
+    def to_redis(self) -> dict[str, str]:
+        return JOB_FIELDS.encode(self)
+
+    @staticmethod
+    def from_redis(raw: Mapping[str, str]) -> JobRecord:
+        return JOB_FIELDS.decode(raw)
+
+
+JOB_FIELDS = RecordFields(JobRecord, "job", typed={"status": JobStatus})
+
+
+_QUEUED, _RUNNING = encode_value(JobStatus.QUEUED.value), encode_value(JobStatus.RUNNING.value)
 
 
 class JobStore:
@@ -102,8 +141,8 @@ class JobStore:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
         self.retention_s = retention_s
-        self._cas = client.register_script(_CAS)
-        self._claim = client.register_script(_CLAIM)
+        self._cas = client.register_script(lua("job_transition"))
+        self._claim = client.register_script(lua("job_claim"))
 
     @staticmethod
     def key(job_id: str) -> str:
@@ -116,35 +155,36 @@ class JobStore:
     RUNNING_KEY = f"{PREFIX}jobs:running"
 
     @translate_errors
-    def create(self, job: dict[str, Any]) -> None:
-        key = self.key(job["id"])
+    def create(self, job: JobRecord) -> None:
+        key = self.key(job.id)
         now = time.time()
         # One round trip; no MULTI: the record is written before its id is known to
         # anyone, and a reader that finds no index entry yet simply lists it later.
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key, mapping=encode_fields(job))
+        pipe.hset(key, mapping=job.to_redis())
         pipe.expire(key, self.retention_s)
-        owner_index = f"{PREFIX}jobs:owner:{job['owner']}"
-        pipe.zadd(owner_index, {job["id"]: now})
+        owner_index = f"{PREFIX}jobs:owner:{job.owner}"
+        pipe.zadd(owner_index, {job.id: now})
         pipe.expire(owner_index, self.retention_s)
         if random.random() < 0.02:  # trimming the index now and then keeps it bounded
             pipe.zremrangebyscore(owner_index, "-inf", now - self.retention_s)
         pipe.execute()
 
     @translate_errors
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(self.key(job_id))
-        return decode_fields(raw) if raw else None
+        return JobRecord.from_redis(raw) if raw else None
 
     @translate_errors
     def status(self, job_id: str) -> JobStatus | None:
         raw = self.redis.hget(self.key(job_id), "status")
-        return JobStatus(json.loads(raw)) if raw else None
+        return JobStatus(decode_value(raw)) if raw else None
 
     @translate_errors
     def update(self, job_id: str, **fields: Any) -> None:
         if "status" in fields:
             raise InvalidTransition("status changes go through transition()")
+        JOB_FIELDS.check(fields)
         self.redis.hset(self.key(job_id), mapping=encode_fields(fields))
 
     @translate_errors
@@ -158,9 +198,10 @@ class JobStore:
         sources = allowed if expected is None else frozenset(expected)
         if not sources <= allowed:
             raise InvalidTransition(f"{sorted(sources - allowed)} -> {target} is not allowed")
+        JOB_FIELDS.check(fields)
         encoded = encode_fields(fields)
-        args: list[str] = [",".join(json.dumps(s.value) for s in sources),
-                           json.dumps(target.value), job_id,
+        args: list[str] = [",".join(encode_value(s.value) for s in sources),
+                           encode_value(target.value), job_id,
                            "" if lease_until is None else repr(lease_until),
                            "1" if target.terminal else "0"]
         for name, value in encoded.items():
@@ -170,13 +211,14 @@ class JobStore:
 
     @translate_errors
     def claim(self, job_id: str, worker: str, started_at: str,
-              lease_until: float) -> tuple[bool, dict[str, Any] | None]:
+              lease_until: float) -> tuple[bool, JobRecord | None]:
         """queued -> running for this worker; returns (claimed, the record as it now is)."""
         claimed, flat = self._claim(
             keys=[self.key(job_id), self.RUNNING_KEY],
-            args=[job_id, repr(lease_until), encode_value(started_at), encode_value(worker)])
+            args=[job_id, repr(lease_until), encode_value(started_at), encode_value(worker),
+                  _QUEUED, _RUNNING])
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
-        return bool(claimed), (decode_fields(raw) if raw else None)
+        return bool(claimed), (JobRecord.from_redis(raw) if raw else None)
 
     @translate_errors
     def renew_lease(self, job_id: str, until: float) -> None:
@@ -187,7 +229,7 @@ class JobStore:
         return list(self.redis.zrangebyscore(self.RUNNING_KEY, "-inf", now))
 
     @translate_errors
-    def wait_terminal(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
+    def wait_terminal(self, job_id: str, timeout_s: float) -> JobRecord | None:
         """Block until the job is terminal or the timeout passes; returns the record.
 
         The done list is pushed after the terminal write and outlives it, so
@@ -203,14 +245,14 @@ class JobStore:
                 pipe.rpush(done, "1")
                 pipe.hgetall(self.key(job_id))
                 raw = pipe.execute()[1]
-                job = decode_fields(raw) if raw else None
+                job = JobRecord.from_redis(raw) if raw else None
             else:
                 job = self.get(job_id)
-            if job is None or JobStatus(job["status"]).terminal or time.monotonic() >= deadline:
+            if job is None or job.status.terminal or time.monotonic() >= deadline:
                 return job
 
     @translate_errors
-    def list_for_owner(self, owner: str, limit: int) -> list[dict[str, Any]]:
+    def list_for_owner(self, owner: str, limit: int) -> list[JobRecord]:
         ids = self.redis.zrevrange(f"{PREFIX}jobs:owner:{owner}", 0, max(limit * 2, limit) - 1)
         jobs = []
         for job_id in ids:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -17,8 +19,9 @@ import redis
 from algohost import semver
 from algohost.clock import now_iso
 from algohost.errors import AlgorithmNotFound, BuildNotFound, BuildNotReady, VersionNotFound
+from algohost.manifest import Manifest, manifest_from_dict
 from algohost.names import AlgorithmRef
-from algohost.store import PREFIX, decode_fields, encode_fields, translate_errors
+from algohost.store import PREFIX, RecordFields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
 
@@ -35,6 +38,42 @@ def image_tag(owner: str, name: str, content_hash: str) -> str:
     return f"algohost/{owner}/{name}:{content_hash[:16]}"
 
 
+@dataclass(slots=True)
+class BuildRecord:
+    """One immutable build of an algorithm, as stored: a Redis hash of JSON text fields.
+
+    The manifest is stored as its dict and read back as a `Manifest`; fields this code
+    does not know are skipped, missing ones take their defaults."""
+
+    id: str
+    owner: str
+    name: str
+    version: str
+    status: BuildStatus
+    manifest: Manifest
+    ref: str = ""  # owner/name@version
+    content_hash: str = ""
+    image: str = ""  # the tag
+    created_at: str = ""
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    image_id: str | None = None  # the engine's id of the image, once built
+    deleted_at: str | None = None
+
+    def to_redis(self) -> dict[str, str]:
+        return BUILD_FIELDS.encode(self)
+
+    @staticmethod
+    def from_redis(raw: Mapping[str, str]) -> BuildRecord:
+        return BUILD_FIELDS.decode(raw)
+
+
+BUILD_FIELDS = RecordFields(BuildRecord, "build",
+                            typed={"status": BuildStatus, "manifest": manifest_from_dict},
+                            plain={"manifest": Manifest.to_dict})
+
+
 class Registry:
     def __init__(self, client: redis.Redis, raw: redis.Redis | None = None,
                  cache_s: float = 0.0) -> None:
@@ -44,7 +83,7 @@ class Registry:
         # Finished builds are immutable but for deletion, so the API may keep them
         # for cache_s seconds: a call then costs one registry read, not two.
         self.cache_s = cache_s
-        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._cache: dict[str, tuple[float, BuildRecord]] = {}
 
     @staticmethod
     def _algo(owner: str, name: str) -> str:
@@ -55,8 +94,8 @@ class Registry:
         return f"{PREFIX}build:{build_id}"
 
     @translate_errors
-    def publish(self, owner: str, name: str, content_hash: str, manifest: dict[str, Any],
-                source: bytes, bump: semver.Bump) -> tuple[dict[str, Any], bool]:
+    def publish(self, owner: str, name: str, content_hash: str, manifest: Manifest,
+                source: bytes, bump: semver.Bump) -> tuple[BuildRecord, bool]:
         """Record a build for this content; returns (build, created).
 
         Identical content returns its existing build, unless that build failed,
@@ -66,37 +105,35 @@ class Registry:
             existing_id = self.redis.hget(f"{algo}:hashes", content_hash)
             if existing_id:
                 build = self.get_build(existing_id)
-                if build["status"] != BuildStatus.FAILED:
+                if build.status is not BuildStatus.FAILED:
                     return build, False
                 self._reset(build, manifest, source)
                 return self.get_build(existing_id), True
             version = semver.next_version(list(self.redis.hkeys(f"{algo}:versions")), bump)
             build_id = "b_" + uuid.uuid4().hex[:20]
-            build = {
-                "id": build_id, "owner": owner, "name": name, "version": version,
-                "ref": str(AlgorithmRef(owner, name, version)), "content_hash": content_hash,
-                "image": image_tag(owner, name, content_hash), "status": BuildStatus.QUEUED.value,
-                "created_at": now_iso(), "started_at": None, "finished_at": None,
-                "manifest": manifest, "error": None,
-            }
+            build = BuildRecord(
+                id=build_id, owner=owner, name=name, version=version,
+                ref=str(AlgorithmRef(owner, name, version)), content_hash=content_hash,
+                image=image_tag(owner, name, content_hash), status=BuildStatus.QUEUED,
+                created_at=now_iso(), manifest=manifest)
             pipe = self.redis.pipeline()
             pipe.hsetnx(algo, "owner", owner)
             pipe.hsetnx(algo, "name", name)
             pipe.hsetnx(algo, "created_at", now_iso())
             pipe.sadd(f"{PREFIX}algos:{owner}", name)
-            pipe.hset(self._build(build_id), mapping=encode_fields(build))
+            pipe.hset(self._build(build_id), mapping=build.to_redis())
             pipe.hset(f"{algo}:versions", version, build_id)
             pipe.hset(f"{algo}:hashes", content_hash, build_id)
             pipe.execute()
             self._store_source(build_id, source)
             return build, True
 
-    def _reset(self, build: dict[str, Any], manifest: dict[str, Any], source: bytes) -> None:
-        fields = {"status": BuildStatus.QUEUED.value, "error": None, "finished_at": None,
-                  "started_at": None, "manifest": manifest}
-        self.redis.hset(self._build(build["id"]), mapping=encode_fields(fields))
-        self.redis.delete(f"{self._build(build['id'])}:logs")
-        self._store_source(build["id"], source)
+    def _reset(self, build: BuildRecord, manifest: Manifest, source: bytes) -> None:
+        values = {"status": BuildStatus.QUEUED.value, "error": None, "finished_at": None,
+                  "started_at": None, "manifest": manifest.to_dict()}
+        self.redis.hset(self._build(build.id), mapping=encode_fields(values))
+        self.redis.delete(f"{self._build(build.id)}:logs")
+        self._store_source(build.id, source)
 
     def _store_source(self, build_id: str, source: bytes) -> None:
         client = self.raw or self.redis
@@ -111,67 +148,70 @@ class Registry:
         return data if isinstance(data, bytes) else str(data).encode()
 
     @translate_errors
-    def get_build(self, build_id: str) -> dict[str, Any]:
+    def get_build(self, build_id: str) -> BuildRecord:
         raw = self.redis.hgetall(self._build(build_id))
         if not raw:
             raise BuildNotFound(f"build {build_id} does not exist")
-        return decode_fields(raw)
+        return BuildRecord.from_redis(raw)
 
-    def build_for_call(self, build_id: str) -> dict[str, Any]:
+    def build_for_call(self, build_id: str) -> BuildRecord:
         """A build as a call needs it; successful ones come from the cache, if any."""
         cached = self._cache.get(build_id)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         build = self.get_build(build_id)
-        if self.cache_s > 0 and build["status"] == BuildStatus.SUCCEEDED:
+        if self.cache_s > 0 and build.status is BuildStatus.SUCCEEDED:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[build_id] = (time.monotonic() + self.cache_s, build)
         return build
 
     @translate_errors
-    def update_build(self, build_id: str, **fields: Any) -> None:
-        self.redis.hset(self._build(build_id), mapping=encode_fields(fields))
+    def update_build(self, build_id: str, **values: Any) -> None:
+        BUILD_FIELDS.check(values)
+        if isinstance(values.get("manifest"), Manifest):
+            values["manifest"] = values["manifest"].to_dict()
+        self.redis.hset(self._build(build_id), mapping=encode_fields(values))
 
     @translate_errors
-    def mark_succeeded(self, build_id: str, **fields: Any) -> None:
+    def mark_succeeded(self, build_id: str, **values: Any) -> None:
         """Record a successful build and move @latest to it if it is the newest."""
         build = self.get_build(build_id)
-        algo = self._algo(build["owner"], build["name"])
-        with self.redis.lock(f"{PREFIX}lock:{build['owner']}/{build['name']}", timeout=30,
+        algo = self._algo(build.owner, build.name)
+        with self.redis.lock(f"{PREFIX}lock:{build.owner}/{build.name}", timeout=30,
                              blocking_timeout=30):
-            self.update_build(build_id, status=BuildStatus.SUCCEEDED.value, **fields)
+            self.update_build(build_id, status=BuildStatus.SUCCEEDED.value, **values)
             current = self.redis.hget(algo, "latest_version")
-            if current is None or semver.Version.parse(build["version"]) > semver.Version.parse(
+            if current is None or semver.Version.parse(build.version) > semver.Version.parse(
                     current):
-                self.redis.hset(algo, mapping={"latest_version": build["version"],
+                self.redis.hset(algo, mapping={"latest_version": build.version,
                                                "latest_build": build_id})
 
     @translate_errors
-    def delete(self, owner: str, name: str, version: str) -> dict[str, Any]:
+    def delete(self, owner: str, name: str, version: str) -> BuildRecord:
         """Mark a version deleted: never callable again, its number never reused.
 
         Publishing the same content afterwards makes a new version; @latest moves
         to the newest successful build that is left."""
         build = self.find(owner, name, version)
         algo = self._algo(owner, name)
-        if build["status"] in (BuildStatus.QUEUED, BuildStatus.BUILDING):
-            raise BuildNotReady(f"{build['ref']} is still building; delete it once it is done",
-                                build_status=build["status"])
+        if build.status in (BuildStatus.QUEUED, BuildStatus.BUILDING):
+            raise BuildNotReady(f"{build.ref} is still building; delete it once it is done",
+                                build_status=build.status.value)
         with self.redis.lock(f"{PREFIX}lock:{owner}/{name}", timeout=30, blocking_timeout=30):
-            self.update_build(build["id"], status=BuildStatus.DELETED.value, deleted_at=now_iso())
-            if self.redis.hget(f"{algo}:hashes", build["content_hash"]) == build["id"]:
-                self.redis.hdel(f"{algo}:hashes", build["content_hash"])
-            if self.redis.hget(algo, "latest_build") == build["id"]:
+            self.update_build(build.id, status=BuildStatus.DELETED.value, deleted_at=now_iso())
+            if self.redis.hget(f"{algo}:hashes", build.content_hash) == build.id:
+                self.redis.hdel(f"{algo}:hashes", build.content_hash)
+            if self.redis.hget(algo, "latest_build") == build.id:
                 self.redis.hdel(algo, "latest_build", "latest_version")
                 for other in self.versions(owner, name):
-                    if other["status"] == BuildStatus.SUCCEEDED:
-                        self.redis.hset(algo, mapping={"latest_version": other["version"],
-                                                       "latest_build": other["id"]})
+                    if other.status is BuildStatus.SUCCEEDED:
+                        self.redis.hset(algo, mapping={"latest_version": other.version,
+                                                       "latest_build": other.id})
                         break
-            self.redis.delete(f"{self._build(build['id'])}:source")
-        self.forget(build["id"])
-        return self.get_build(build["id"])
+            self.redis.delete(f"{self._build(build.id)}:source")
+        self.forget(build.id)
+        return self.get_build(build.id)
 
     def forget(self, build_id: str) -> None:
         """Drop a build from this process's cache (it was deleted)."""
@@ -192,7 +232,7 @@ class Registry:
         return bool(self.redis.exists(self._algo(owner, name)))
 
     @translate_errors
-    def versions(self, owner: str, name: str) -> list[dict[str, Any]]:
+    def versions(self, owner: str, name: str) -> list[BuildRecord]:
         """All builds of an algorithm, newest version first."""
         if not self.exists(owner, name):
             raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")
@@ -205,7 +245,7 @@ class Registry:
         return sorted(self.redis.smembers(f"{PREFIX}algos:{owner}"))
 
     @translate_errors
-    def find(self, owner: str, name: str, version: str) -> dict[str, Any]:
+    def find(self, owner: str, name: str, version: str) -> BuildRecord:
         """The build for an exact version, whatever its status."""
         if not self.exists(owner, name):
             raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")
@@ -215,26 +255,26 @@ class Registry:
         return self.get_build(build_id)
 
     @translate_errors
-    def resolve(self, owner: str, name: str, version: str | None) -> dict[str, Any]:
+    def resolve(self, owner: str, name: str, version: str | None) -> BuildRecord:
         """The build a call should run: an exact version, or @latest (newest success)."""
         if version and version != "latest":
             build_id = self.redis.hget(f"{self._algo(owner, name)}:versions", version)
             build = self.build_for_call(build_id) if build_id else self.find(
                 owner, name, version)
-            if build["status"] != BuildStatus.SUCCEEDED:
+            if build.status is not BuildStatus.SUCCEEDED:
                 raise BuildNotReady(
-                    f"{build['ref']} is not callable: its build is {build['status']}",
-                    build_status=build["status"])
+                    f"{build.ref} is not callable: its build is {build.status}",
+                    build_status=build.status.value)
             return build
         # The common case costs one read (the pointer) and a cached build.
         latest = self.redis.hget(self._algo(owner, name), "latest_build")
         if latest:
             build = self.build_for_call(latest)
-            if build["status"] == BuildStatus.SUCCEEDED:
+            if build.status is BuildStatus.SUCCEEDED:
                 return build
         for build in self.versions(owner, name):
-            if build["status"] == BuildStatus.SUCCEEDED:
+            if build.status is BuildStatus.SUCCEEDED:
                 # Records written before the pointer existed get it now.
-                self.redis.hsetnx(self._algo(owner, name), "latest_build", build["id"])
+                self.redis.hsetnx(self._algo(owner, name), "latest_build", build.id)
                 return build
         raise VersionNotFound(f"{owner}/{name} has no successful build yet")

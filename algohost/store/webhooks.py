@@ -12,13 +12,15 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 import redis
 
 from algohost.clock import iso, parse_iso
-from algohost.store import PREFIX, decode_fields, encode_fields, translate_errors
+from algohost.store import PREFIX, RecordFields, encode_fields, encode_value, lua, translate_errors
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32  # Standard Webhooks asks for 24 to 64 bytes
@@ -31,39 +33,46 @@ class DeliveryState(StrEnum):
     DEAD = "dead"  # no attempt left, or one that must not be retried; can be redelivered
 
 
-# KEYS: delivery hash, attempts list, pending index. ARGV: attempt JSON, generation,
-# retention, delivery id, when the next attempt is due ('' for none), then field/value
-# pairs. The attempt is always logged; the delivery moves on only if no redelivery
-# started a new round while the attempt was in flight.
-_RECORD = """
-redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-if redis.call('HGET', KEYS[1], 'generation') ~= ARGV[2] then return 0 end
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-if ARGV[5] == '' then
-  redis.call('ZREM', KEYS[3], ARGV[4])
-else
-  redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-end
-return 1
-"""
+@dataclass(slots=True)
+class DeliveryRecord:
+    """One event of one subject on its way to a webhook, as stored (a hash of JSON text
+    fields); its attempts are a list of their own. Unknown fields are skipped on reading."""
 
-# KEYS: pending index, delivery hash. ARGV: delivery id, cutoff, when it is due again. A
-# delivery due before the cutoff is made due again later and its (generation, attempts)
-# returned, so concurrent sweeps send it once; one no longer pending leaves the index.
-_TAKE_OVERDUE = """
-local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not due or tonumber(due) > tonumber(ARGV[2]) then return false end
-if redis.call('HGET', KEYS[2], 'state') ~= '"pending"' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return false
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return redis.call('HMGET', KEYS[2], 'generation', 'attempts')
-"""
+    id: str  # the webhook-id header, the same on every attempt
+    subject: str  # "job:j_..." or "batch:b_..."
+    owner: str
+    event: str
+    url: str
+    body: str
+    state: DeliveryState
+    generation: int = 0  # redeliveries so far: attempts of an earlier round are stale
+    attempts: int = 0
+    round_start: int = 0  # attempts made before this round
+    created_at: str = ""
+    next_attempt_at: str | None = None
+    last_error: str | None = None
+    updated_at: str | None = None
+
+    def to_redis(self) -> dict[str, str]:
+        return DELIVERY_FIELDS.encode(self)
+
+    @staticmethod
+    def from_redis(raw: Mapping[str, str]) -> DeliveryRecord:
+        return DELIVERY_FIELDS.decode(raw)
+
+
+DELIVERY_FIELDS = RecordFields(DeliveryRecord, "delivery", typed={"state": DeliveryState})
+_PENDING = encode_value(DeliveryState.PENDING.value)
+
+
+class AttemptEntry(TypedDict):
+    """One attempt, as logged: when, what the receiver answered, how long it took."""
+
+    at: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    response_body: str
 
 
 def new_secret() -> str:
@@ -75,8 +84,8 @@ class WebhookStore:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
         self.retention_s = retention_s
-        self._record = client.register_script(_RECORD)
-        self._take_overdue = client.register_script(_TAKE_OVERDUE)
+        self._record = client.register_script(lua("delivery_record_attempt"))
+        self._take_overdue = client.register_script(lua("delivery_take_overdue"))
 
     @staticmethod
     def _secret_key(owner: str) -> str:
@@ -122,19 +131,18 @@ class WebhookStore:
 
     @translate_errors
     def create(self, subject: str, owner: str, event: str, url: str,
-               body: str) -> dict[str, Any] | None:
+               body: str) -> DeliveryRecord | None:
         """A new pending delivery, or None when this (subject, event) already has one."""
         delivery_id = "msg_" + uuid.uuid4().hex
         if not self.redis.set(self.sent_key(subject, event), delivery_id, nx=True,
                               ex=self.retention_s):
             return None
         now = time.time()
-        delivery = {"id": delivery_id, "subject": subject, "owner": owner, "event": event,
-                    "url": url, "body": body, "state": DeliveryState.PENDING.value,
-                    "generation": 0, "attempts": 0, "round_start": 0,
-                    "created_at": iso(now), "next_attempt_at": iso(now), "last_error": None}
+        delivery = DeliveryRecord(id=delivery_id, subject=subject, owner=owner, event=event,
+                                  url=url, body=body, state=DeliveryState.PENDING,
+                                  created_at=iso(now), next_attempt_at=iso(now))
         pipe = self.redis.pipeline()
-        pipe.hset(self.key(delivery_id), mapping=encode_fields(delivery))
+        pipe.hset(self.key(delivery_id), mapping=delivery.to_redis())
         pipe.expire(self.key(delivery_id), self.retention_s)
         pipe.rpush(self.subject_key(subject), delivery_id)
         pipe.expire(self.subject_key(subject), self.retention_s)
@@ -143,35 +151,34 @@ class WebhookStore:
         return delivery
 
     @translate_errors
-    def get(self, delivery_id: str) -> dict[str, Any] | None:
+    def get(self, delivery_id: str) -> DeliveryRecord | None:
         raw = self.redis.hgetall(self.key(delivery_id))
-        return decode_fields(raw) if raw else None
+        return DeliveryRecord.from_redis(raw) if raw else None
 
     @translate_errors
-    def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+    def attempts(self, delivery_id: str) -> list[AttemptEntry]:
         return [json.loads(item) for item in self.redis.lrange(self.attempts_key(delivery_id),
                                                                 0, -1)]
 
     @translate_errors
-    def for_subject(self, subject: str) -> list[dict[str, Any]]:
+    def for_subject(self, subject: str) -> list[tuple[DeliveryRecord, list[AttemptEntry]]]:
         """Every delivery of a subject, oldest first, each with its attempts."""
         deliveries = []
         for delivery_id in self.redis.lrange(self.subject_key(subject), 0, -1):
             delivery = self.get(delivery_id)
             if delivery is not None:
-                delivery["attempt_log"] = self.attempts(delivery_id)
-                deliveries.append(delivery)
+                deliveries.append((delivery, self.attempts(delivery_id)))
         return deliveries
 
     @translate_errors
-    def record_attempt(self, delivery_id: str, generation: int, attempt: dict[str, Any],
+    def record_attempt(self, delivery_id: str, generation: int, attempt: AttemptEntry,
                        state: DeliveryState, next_attempt_at: str | None) -> bool:
         """Log the attempt; False if a redelivery superseded it (the state is then left alone)."""
         fields = encode_fields({"state": state.value, "next_attempt_at": next_attempt_at,
-                          "last_error": attempt.get("error"), "updated_at": attempt["at"]})
+                                "last_error": attempt["error"], "updated_at": attempt["at"]})
         due = parse_iso(next_attempt_at) if state is DeliveryState.PENDING and next_attempt_at \
             else None
-        args: list[Any] = [json.dumps(attempt, separators=(",", ":")), str(generation),
+        args: list[Any] = [encode_value(attempt), str(generation),
                            self.retention_s, delivery_id, "" if due is None else repr(due)]
         for name, value in fields.items():
             args += [name, value]
@@ -196,13 +203,14 @@ class WebhookStore:
         for delivery_id in self.redis.zrangebyscore(PENDING_KEY, "-inf", cutoff, start=0,
                                                     num=limit):
             numbers = self._take_overdue(keys=[PENDING_KEY, self.key(delivery_id)],
-                                         args=[delivery_id, repr(cutoff), repr(due_again_at)])
+                                         args=[delivery_id, repr(cutoff), repr(due_again_at),
+                                               _PENDING])
             if numbers:
                 taken.append((delivery_id, int(numbers[0]), int(numbers[1])))
         return taken
 
     @translate_errors
-    def restart(self, delivery_id: str) -> dict[str, Any]:
+    def restart(self, delivery_id: str) -> DeliveryRecord:
         """Start the schedule again; scheduled attempts of earlier rounds become stale."""
         delivery = self.get(delivery_id)
         if delivery is None:
@@ -211,9 +219,9 @@ class WebhookStore:
         pipe = self.redis.pipeline()
         pipe.hincrby(self.key(delivery_id), "generation", 1)
         pipe.hset(self.key(delivery_id), mapping=encode_fields({
-            "state": DeliveryState.PENDING.value, "round_start": delivery["attempts"],
+            "state": DeliveryState.PENDING.value, "round_start": delivery.attempts,
             "next_attempt_at": iso(now)}))
         pipe.zadd(PENDING_KEY, {delivery_id: now})
         generation, _, _ = pipe.execute()
-        return {**delivery, "generation": int(generation), "round_start": delivery["attempts"],
-                "state": DeliveryState.PENDING.value}
+        return replace(delivery, generation=int(generation), round_start=delivery.attempts,
+                       state=DeliveryState.PENDING, next_attempt_at=iso(now))

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from algohost.clock import iso, now_iso
-from algohost.store.webhooks import DeliveryState, WebhookStore
+from algohost.store.webhooks import AttemptEntry, DeliveryState, WebhookStore
 from algohost.webhooks.delivery import TIMEOUT_S, AttemptResult
 from algohost.webhooks.schedule import next_delay
 from algohost.webhooks.signing import signature_headers
@@ -45,30 +45,31 @@ class Deliverer:
         if delivery is None:
             log.info("delivery %s has expired; dropping", delivery_id)
             return None
-        if (delivery["state"] != DeliveryState.PENDING or int(delivery["generation"]) != generation
-                or int(delivery["attempts"]) != attempt):
+        if (delivery.state is not DeliveryState.PENDING or delivery.generation != generation
+                or delivery.attempts != attempt):
             log.info("stale message for delivery %s; dropping", delivery_id)
             return None
         if not self.store.begin_attempt(delivery_id, generation, attempt, IN_FLIGHT_S):
             log.info("attempt %d of delivery %s is under way; dropping a copy", attempt,
                      delivery_id)
             return None
-        body = str(delivery["body"])
+        body = delivery.body
         headers = {
-            **signature_headers(self.store.secret(delivery["owner"]), delivery_id, self.clock(),
+            **signature_headers(self.store.secret(delivery.owner), delivery_id, self.clock(),
                                 body),
             "Content-Type": "application/json",
-            "algohost-event": f"{str(delivery['subject']).split(':', 1)[0]}.{delivery['event']}",
+            "algohost-event": f"{delivery.subject.split(':', 1)[0]}.{delivery.event}",
         }
         at = now_iso()
-        result = self.poster.post(str(delivery["url"]), body.encode(), headers)
-        record = {"at": at, "status_code": result.status_code, "latency_ms": result.latency_ms,
-                  "error": result.error, "response_body": result.response_body}
+        result = self.poster.post(delivery.url, body.encode(), headers)
+        record: AttemptEntry = {"at": at, "status_code": result.status_code,
+                                "latency_ms": result.latency_ms, "error": result.error,
+                                "response_body": result.response_body}
         delay = None
         if result.ok:
             state = DeliveryState.DELIVERED
         else:
-            in_round = attempt + 1 - int(delivery.get("round_start", 0))
+            in_round = attempt + 1 - delivery.round_start
             if not result.refused:
                 delay = next_delay(in_round, self.schedule, result.status_code,
                                    result.retry_after, self.rand, self.clock)
@@ -78,5 +79,5 @@ class Deliverer:
             return None  # redelivered meanwhile: the new round schedules its own attempts
         if state is DeliveryState.DEAD:
             log.warning("delivery %s of %s is dead after %d attempts: %s", delivery_id,
-                        delivery["subject"], attempt + 1, result.error)
+                        delivery.subject, attempt + 1, result.error)
         return delay

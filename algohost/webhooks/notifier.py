@@ -8,11 +8,13 @@ batch or an API request.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from algohost.public import public_batch, public_job, render
-from algohost.store.webhooks import WebhookStore
+from algohost.store.batches import BatchRecord
+from algohost.store.jobs import JobRecord
+from algohost.store.webhooks import DeliveryRecord, WebhookStore
 from algohost.webhooks import Event
 
 # An attempt this late was never sent (the broker was down) or its worker died: well past
@@ -37,30 +39,30 @@ class WebhookNotifier:
     def __init__(self, store: WebhookStore, enqueue: Enqueue) -> None:
         self.store, self.enqueue = store, enqueue
 
-    def notify(self, subject: str, record: dict[str, Any], event: Event,
-               body: Callable[[], str]) -> str | None:
-        """Queue `event` for the record's webhook, if it asked for it and it was not yet queued."""
-        url = record.get("webhook")
-        if not url or event not in (record.get("webhook_events") or ()):
+    def notify(self, subject: str, owner: str, webhook: str | None, events: Sequence[str] | None,
+               event: Event, body: Callable[[], str]) -> str | None:
+        """Queue `event` for the subject's webhook, if it asked for it and it was not yet queued."""
+        if not webhook or event not in (events or ()):
             return None
-        delivery = self.store.create(subject, str(record["owner"]), event, str(url), body())
+        delivery = self.store.create(subject, owner, event, webhook, body())
         if delivery is None:
             return None  # this event of this subject is already on its way
-        self.enqueue(delivery["id"], 0, 0)
-        return str(delivery["id"])
+        self.enqueue(delivery.id, 0, 0)
+        return delivery.id
 
-    def job(self, record: dict[str, Any], event: Event) -> str | None:
-        return self.notify(job_subject(record["id"]), record, event,
-                           lambda: render(public_job(record)))
+    def job(self, record: JobRecord, event: Event) -> str | None:
+        return self.notify(job_subject(record.id), record.owner, record.webhook,
+                           record.webhook_events, event, lambda: render(public_job(record)))
 
-    def batch(self, record: dict[str, Any], counts: dict[str, int], event: Event) -> str | None:
-        return self.notify(batch_subject(record["id"]), record, event,
+    def batch(self, record: BatchRecord, counts: dict[str, int], event: Event) -> str | None:
+        return self.notify(batch_subject(record.id), record.owner, record.webhook,
+                           record.webhook_events, event,
                            lambda: render(public_batch(record, counts)))
 
-    def redeliver(self, delivery_id: str) -> dict[str, Any]:
+    def redeliver(self, delivery_id: str) -> DeliveryRecord:
         """Attempt a delivery again from the start of the schedule, with the same webhook-id."""
         delivery = self.store.restart(delivery_id)
-        self.enqueue(delivery_id, int(delivery["generation"]), int(delivery["attempts"]))
+        self.enqueue(delivery_id, delivery.generation, delivery.attempts)
         return delivery
 
     def resend_overdue(self, grace_s: float = OVERDUE_GRACE_S,
@@ -81,8 +83,8 @@ class WebhookHook:
     def __init__(self, notifier: WebhookNotifier) -> None:
         self.notifier = notifier
 
-    def job_started(self, job: dict[str, Any]) -> None:
+    def job_started(self, job: JobRecord) -> None:
         self.notifier.job(job, "started")
 
-    def job_finished(self, job: dict[str, Any]) -> None:
+    def job_finished(self, job: JobRecord) -> None:
         self.notifier.job(job, "completed")

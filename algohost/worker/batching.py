@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from algohost.clock import now_iso
 from algohost.errors import AlgohostError, NoFreeSlot
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Session
 from algohost.secrets.redaction import redact, redact_text
-from algohost.store.batches import BatchStatus, BatchStore
-from algohost.store.registry import Registry
+from algohost.store.batches import BatchRecord, BatchStatus, BatchStore, ItemResult
+from algohost.store.registry import BuildRecord, Registry
 from algohost.webhooks import Event
 from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for, worker_lost
@@ -31,10 +30,10 @@ ACQUIRE_SLICE_S = 1.0  # a chunk waiting for a container still sees a cancel wit
 LOG_TAIL = 4096
 
 
-def item_result(outcome: CallOutcome, hidden: list[str]) -> dict[str, Any]:
+def item_result(outcome: CallOutcome, hidden: list[str]) -> ItemResult:
     """What is stored for one input: status, output or error, and its metrics."""
     status = OUTCOME_STATUS.get(outcome.reason, None)
-    result: dict[str, Any] = {
+    result: ItemResult = {
         "status": (status.value if status else "failed"), "reason": outcome.reason.value,
         "metrics": {"run_ms": round(outcome.run_ms, 3),
                     "peak_memory_bytes": outcome.peak_memory_bytes}}
@@ -47,13 +46,13 @@ def item_result(outcome: CallOutcome, hidden: list[str]) -> dict[str, Any]:
     return result
 
 
-def failed_result(error: AlgohostError | Exception, reason: str) -> dict[str, Any]:
+def failed_result(error: AlgohostError | Exception, reason: str) -> ItemResult:
     message = error.message if isinstance(error, AlgohostError) else str(error)
     return {"status": "failed", "reason": reason,
             "error": {"type": type(error).__name__, "message": message, "traceback": None}}
 
 
-CANCELED = {"status": "canceled", "reason": "canceled"}
+CANCELED: ItemResult = {"status": "canceled", "reason": "canceled"}
 
 
 class ChunkLease:
@@ -117,17 +116,17 @@ class _Results:
 
     def __init__(self, batches: BatchStore, batch_id: str) -> None:
         self.batches, self.batch_id = batches, batch_id
-        self.buffer: dict[int, dict[str, Any]] = {}
+        self.buffer: dict[int, ItemResult] = {}
         self.finished: set[int] = set()
 
-    def add(self, index: int, result: dict[str, Any]) -> None:
+    def add(self, index: int, result: ItemResult) -> None:
         self.buffer[index] = result
         self.finished.add(index)
 
-    def fill(self, indices: list[int], result: dict[str, Any]) -> None:
+    def fill(self, indices: list[int], result: ItemResult) -> None:
         for index in indices:
             if index not in self.finished:
-                self.add(index, dict(result))
+                self.add(index, result.copy())
 
     def flush(self) -> bool:
         """Write the buffer; True when this write finished the batch."""
@@ -139,7 +138,7 @@ class ChunkRunner:
     def __init__(self, batches: BatchStore, registry: Registry, pool: Pool,
                  secrets: SecretSource, notifier: WebhookNotifier | None = None, *,
                  lease_s: float, clock: Callable[[], float] = time.time,
-                 mounts: Callable[[dict[str, Any]], tuple[tuple[str, str], ...]] | None = None
+                 mounts: Callable[[BuildRecord], tuple[tuple[str, str], ...]] | None = None
                  ) -> None:
         # Wall-clock seconds: the chunk's lease is compared with other workers' clocks.
         self.batches, self.registry, self.pool = batches, registry, pool
@@ -158,7 +157,7 @@ class ChunkRunner:
         results = _Results(self.batches, batch_id)
         lease = ChunkLease(self.batches, batch_id, start, stop, self.lease_s, self.clock)
         rest = CANCELED  # what the inputs this run does not finish record
-        if batch["status"] == BatchStatus.RUNNING:
+        if batch.status is BatchStatus.RUNNING:
             if not lease.claim():
                 log.info("chunk %d..%d of batch %s runs elsewhere; dropping the message",
                          start, stop, batch_id)
@@ -186,15 +185,15 @@ class ChunkRunner:
                      {"status": "failed", "reason": "worker_lost", "error": worker_lost(attempts)})
         self._flush(batch, results)
 
-    def _run_items(self, batch: dict[str, Any], todo: list[int], start: int, stop: int,
+    def _run_items(self, batch: BatchRecord, todo: list[int], start: int, stop: int,
                    results: _Results, lease: ChunkLease) -> None:
-        build = self.registry.get_build(batch["build_id"])
+        build = self.registry.get_build(batch.build_id)
         values, version = self.secrets.for_build(build)
         mounts = self.mounts(build) if self.mounts is not None else ()
         spec, hidden = spec_for(build, values, version, mounts), list(values.values())
-        inputs = self.batches.inputs(batch["id"], start, stop)
+        inputs = self.batches.inputs(batch.id, start, stop)
         canceled = CancelCheck(self.batches, lease, self.clock)
-        timeout_s = float(batch["timeout_s"])
+        timeout_s = float(batch.timeout_s)
         session: Session | None = None
         last_flush = self.clock()
         try:
@@ -208,7 +207,7 @@ class ChunkRunner:
                 try:
                     outcome = session.call(inputs[index - start], timeout_s, canceled)
                 except Exception as exc:  # the session closed itself; go on with a new one
-                    log.exception("input %d of batch %s failed in the worker", index, batch["id"])
+                    log.exception("input %d of batch %s failed in the worker", index, batch.id)
                     self.pool.release(session, False)
                     session = None
                     results.add(index, failed_result(exc, "worker_error"))
@@ -238,19 +237,17 @@ class ChunkRunner:
                 if canceled():
                     return None
 
-    def _flush(self, batch: dict[str, Any], results: _Results) -> None:
+    def _flush(self, batch: BatchRecord, results: _Results) -> None:
         if results.flush():
-            self._notify(self.batches.get(batch["id"]) or batch, "completed")
+            self._notify(self.batches.get(batch.id) or batch, "completed")
 
-    def _notify(self, batch: dict[str, Any], event: Event) -> None:
-        if self.notifier is None or event not in (batch.get("webhook_events") or ()):
-            return
-        if not batch.get("webhook"):
+    def _notify(self, batch: BatchRecord, event: Event) -> None:
+        if self.notifier is None or event not in batch.webhook_events or not batch.webhook:
             return
         try:
-            self.notifier.batch(batch, self.batches.counts(batch["id"]), event)
+            self.notifier.batch(batch, self.batches.counts(batch.id), event)
         except Exception:  # a webhook must never lose a batch's results
-            log.exception("queueing the %s webhook of batch %s failed", event, batch["id"])
+            log.exception("queueing the %s webhook of batch %s failed", event, batch.id)
 
 
 def reap_expired_chunks(runner: ChunkRunner,

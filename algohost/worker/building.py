@@ -14,6 +14,7 @@ from algohost.archive import read_archive
 from algohost.clock import now_iso
 from algohost.config import Settings
 from algohost.errors import AlgohostError
+from algohost.manifest import Manifest
 from algohost.sandbox.base import ContainerSpec
 from algohost.store.registry import BuildStatus, Registry
 
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class Builder(Protocol):
     def build(self, build_id: str, tag: str, source_files: dict[str, bytes],
-              manifest: dict[str, Any], on_log: Any) -> str: ...
+              manifest: Manifest, on_log: Any) -> str: ...
 
 
 class BuildRunner:
@@ -31,14 +32,14 @@ class BuildRunner:
 
     def run(self, build_id: str) -> None:
         build = self.registry.get_build(build_id)
-        if build["status"] != BuildStatus.QUEUED:
-            log.info("build %s is %s; nothing to do", build_id, build["status"])
+        if build.status is not BuildStatus.QUEUED:
+            log.info("build %s is %s; nothing to do", build_id, build.status)
             return
         self.registry.update_build(build_id, status=BuildStatus.BUILDING.value,
                                    started_at=now_iso())
         try:
             files = read_archive(self.registry.source(build_id), self.settings.max_upload_bytes)
-            image_id = self.builder.build(build_id, build["image"], files, build["manifest"],
+            image_id = self.builder.build(build_id, build.image, files, build.manifest,
                                           lambda line: self._log(build_id, line))
         except AlgohostError as exc:
             self.registry.append_log(build_id, f"\nbuild failed: {exc.message}\n")
@@ -76,8 +77,8 @@ class ImageRestorer:
         with lock:  # concurrent calls of one build wait for a single rebuild
             build = self.registry.get_build(spec.build_id)
             log.warning("image %s of %s is missing here; building it again",
-                        build["image"], build["ref"])
-            files = read_archive(self.registry.source(build["id"]),
+                        build.image, build.ref)
+            files = read_archive(self.registry.source(build.id),
                                  self.settings.max_upload_bytes)
-            self.builder.build(build["id"], build["image"], files, build["manifest"],
+            self.builder.build(build.id, build.image, files, build.manifest,
                                lambda line: None)

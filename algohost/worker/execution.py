@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from algohost.artifacts.outputs import JobOutputs, Outputs
@@ -19,8 +20,15 @@ from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, 
 from algohost.names import AlgorithmRef
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
 from algohost.secrets.redaction import redact, redact_text
-from algohost.store.jobs import JobStatus, JobStore
-from algohost.store.registry import BuildStatus, Registry
+from algohost.store.jobs import (
+    ArtifactInfo,
+    ErrorInfo,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    Metrics,
+)
+from algohost.store.registry import BuildRecord, BuildStatus, Registry
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +51,19 @@ class Pool(Protocol):
 class JobHook(Protocol):
     """Cross-cutting work (webhooks, audit) hangs here, not on flags."""
 
-    def job_started(self, job: dict[str, Any]) -> None: ...
+    def job_started(self, job: JobRecord) -> None: ...
 
-    def job_finished(self, job: dict[str, Any]) -> None: ...
+    def job_finished(self, job: JobRecord) -> None: ...
 
 
 class SecretSource(Protocol):
-    def for_build(self, build: dict[str, Any]) -> tuple[dict[str, str], str]:
+    def for_build(self, build: BuildRecord) -> tuple[dict[str, str], str]:
         """(values by name, a version tag that changes when any value changes)."""
         ...
 
 
 class NoSecrets:
-    def for_build(self, build: dict[str, Any]) -> tuple[dict[str, str], str]:
+    def for_build(self, build: BuildRecord) -> tuple[dict[str, str], str]:
         return {}, ""
 
 
@@ -82,18 +90,17 @@ class CancelWatch:
         return self.canceled
 
 
-def spec_for(build: dict[str, Any], secrets: dict[str, str], secrets_version: str,
+def spec_for(build: BuildRecord, secrets: dict[str, str], secrets_version: str,
              mounts: tuple[tuple[str, str], ...] = ()) -> ContainerSpec:
-    resources = build["manifest"]["resources"]
+    resources = build.manifest.resources
     return ContainerSpec(
-        build_id=build["id"],
-        image=build["image"],
-        limits=Limits(timeout_s=float(resources["timeout_s"]),
-                      memory_mb=int(resources["memory_mb"]), cpus=float(resources["cpus"]),
-                      network=bool(resources["network"])),
-        labels={"algohost.algorithm": AlgorithmRef(build["owner"], build["name"]).base},
+        build_id=build.id,
+        image=build.image,
+        limits=Limits(timeout_s=float(resources.timeout_s), memory_mb=resources.memory_mb,
+                      cpus=float(resources.cpus), network=resources.network),
+        labels={"algohost.algorithm": AlgorithmRef(build.owner, build.name).base},
         secrets=secrets,
-        secrets_as_env=bool(build["manifest"].get("secrets", {}).get("as_env", False)),
+        secrets_as_env=build.manifest.secrets.as_env,
         secrets_version=secrets_version,
         mounts=mounts,
     )
@@ -119,7 +126,7 @@ class JobRunner:
             return
         if not claimed:
             # A redelivered message, or a job canceled while queued.
-            log.info("job %s is %s; nothing to do", job_id, job["status"])
+            log.info("job %s is %s; nothing to do", job_id, job.status)
             return
         self._emit("job_started", job)
         hidden: list[str] = []  # the run's secret values, once fetched: masked in any error
@@ -137,15 +144,15 @@ class JobRunner:
                          error=redact({"type": type(exc).__name__, "message": str(exc),
                                        "traceback": None}, hidden))
 
-    def _execute(self, job: dict[str, Any], hidden: list[str]) -> None:
-        build = self.registry.build_for_call(job["build_id"])
-        if build["status"] != BuildStatus.SUCCEEDED:
-            raise BuildNotReady(f"{build['ref']} was {build['status']} after this job was queued")
+    def _execute(self, job: JobRecord, hidden: list[str]) -> None:
+        build = self.registry.build_for_call(job.build_id)
+        if build.status is not BuildStatus.SUCCEEDED:
+            raise BuildNotReady(f"{build.ref} was {build.status} after this job was queued")
         values, version = self.secrets.for_build(build)
         hidden.extend(values.values())
         mounts = self.outputs.mounts(build) if self.outputs is not None else ()
         spec = spec_for(build, values, version, mounts)
-        watch = CancelWatch(self.jobs, job["id"], self.settings.lease_s, self.clock)
+        watch = CancelWatch(self.jobs, job.id, self.settings.lease_s, self.clock)
         try:
             acquired = self._acquire(spec, watch)
         except ContainerStartFailed as exc:
@@ -164,16 +171,16 @@ class JobRunner:
         peer: JobOutputs | None = None
         try:
             peer = self.outputs.for_job(job, build) if self.outputs is not None else None
-            outcome = session.call(job["input"], float(job["timeout_s"]), watch, peer)
+            outcome = session.call(job.input, float(job.timeout_s), watch, peer)
         finally:
             self.pool.release(session, outcome.reusable)
             if peer is not None and not outcome.succeeded:
                 peer.discard()
         logs = (session.startup_logs if not warm else "") + outcome.logs
         cold_start_ms = 0.0 if warm else round(session.cold_start_ms, 3)
-        metrics = {
+        metrics: Metrics = {
             # Waiting for a free container counts as queueing; starting one does not.
-            "queue_ms": round(max(ms_between(job["created_at"], call_started) - cold_start_ms,
+            "queue_ms": round(max(ms_between(job.created_at, call_started) - cold_start_ms,
                                   0.0), 3),
             "cold_start_ms": cold_start_ms,
             "run_ms": round(outcome.run_ms, 3),
@@ -196,38 +203,38 @@ class JobRunner:
                 if watch():
                     return None
 
-    def _finish(self, job: dict[str, Any], status: JobStatus, reason: str, *,
-                output: Any = None, error: dict[str, Any] | None = None, logs: str = "",
-                warm: bool | None = None, metrics: dict[str, Any] | None = None,
-                artifacts: list[dict[str, Any]] | None = None) -> None:
+    def _finish(self, job: JobRecord, status: JobStatus, reason: str, *,
+                output: Any = None, error: ErrorInfo | None = None, logs: str = "",
+                warm: bool | None = None, metrics: Metrics | None = None,
+                artifacts: list[ArtifactInfo] | None = None) -> None:
         finished = now_iso()
-        full_metrics = {"queue_ms": 0.0, "cold_start_ms": 0.0, "run_ms": 0.0,
-                        "peak_memory_bytes": 0, **(metrics or {}),
-                        "total_ms": ms_between(job["created_at"], finished)}
+        full_metrics: Metrics = {"queue_ms": 0.0, "cold_start_ms": 0.0, "run_ms": 0.0,
+                                 "peak_memory_bytes": 0, **(metrics or {}),
+                                 "total_ms": ms_between(job.created_at, finished)}
         fields: dict[str, Any] = {"finished_at": finished, "reason": reason,
                   "output": output if status is JobStatus.SUCCEEDED else None,
                   "error": error, "logs": logs, "warm": warm, "metrics": full_metrics,
                   "artifacts": artifacts or []}
-        if self.jobs.transition(job["id"], status, {JobStatus.RUNNING}, **fields):
+        if self.jobs.transition(job.id, status, {JobStatus.RUNNING}, **fields):
             # What was just written is the whole record: no need to read it back.
-            self._emit("job_finished", {**job, **fields, "status": status.value})
+            self._emit("job_finished", replace(job, status=status, **fields))
             return
         # Canceled meanwhile: keep the cancel, but record what the run measured.
-        self.jobs.update(job["id"], logs=logs, warm=warm, metrics=full_metrics)
-        record = self.jobs.get(job["id"])
+        self.jobs.update(job.id, logs=logs, warm=warm, metrics=full_metrics)
+        record = self.jobs.get(job.id)
         if record is not None and self.hooks:
             self._emit("job_finished", record)
 
-    def _emit(self, event: str, job: dict[str, Any]) -> None:
+    def _emit(self, event: str, job: JobRecord) -> None:
         for hook in self.hooks:
             try:
                 getattr(hook, event)(job)
             except Exception:  # a hook must never lose a job's result
                 log.exception("hook %s.%s failed for job %s", type(hook).__name__, event,
-                              job["id"])
+                              job.id)
 
 
-def worker_lost(attempts: int) -> dict[str, Any]:
+def worker_lost(attempts: int) -> ErrorInfo:
     """The error recorded for work given up after its worker was lost `attempts` times."""
     return {"type": "WorkerLost", "message": f"the worker was lost {attempts} times",
             "traceback": None}
@@ -241,12 +248,12 @@ def reap_expired_leases(jobs: JobStore, enqueue: Callable[[str], None], max_atte
         job = jobs.get(job_id)
         if job is None:
             continue
-        if int(job.get("attempts", 0)) < max_attempts:
+        if job.attempts < max_attempts:
             if jobs.transition(job_id, JobStatus.QUEUED, {JobStatus.RUNNING}, worker=None):
                 enqueue(job_id)
                 reaped.append(job_id)
         elif jobs.transition(job_id, JobStatus.FAILED, {JobStatus.RUNNING},
                              finished_at=now_iso(), reason="worker_lost",
-                             error=worker_lost(int(job["attempts"]))):
+                             error=worker_lost(job.attempts)):
             reaped.append(job_id)
     return reaped

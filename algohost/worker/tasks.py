@@ -124,7 +124,7 @@ def build(build_id: str) -> None:
 def remove_image(build_id: str) -> None:
     """Drop a deleted build's image (on the builds worker, which owns images)."""
     rt = runtime()
-    image = rt.registry.get_build(build_id)["image"]
+    image = rt.registry.get_build(build_id).image
     removed = ImageBuilder(rt.settings.sandbox).remove_image(image)
     log.info("image %s of deleted build %s %s", image, build_id,
              "removed" if removed else "was already gone")

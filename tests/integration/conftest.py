@@ -55,9 +55,12 @@ def vault(tmp_path_factory):
     stop_dev_server(vault.state_dir)
 
 
-def manifest_of(directory: Path) -> dict[str, Any]:
+def manifest_of(directory: Path) -> Any:
+    """The Manifest of a test algorithm, with the sandbox tests' resource defaults."""
+    from algohost.manifest import manifest_from_dict
+
     data = tomllib.loads((directory / "algorithm.toml").read_text())
-    return {
+    return manifest_from_dict({
         "name": data["name"],
         "entrypoint": data["entrypoint"],
         "python": data.get("python", "3.11"),
@@ -70,7 +73,7 @@ def manifest_of(directory: Path) -> dict[str, Any]:
             **data.get("resources", {}),
         },
         "secrets": {"names": [], "as_env": False, **data.get("secrets", {})},
-    }
+    })
 
 
 @pytest.fixture(scope="session")

@@ -246,7 +246,7 @@ def test_job_after_a_successful_build_is_queued_and_enqueued(api, built):
     assert "input" not in job and "owner" not in job
     assert api.dispatcher.runs == [job["id"]]
     record = api.jobs.get(job["id"])
-    assert record["build_id"] == built["id"] and record["input"] == {"x": 1}
+    assert record.build_id == built["id"] and record.input == {"x": 1}
 
 
 def test_null_input_is_accepted_but_missing_input_is_not(api, built):
@@ -353,7 +353,7 @@ def test_enqueue_failure_fails_the_job_and_answers_503(api, built):
     response = api.submit({"algorithm": "alice/hello", "input": 1})
     assert response.status_code == 503
     job_id = response.get_json()["error"]["details"]["job_id"]
-    assert api.jobs.get(job_id)["status"] == "failed"
+    assert api.jobs.get(job_id).status == "failed"
 
 
 # Reading and cancelling ----------------------------------------------------------------
@@ -401,4 +401,4 @@ def test_cancel_of_another_owners_job_is_403(api, built):
     job = api.submit({"algorithm": "alice/hello", "input": 1}).get_json()
     response = api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.bob)
     assert response.status_code == 403
-    assert api.jobs.get(job["id"])["status"] == "queued"
+    assert api.jobs.get(job["id"]).status == "queued"

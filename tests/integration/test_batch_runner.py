@@ -13,10 +13,18 @@ import pytest
 
 from algohost.config import SandboxSettings
 from algohost.dispatch import RecordingDispatcher
+from algohost.manifest import Manifest, ResourcesSection
 from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox
-from algohost.store.batches import RUNNING_CHUNKS_KEY, BatchStatus, BatchStore, chunk_member
+from algohost.store.batches import (
+    RUNNING_CHUNKS_KEY,
+    BatchRecord,
+    BatchStatus,
+    BatchStore,
+    chunk_member,
+)
+from algohost.store.registry import BuildRecord, BuildStatus
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier, batch_subject
 from algohost.worker import batching
@@ -25,9 +33,11 @@ from algohost.worker.execution import NoSecrets, spec_for
 from tests.waiting import ManualClock, eventually
 
 pytestmark = pytest.mark.integration
-BUILD = {"id": "bld_1", "image": "stub", "owner": "alice", "name": "picky",
-         "manifest": {"resources": {"timeout_s": 5, "memory_mb": 64, "cpus": 1.0,
-                                    "network": False}}}
+BUILD = BuildRecord(
+    id="bld_1", image="stub", owner="alice", name="picky", version="0.1.0",
+    status=BuildStatus.SUCCEEDED,
+    manifest=Manifest(name="picky", entrypoint="main:apply",
+                      resources=ResourcesSection(timeout_s=5, memory_mb=64)))
 
 
 def picky(x):
@@ -56,11 +66,10 @@ class Harness:
                                   lease_s=lease_s, clock=clock)
 
     def create(self, inputs, batch_id="b_1", **extra):
-        record = {"id": batch_id, "owner": "alice", "requested": "alice/picky",
-                  "algorithm": "alice/picky@0.1.0", "build_id": "bld_1", "status": "running",
-                  "reason": None, "total": len(inputs), "created_at": "2026-01-01T00:00:00.000Z",
-                  "finished_at": None, "timeout_s": 5, "webhook": None, "webhook_events": [],
-                  **extra}
+        record = BatchRecord(id=batch_id, owner="alice", status=BatchStatus.RUNNING,
+                             requested="alice/picky", algorithm="alice/picky@0.1.0",
+                             build_id="bld_1", total=len(inputs),
+                             created_at="2026-01-01T00:00:00.000Z", timeout_s=5, **extra)
         self.batches.create(record, [json.dumps(i) for i in inputs])
         return batch_id
 
@@ -128,8 +137,8 @@ def test_the_completed_webhook_is_queued_once_by_the_last_chunk(h):
     h.runner.run(batch_id, 0, 3)
     h.runner.run(batch_id, 3, 6)
     deliveries = h.webhooks.for_subject(batch_subject(batch_id))
-    assert [d["event"] for d in deliveries] == ["started", "completed"]
-    body = json.loads(deliveries[1]["body"])
+    assert [d.event for d, _ in deliveries] == ["started", "completed"]
+    body = json.loads(deliveries[1][0].body)
     assert body["status"] == "completed" and body["counts"]["succeeded"] == 6
     assert body["progress"] == 1.0
     assert len(h.dispatcher.webhooks) == 2
@@ -167,8 +176,8 @@ def test_past_the_attempt_limit_a_lost_chunks_rest_fails_and_the_batch_completes
     assert {(r["status"], r["reason"]) for r in results[1:]} == {("failed", "worker_lost")}
     assert results[1]["error"]["message"] == "the worker was lost 3 times"
     assert h.batches.status(batch_id) is BatchStatus.COMPLETED
-    [delivery] = h.webhooks.for_subject(batch_subject(batch_id))
-    assert json.loads(delivery["body"])["counts"]["failed"] == 2
+    [(delivery, _)] = h.webhooks.for_subject(batch_subject(batch_id))
+    assert json.loads(delivery.body)["counts"]["failed"] == 2
     assert h.sandbox.sessions == [] and h.leases() == []
 
 

@@ -149,7 +149,7 @@ def test_a_canceled_job_sends_completed_with_status_canceled(api, ref):
     assert delivery["event"] == "completed" and delivery["state"] == "pending"
     assert api.dispatcher.webhooks == [(delivery["id"], 0, 0, 0.0)]
     body = json.loads(api.client.application.extensions["algohost"].webhooks.get(
-        delivery["id"])["body"])
+        delivery["id"]).body)
     assert body["status"] == "canceled"
     assert body == api.get(f"/v1/jobs/{job['id']}").get_json()
 

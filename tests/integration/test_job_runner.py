@@ -10,18 +10,22 @@ import time
 import pytest
 
 from algohost.config import SandboxSettings, Settings
+from algohost.manifest import Manifest, ResourcesSection, SecretsSection
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import StubSandbox
-from algohost.store.jobs import JobStatus, JobStore
+from algohost.store.jobs import JobRecord, JobStatus, JobStore
+from algohost.store.registry import BuildRecord, BuildStatus
 from algohost.worker import execution
 from algohost.worker.execution import JobRunner, reap_expired_leases, spec_for
 from tests.waiting import ManualClock, eventually
 
 pytestmark = pytest.mark.integration
-BUILD = {"id": "bld_1", "image": "stub", "owner": "alice", "name": "echo", "status": "succeeded",
-         "ref": "alice/echo@0.1.0",
-         "manifest": {"resources": {"timeout_s": 5, "memory_mb": 64, "cpus": 1.0,
-                                    "network": False}, "secrets": {"names": ["TOKEN"]}}}
+BUILD = BuildRecord(
+    id="bld_1", image="stub", owner="alice", name="echo", version="0.1.0",
+    status=BuildStatus.SUCCEEDED, ref="alice/echo@0.1.0",
+    manifest=Manifest(name="echo", entrypoint="main:apply",
+                      resources=ResourcesSection(timeout_s=5, memory_mb=64),
+                      secrets=SecretsSection(names=["TOKEN"])))
 TOKEN = "tok-3f9a1c7d5e"
 
 
@@ -57,9 +61,9 @@ class Harness:
     def submit(self, payload):
         self.count += 1
         job_id = f"j_{self.count}"
-        self.jobs.create({"id": job_id, "owner": "alice", "status": "queued", "attempts": 0,
-                          "build_id": "bld_1", "input": payload, "timeout_s": 5,
-                          "created_at": "2026-01-01T00:00:00.000Z", "output": None})
+        self.jobs.create(JobRecord(id=job_id, owner="alice", status=JobStatus.QUEUED,
+                                   build_id="bld_1", input=payload, timeout_s=5,
+                                   created_at="2026-01-01T00:00:00.000Z"))
         return job_id
 
     def run(self, payload):
@@ -78,28 +82,28 @@ def h(redis_client):
 
 def test_a_call_records_its_output_metrics_and_warmth(h):
     first, second = h.run({"a": 1}), h.run({"a": 2})
-    assert first["status"] == "succeeded" and first["output"] == {"a": 1}
-    assert (first["warm"], second["warm"]) == (False, True)
-    assert set(first["metrics"]) >= {"queue_ms", "cold_start_ms", "run_ms", "total_ms",
+    assert first.status == "succeeded" and first.output == {"a": 1}
+    assert (first.warm, second.warm) == (False, True)
+    assert set(first.metrics) >= {"queue_ms", "cold_start_ms", "run_ms", "total_ms",
                                      "peak_memory_bytes"}
-    assert first["attempts"] == 1 and first["worker"] == "w1"
+    assert first.attempts == 1 and first.worker == "w1"
 
 
 def test_an_exception_is_a_failure_with_its_type_and_a_masked_message(h):
     job = h.run("raise")
-    assert job["status"] == "failed" and job["reason"] == "exception"
-    assert job["error"]["type"] == "ValueError"
-    assert TOKEN not in str(job["error"]) and "***" in job["error"]["message"]
+    assert job.status == "failed" and job.reason == "exception"
+    assert job.error["type"] == "ValueError"
+    assert TOKEN not in str(job.error) and "***" in job.error["message"]
 
 
 def test_a_secret_in_the_output_is_masked_before_it_is_stored(h):
-    assert h.run("leak")["output"] == {"said": "my token is ***"}
+    assert h.run("leak").output == {"said": "my token is ***"}
 
 
 def test_a_redelivered_message_for_a_finished_job_does_nothing(h):
     job = h.run(1)
-    h.runner.run(job["id"])
-    assert h.jobs.get(job["id"]) == job
+    h.runner.run(job.id)
+    assert h.jobs.get(job.id) == job
 
 
 def test_a_job_waiting_for_a_container_keeps_its_lease_and_sees_a_cancel(redis_client,
@@ -121,5 +125,5 @@ def test_a_job_waiting_for_a_container_keeps_its_lease_and_sees_a_cancel(redis_c
     clock.advance(1)  # past the next look at the job's status
     runner.join(5)
     assert not runner.is_alive()
-    assert h.jobs.get(waiting)["status"] == "canceled"
+    assert h.jobs.get(waiting).status == "canceled"
     h.pool.release(held, True)

@@ -7,10 +7,12 @@ unit test that trusted it.
 import contextlib
 import itertools
 import re
+from types import SimpleNamespace
 
 import pytest
 
 from algohost.errors import InvalidRequest, SecretNotFound, SecretsForbidden, SecretsUnavailable
+from algohost.manifest import Manifest
 from algohost.secrets import MemorySecrets, VaultReader, VaultSecretSource, VaultSecretStore
 
 pytestmark = pytest.mark.integration
@@ -143,8 +145,9 @@ def test_an_owner_or_name_that_could_escape_its_path_is_refused(secrets, owner, 
 def test_reading_no_names_asks_nothing_even_in_an_outage(secrets, algo):
     with secrets.outage():
         assert secrets.reader.read("alice", algo, []) == ({}, "")
-        assert VaultSecretSource(secrets.reader).for_build(
-            {"owner": "alice", "name": algo, "manifest": {"secrets": {"names": []}}}) == ({}, "")
+        build = SimpleNamespace(owner="alice", name=algo,
+                                manifest=Manifest(name=algo, entrypoint="main:apply"))
+        assert VaultSecretSource(secrets.reader).for_build(build) == ({}, "")
 
 
 def test_an_outage_is_secrets_unavailable_for_every_operation_then_recovers(secrets, algo):

@@ -4,10 +4,12 @@ The receiver is a fake poster here; tests/integration/test_webhooks.py uses a re
 """
 
 import time
+from dataclasses import replace
 
 import pytest
 
 from algohost.dispatch import RecordingDispatcher
+from algohost.store.jobs import JobRecord, JobStatus
 from algohost.store.webhooks import PENDING_KEY, DeliveryState, WebhookStore
 from algohost.webhooks.deliverer import IN_FLIGHT_S, Deliverer
 from algohost.webhooks.delivery import AttemptResult
@@ -15,11 +17,11 @@ from algohost.webhooks.notifier import WebhookHook, WebhookNotifier, job_subject
 
 pytestmark = pytest.mark.integration
 SCHEDULE = (5.0, 30.0)
-JOB = {"id": "j_1", "owner": "alice", "algorithm": "alice/hello@0.1.0", "requested": "alice/hello",
-       "status": "succeeded", "reason": "succeeded", "output": {"ok": True}, "error": None,
-       "logs": "", "created_at": "2026-01-01T00:00:00.000Z", "started_at": None,
-       "finished_at": None, "warm": True, "timeout_s": 10, "attempts": 1, "metrics": None,
-       "webhook": "https://hooks.example/x", "webhook_events": ["completed"]}
+JOB = JobRecord(id="j_1", owner="alice", status=JobStatus.SUCCEEDED,
+                algorithm="alice/hello@0.1.0", requested="alice/hello", reason="succeeded",
+                output={"ok": True}, created_at="2026-01-01T00:00:00.000Z", warm=True,
+                timeout_s=10, attempts=1, webhook="https://hooks.example/x",
+                webhook_events=["completed"])
 
 
 class ScriptedPoster:
@@ -62,7 +64,7 @@ def deliver(store, poster, delivery_id, attempt, generation=0):
 def test_the_completed_event_is_queued_once_per_job(notifier, dispatcher, store):
     first = notifier.job(JOB, "completed")
     assert first is not None
-    assert notifier.job({**JOB, "status": "canceled"}, "completed") is None
+    assert notifier.job(replace(JOB, status=JobStatus.CANCELED), "completed") is None
     assert dispatcher.webhooks == [(first, 0, 0, 0.0)]
     assert len(store.for_subject(job_subject("j_1"))) == 1
 
@@ -70,21 +72,21 @@ def test_the_completed_event_is_queued_once_per_job(notifier, dispatcher, store)
 def test_events_not_asked_for_and_jobs_without_webhook_send_nothing(notifier, dispatcher):
     hook = WebhookHook(notifier)
     hook.job_started(JOB)
-    hook.job_finished({**JOB, "id": "j_2", "webhook": None})
+    hook.job_finished(replace(JOB, id="j_2", webhook=None))
     assert dispatcher.webhooks == []
 
 
 def test_the_body_is_the_public_job(notifier, store):
-    delivery = store.get(notifier.job({**JOB, "worker": "w-1"}, "completed"))
-    assert '"status":"succeeded"' in delivery["body"]
-    assert "worker" not in delivery["body"] and "owner" not in delivery["body"]
+    delivery = store.get(notifier.job(replace(JOB, worker="w-1"), "completed"))
+    assert '"status":"succeeded"' in delivery.body
+    assert "worker" not in delivery.body and "owner" not in delivery.body
 
 
 def test_a_2xx_delivers_and_records_one_attempt(notifier, store):
     delivery_id = notifier.job(JOB, "completed")
     poster = ScriptedPoster(answer(204))
     assert deliver(store, poster, delivery_id, 0) is None
-    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    assert store.get(delivery_id).state == DeliveryState.DELIVERED
     [attempt] = store.attempts(delivery_id)
     assert attempt["status_code"] == 204 and attempt["latency_ms"] == 12.5
     url, body, headers = poster.sent[0]
@@ -95,11 +97,11 @@ def test_failures_follow_the_schedule_then_dead_letter(notifier, store):
     delivery_id = notifier.job(JOB, "completed")
     poster = ScriptedPoster(answer(500), answer(502), answer(500))
     assert deliver(store, poster, delivery_id, 0) == 5.0
-    assert store.get(delivery_id)["state"] == DeliveryState.PENDING
+    assert store.get(delivery_id).state == DeliveryState.PENDING
     assert deliver(store, poster, delivery_id, 1) == 30.0
     assert deliver(store, poster, delivery_id, 2) is None
     delivery = store.get(delivery_id)
-    assert delivery["state"] == DeliveryState.DEAD and delivery["attempts"] == 3
+    assert delivery.state == DeliveryState.DEAD and delivery.attempts == 3
     assert [a["status_code"] for a in store.attempts(delivery_id)] == [500, 502, 500]
     assert {h["webhook-id"] for _, _, h in poster.sent} == {delivery_id}
 
@@ -107,14 +109,14 @@ def test_failures_follow_the_schedule_then_dead_letter(notifier, store):
 def test_gone_dead_letters_at_once(notifier, store):
     delivery_id = notifier.job(JOB, "completed")
     assert deliver(store, ScriptedPoster(answer(410)), delivery_id, 0) is None
-    assert store.get(delivery_id)["state"] == DeliveryState.DEAD
+    assert store.get(delivery_id).state == DeliveryState.DEAD
 
 
 def test_a_refused_url_is_recorded_and_never_retried(notifier, store):
     delivery_id = notifier.job(JOB, "completed")
     refused = AttemptResult(None, 0.1, "refused: private address", refused=True)
     assert deliver(store, ScriptedPoster(refused), delivery_id, 0) is None
-    assert store.get(delivery_id)["state"] == DeliveryState.DEAD
+    assert store.get(delivery_id).state == DeliveryState.DEAD
     assert store.attempts(delivery_id)[0]["error"].startswith("refused")
 
 
@@ -132,11 +134,11 @@ def test_redelivery_restarts_the_schedule_with_the_same_id(notifier, store, disp
     poster = ScriptedPoster(answer(410), answer(500), answer(200))
     deliver(store, poster, delivery_id, 0)
     restarted = notifier.redeliver(delivery_id)
-    assert restarted["generation"] == 1
+    assert restarted.generation == 1
     assert dispatcher.webhooks[-1] == (delivery_id, 1, 1, 0.0)
     assert deliver(store, poster, delivery_id, 1, generation=1) == 5.0  # schedule from the top
     assert deliver(store, poster, delivery_id, 2, generation=1) is None
-    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    assert store.get(delivery_id).state == DeliveryState.DELIVERED
     assert len(store.attempts(delivery_id)) == 3
 
 
@@ -159,11 +161,11 @@ def test_an_attempt_in_flight_during_a_redelivery_leaves_the_new_round_alone(not
 
     assert deliver(store, RedeliveringPoster(answer(500)), delivery_id, 0) is None
     delivery = store.get(delivery_id)
-    assert delivery["state"] == DeliveryState.PENDING and delivery["attempts"] == 0
+    assert delivery.state == DeliveryState.PENDING and delivery.attempts == 0
     assert len(store.attempts(delivery_id)) == 1  # logged all the same
     assert dispatcher.webhooks[-1] == (delivery_id, 1, 0, 0.0)
     assert deliver(store, ScriptedPoster(answer(200)), delivery_id, 0, generation=1) is None
-    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    assert store.get(delivery_id).state == DeliveryState.DELIVERED
 
 
 def test_a_delivery_whose_first_message_was_lost_is_sent_again_and_delivered(notifier, store,
@@ -173,7 +175,7 @@ def test_a_delivery_whose_first_message_was_lost_is_sent_again_and_delivered(not
     assert notifier.resend_overdue(now=time.time() + 61) == [delivery_id]
     assert dispatcher.webhooks[-1] == (delivery_id, 0, 0, 0.0)
     assert deliver(store, ScriptedPoster(answer(200)), delivery_id, 0) is None
-    assert store.get(delivery_id)["state"] == DeliveryState.DELIVERED
+    assert store.get(delivery_id).state == DeliveryState.DELIVERED
     assert notifier.resend_overdue(now=time.time() + 3600) == []  # off the index
 
 
@@ -208,4 +210,4 @@ def test_a_copy_of_an_attempt_under_way_is_dropped(notifier, store):
     assert store.begin_attempt(delivery_id, 0, 0, IN_FLIGHT_S)  # the first copy, posting
     poster = ScriptedPoster(answer(200))
     assert deliver(store, poster, delivery_id, 0) is None
-    assert poster.sent == [] and store.get(delivery_id)["state"] == DeliveryState.PENDING
+    assert poster.sent == [] and store.get(delivery_id).state == DeliveryState.PENDING

@@ -147,11 +147,12 @@ def test_a_delivery_whose_message_was_lost_is_sent_by_the_workers_sweep(stack, r
                                lost.enqueue_webhook)
     job = {"id": "j_lost", "owner": stack.owner, "webhook": hook.url,
            "webhook_events": ["completed"], "status": "succeeded"}
-    delivery_id = notifier.notify("job:j_lost", job, "completed", lambda: json.dumps(job))
+    delivery_id = notifier.notify("job:j_lost", stack.owner, hook.url, ["completed"],
+                                  "completed", lambda: json.dumps(job))
     stack.redis.zadd(PENDING_KEY, {delivery_id: time.time() - 120})  # due two minutes ago
     [request] = hook.wait_for(1, timeout_s=stack.settings.lease_s + 30)
     assert request.headers["webhook-id"] == delivery_id
     assert json.loads(request.body)["id"] == "j_lost"
-    eventually(lambda: notifier.store.get(delivery_id)["state"] == "delivered", 10,
+    eventually(lambda: notifier.store.get(delivery_id).state == "delivered", 10,
                lambda: str(notifier.store.get(delivery_id)))
     assert stack.redis.zscore(PENDING_KEY, delivery_id) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,20 @@ import pytest
 
 from algohost.config import SandboxSettings
 from algohost.errors import BuildFailed, InvalidManifest
+from algohost.manifest import Manifest, manifest_from_dict
 from algohost.sandbox.builder import ImageBuilder
 
 
-def manifest(**build: Any) -> dict[str, Any]:
-    return {
+def manifest(**build: Any) -> Manifest:
+    """A manifest as stored; not validated again, so hostile values reach the builder."""
+    return manifest_from_dict({
         "name": "hello",
         "entrypoint": "main:apply",
         "python": "3.11",
         "build": {"python_packages": [], "requirements": None, "system_packages": [], **build},
         "resources": {"timeout_s": 30, "memory_mb": 512, "cpus": 1.0, "network": False},
         "secrets": {"names": [], "as_env": False},
-    }
+    })
 
 
 def instructions(dockerfile: str) -> list[str]:
@@ -93,7 +96,7 @@ def test_a_package_string_that_could_break_out_of_its_line_is_refused(build: Any
                                         "main:apply\n", "main:apply\nRUN id"])
 def test_a_malformed_entrypoint_is_refused(entrypoint: str) -> None:
     with pytest.raises(InvalidManifest):
-        ImageBuilder(SandboxSettings()).dockerfile({**manifest(), "entrypoint": entrypoint})
+        ImageBuilder(SandboxSettings()).dockerfile(replace(manifest(), entrypoint=entrypoint))
 
 
 def test_context_holds_dockerfile_source_runner_and_ca_bundle(tmp_path: Path) -> None:

@@ -5,8 +5,10 @@ What the fake shares with Vault is held by tests/integration/test_secrets_contra
 
 import pytest
 
+from algohost.manifest import Manifest, SecretsSection
 from algohost.secrets import MemorySecrets, VaultSecretSource
 from algohost.secrets.layout import algorithm_policy, algorithm_policy_name, secret_path
+from algohost.store.registry import BuildRecord, BuildStatus
 
 
 class Clock:
@@ -24,8 +26,10 @@ def store():
 
 
 def build(names, owner="alice", name="hello"):
-    return {"id": "b_1", "owner": owner, "name": name,
-            "manifest": {"secrets": {"names": names, "as_env": False}}}
+    return BuildRecord(id="b_1", owner=owner, name=name, version="0.1.0",
+                       status=BuildStatus.SUCCEEDED,
+                       manifest=Manifest(name=name, entrypoint="main:apply",
+                                         secrets=SecretsSection(names=names)))
 
 
 def test_the_source_reads_nothing_for_a_build_without_secrets(store):
