@@ -98,10 +98,6 @@ def encode_fields(fields: Mapping[str, Any]) -> dict[str, str]:
     return {k: encode_value(v) for k, v in fields.items()}
 
 
-def decode_fields(raw: Mapping[str, str]) -> dict[str, Any]:
-    return {k: decode_value(v) for k, v in raw.items()}
-
-
 class RecordFields(Generic[D]):
     """One record type (a dataclass) and its Redis form: a hash with one JSON text per field.
 
