@@ -59,7 +59,9 @@ def test_exception_is_reported_with_type_message_and_traceback(stack, published)
 def test_timeout_kills_container_and_reports_timed_out(stack, published):
     job = call(stack, published["sleeper"], 60, timeout_s=2)
     assert job["status"] == "timed_out", job  # a minute's sleep, ended at its timeout
-    assert not stack.containers_of(published["sleeper"], running_only=True)
+    # The kill is sent before the job is marked; the engine reports it stopped a moment later.
+    eventually(lambda: not stack.containers_of(published["sleeper"], running_only=True), 15,
+               "the timed-out container to stop")
 
 
 def test_memory_hog_is_stopped_and_reported_oom(stack, published):
