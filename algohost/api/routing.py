@@ -30,7 +30,7 @@ class Upload:
     """A raw request body of one of these media types; the view parses it.
 
     `schemas` documents the media types whose content a model describes. A `streamed`
-    upload reaches the view as a stream it reads in chunks (up to `streamed_limit()`),
+    upload reaches the view as a stream it reads in chunks (up to the owner's quota),
     never whole; `*/*` accepts any media type (the content's own)."""
 
     media_types: tuple[str, ...]
@@ -175,11 +175,11 @@ def _check_media_type(upload: Upload) -> None:
 
 
 def open_upload(upload: Upload) -> IO[bytes]:
-    """The body as a stream; the view caps what it reads (an owner's quota, say).
-
-    Werkzeug's cap for whole bodies does not apply: a streamed body is never whole."""
+    """The body as a stream; the view caps what it reads (an owner's quota, say)."""
     _check_media_type(upload)
-    request.max_content_length = None
+    # None would fall back to the app's cap for whole bodies; a streamed body is capped by
+    # the owner's quota instead, which the store enforces again while it reads.
+    request.max_content_length = services().settings.artifact_quota_bytes
     return request.stream
 
 

@@ -12,12 +12,13 @@ from algohost.store.keys import KeyStore
 
 pytestmark = pytest.mark.integration
 MAX_UPLOAD = 1024  # far below the sizes streamed here: a streamed body has no such cap
+MiB = 1024 * 1024
 
 
 @pytest.fixture
 def api(api_redis, api_redis_url, tmp_path):
     settings = Settings(redis_url=api_redis_url, state_dir=str(tmp_path),
-                        max_upload_bytes=MAX_UPLOAD, artifact_quota_bytes=3 * 1024 * 1024)
+                        max_upload_bytes=MAX_UPLOAD, artifact_quota_bytes=12 * MiB)
     client = create_app(settings, dispatcher=RecordingDispatcher(),
                         docker_ping=lambda: True).test_client()
     keys = KeyStore(api_redis)
@@ -33,7 +34,7 @@ def upload(api, data, headers, name="data.bin", media_type="application/octet-st
 
 
 def test_an_upload_streams_in_and_the_download_streams_the_same_bytes_back(api):
-    data = bytes(range(256)) * 8192  # 2 MiB, twice the whole-body cap
+    data = bytes(range(256)) * 4096 * 7  # 7 MiB: over the app's cap for whole bodies
     response = upload(api, data, api.alice, "table.csv", "text/csv")
     assert response.status_code == 201, response.get_json()
     body = response.get_json()
@@ -66,8 +67,8 @@ def test_another_owner_gets_404_for_an_artifact_it_does_not_hold(api):
 
 
 def test_an_upload_past_the_quota_is_413_and_keeps_nothing(api):
-    assert upload(api, b"a" * 2 * 1024 * 1024, api.alice).status_code == 201
-    response = upload(api, b"b" * 2 * 1024 * 1024, api.alice)
+    assert upload(api, b"a" * 7 * MiB, api.alice).status_code == 201
+    response = upload(api, b"b" * 7 * MiB, api.alice)
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "quota_exceeded"
     assert len(api.get("/v1/artifacts", headers=api.alice).get_json()["artifacts"]) == 1
