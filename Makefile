@@ -45,6 +45,7 @@ lint:
 bench: setup
 	$(BIN)/algohost dev up
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.artifacts_bench
 
 down:
 	if [ -x $(BIN)/algohost ]; then $(BIN)/algohost dev down; fi

@@ -24,6 +24,7 @@ from algohost.cli.commands import (
 )
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
 from algohost.cli.keys import create_key
+from algohost.cli.models import train_example_models
 from algohost.cli.render import compact_json, error_line, mib, ms, status_text, truncate
 from algohost.public import JobMetrics
 
@@ -45,6 +46,8 @@ DEMO_CALLS = (
     DemoCall("pg_version", "pg_version", None),
     DemoCall("failing", "failing", {"x": 1}, expect_success=False),
     DemoCall("hello (submit + poll)", "hello", {"name": "world"}, poll=True),
+    DemoCall("iris_model", "iris_model", {"features": [[5.1, 3.5, 1.4, 0.2],
+                                                       [6.7, 3.0, 5.2, 2.3]]}),
 )
 
 
@@ -71,6 +74,9 @@ def publish_examples(client: ApiClient, examples: Path) -> dict[str, Build]:
     directories = sorted(d for d in examples.iterdir() if (d / "algorithm.toml").is_file())
     if not directories:
         raise click.ClickException(f"no directory with an algorithm.toml under {examples}")
+    for directory in directories:  # models first: a manifest's NAME@latest must resolve
+        for ref in train_example_models(client, directory):
+            err.print(f"pushed model [bold]{ref}[/bold]")
     queued = [start_publish(client, d, "patch", DEMO_OWNER) for d in directories]
     builds: dict[str, Build] = {}
     for build in queued:
