@@ -7,6 +7,7 @@ build. Images carry algohost labels so that prune and tests can find what they m
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import posixpath
@@ -105,7 +106,9 @@ class ImageBuilder:
     def context(self, source_files: Mapping[str, bytes], manifest: Manifest) -> bytes:
         """The gzip tar build context: Dockerfile, src/, runner/ and the optional CA bundle."""
         buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        # The gzip header carries a time too: fixed, or two packs a second apart differ.
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=FIXED_MTIME) as packed, \
+                tarfile.open(fileobj=packed, mode="w") as tar:
             _add(tar, "Dockerfile", self.dockerfile(manifest).encode("utf-8"))
             files = {f"src/{_source_path(name)}": data for name, data in source_files.items()}
             for directory in sorted({"src"}.union(*(_parents(name) for name in files))):
