@@ -20,6 +20,9 @@ _VERSION = rf"({_NUMBER})\.({_NUMBER})\.({_NUMBER})"
 _RANGE = rf"({_NUMBER})(?:\.({_NUMBER}))?"
 _MODEL = r"[a-z0-9][a-z0-9_.-]{0,62}"
 _SHA256 = r"[0-9a-f]{64}"
+# A segment of a file path in a data collection; never '.' or '..'.
+_SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9_.][A-Za-z0-9_.=+@-]{0,254}"
+DATA_SCHEME = "data://"
 LATEST = "latest"
 
 
@@ -82,6 +85,11 @@ MODEL_NAME = Grammar("a model name", _MODEL, "1-63 lowercase letters, "
 # NAME@latest or NAME@sha256:<hex>; groups: the name, then the tag.
 MODEL_REF = Grammar("a model reference", rf"({_MODEL})@(latest|sha256:{_SHA256})",
                     "NAME@latest or NAME@sha256:<64 lowercase hex>", 150)
+COLLECTION = Grammar("a collection name", _MODEL, "1-63 lowercase letters, digits, '.', "
+                     "'-' or '_', starting with a letter or digit", 63)
+DATA_PATH = Grammar("a file path in a collection", rf"{_SEGMENT}(?:/{_SEGMENT})*",
+                    "'/'-separated segments of letters, digits and _ . = + @ -, "
+                    "none of them '.' or '..'", 1024)
 # The mount /models/<key>.
 MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}",
                     "1-63 letters, digits, '_', '.' or '-' (not . or ..)", 63)
@@ -153,3 +161,31 @@ class AlgorithmRef:
 
     def __str__(self) -> str:
         return self.base if self.version is None else f"{self.base}@{self.version}"
+
+
+_DATA_URI = re.compile(rf"data://({_SLUG})/([^/]+)(?:/(.*))?")
+
+
+@dataclass(frozen=True)
+class DataUri:
+    """`data://OWNER/COLLECTION[/PATH]`; `path` is "" for the collection itself."""
+
+    owner: str
+    collection: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str, *, file: bool = False) -> DataUri:
+        """Parse a data URI; `file=True` requires a path inside the collection."""
+        match = _DATA_URI.fullmatch(text) if isinstance(text, str) else None
+        if match is None or not COLLECTION.matches(match.group(2)):
+            raise InvalidRequest(f"{_shown(text)} is not data://OWNER/COLLECTION[/PATH]")
+        owner, collection, path = match.group(1), match.group(2), (match.group(3) or "")
+        path = path.strip("/")
+        if path or file:
+            DATA_PATH.check(path)
+        return cls(owner, collection, path)
+
+    def __str__(self) -> str:
+        base = f"{DATA_SCHEME}{self.owner}/{self.collection}"
+        return f"{base}/{self.path}" if self.path else base

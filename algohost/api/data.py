@@ -26,8 +26,8 @@ from algohost.api.schemas import (
     public_data_file,
 )
 from algohost.artifacts.blobs import read_chunks
-from algohost.artifacts.data import Access, DataStore, DataUri
-from algohost.names import OWNER
+from algohost.artifacts.data import Access, DataStore
+from algohost.names import OWNER, DataUri
 
 bp = Blueprint("data", __name__)
 

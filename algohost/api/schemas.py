@@ -10,12 +10,12 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
 
-from algohost.artifacts.data import Collection, DataFile, DataUri
+from algohost.artifacts.data import Collection, DataFile
 from algohost.artifacts.lineage import LineageEntry
 from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import WebhookRefused
-from algohost.names import REF_FORMS, REF_PATTERN, SHA256_PATTERN
+from algohost.names import REF_FORMS, REF_PATTERN, SHA256_PATTERN, DataUri
 from algohost.public import Build, Job, JobError, JobMetrics, public_build, public_job
 from algohost.semver import Bump
 from algohost.webhooks import EVENTS, Event

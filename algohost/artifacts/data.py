@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -20,15 +19,8 @@ import redis
 from algohost.artifacts.store import ArtifactStore
 from algohost.clock import now_iso
 from algohost.errors import Forbidden, InvalidRequest, NotFound
-from algohost.names import OWNER
+from algohost.names import DataUri
 from algohost.store import PREFIX, translate_errors
-
-SCHEME = "data://"
-_OWNER = OWNER.pattern.pattern
-_SEGMENT = r"[A-Za-z0-9_.][A-Za-z0-9_.=+@-]{0,254}"
-COLLECTION_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-URI_RE = re.compile(rf"data://({_OWNER})/([^/]+)(?:/(.*))?")
-PATH_RE = re.compile(rf"{_SEGMENT}(/{_SEGMENT})*")
 
 
 class Access(StrEnum):
@@ -43,34 +35,6 @@ class DataNotFound(NotFound):
 
 class DataForbidden(Forbidden):
     code = "data_forbidden"
-
-
-@dataclass(frozen=True)
-class DataUri:
-    owner: str
-    collection: str
-    path: str  # "" for the collection itself
-
-    @classmethod
-    def parse(cls, text: str, *, file: bool = False) -> DataUri:
-        match = URI_RE.fullmatch(text)
-        if match is None or not COLLECTION_RE.fullmatch(match.group(2)):
-            raise InvalidRequest(f"{text[:200]!r} is not data://OWNER/COLLECTION[/PATH]")
-        owner, collection, path = match.group(1), match.group(2), (match.group(3) or "")
-        path = path.strip("/")
-        check_path(path, allow_empty=not file)
-        return cls(owner, collection, path)
-
-    def __str__(self) -> str:
-        return f"{SCHEME}{self.owner}/{self.collection}" + (f"/{self.path}" if self.path else "")
-
-
-def check_path(path: str, allow_empty: bool = False) -> str:
-    if (path == "" and allow_empty) or (
-            PATH_RE.fullmatch(path) and not any(s in (".", "..") for s in path.split("/"))):
-        return path
-    raise InvalidRequest(f"{path[:200]!r} is not a file path in a collection (segments of "
-                         "letters, digits and _ . = + @ -, no '..')")
 
 
 @dataclass(frozen=True)

@@ -20,19 +20,19 @@ from rich.table import Table
 
 from algohost.cli.client import ApiClient, save_stream
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
+from algohost.errors import InvalidRequest
+from algohost.names import DATA_SCHEME, DataUri
 
-SCHEME = "data://"
+SCHEME = DATA_SCHEME
 
 
 def split_uri(text: str) -> tuple[str, str, str]:
-    """(owner, collection, path) of data://OWNER/COLLECTION[/PATH]; checked by the API."""
-    if not text.startswith(SCHEME):
-        raise click.BadParameter(f"{text!r} is not a data://OWNER/COLLECTION[/PATH] URI")
-    owner, _, rest = text[len(SCHEME):].partition("/")
-    collection, _, path = rest.partition("/")
-    if not owner or not collection:
-        raise click.BadParameter(f"{text!r} is not a data://OWNER/COLLECTION[/PATH] URI")
-    return owner, collection, path.strip("/")
+    """(owner, collection, path) of data://OWNER/COLLECTION[/PATH], by the API's own rules."""
+    try:
+        uri = DataUri.parse(text)
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message) from exc
+    return uri.owner, uri.collection, uri.path
 
 
 def file_digest(path: Path) -> str:

@@ -9,6 +9,8 @@ from algohost.errors import InvalidManifest, InvalidRequest
 from algohost.names import (
     ALGORITHM_NAME,
     APT_PACKAGE,
+    COLLECTION,
+    DATA_PATH,
     ENTRYPOINT,
     MODEL_KEY,
     MODEL_NAME,
@@ -20,6 +22,7 @@ from algohost.names import (
     VERSION,
     VERSION_RANGE,
     AlgorithmRef,
+    DataUri,
     Grammar,
 )
 
@@ -39,6 +42,8 @@ GOOD = {
     MODEL_NAME: ["resnet", "bert.base-v2", "m_1"],
     MODEL_REF: ["resnet@latest", "bert.base@sha256:" + "a" * 64],
     MODEL_KEY: ["weights", "Model_1.bin", ".hidden"],
+    COLLECTION: ["images", "set.v2", "a-b_c"],
+    DATA_PATH: ["a.csv", "dir/sub/file=1+2@x.bin", ".hidden/x", "..."],
 }
 
 BAD = {
@@ -57,6 +62,9 @@ BAD = {
     MODEL_NAME: ["Resnet", ".x", "a/b", "m" * 64],
     MODEL_REF: ["resnet", "resnet@1.0.0", "resnet@sha256:" + "A" * 64, "@latest"],
     MODEL_KEY: [".", "..", "a/b", "-x", "k" * 64],
+    COLLECTION: ["Images", "-x", "a/b", "c" * 64],
+    DATA_PATH: ["..", ".", "a/../b", "a/.", "/a", "a//b", "a b", "-x/y", "s" * 256,
+                "/".join(["s" * 200] * 6)],
 }
 
 HOSTILE = ["", "\n", " ", "\t", "\x00", "\x1b[31m"]
@@ -162,3 +170,24 @@ def test_an_unversioned_reference_refuses_any_version(text):
     with pytest.raises(InvalidRequest, match="without a version"):
         AlgorithmRef.parse(text, versioned=False)
     assert AlgorithmRef.parse("alice/hello", versioned=False).version is None
+
+
+@pytest.mark.parametrize("text, file, expected", [
+    ("data://alice/images", False, DataUri("alice", "images", "")),
+    ("data://alice/images/", False, DataUri("alice", "images", "")),
+    ("data://alice/images/cats/1.png", True, DataUri("alice", "images", "cats/1.png")),
+])
+def test_a_data_uri_parses_into_its_parts_and_prints_back(text, file, expected):
+    uri = DataUri.parse(text, file=file)
+    assert uri == expected
+    assert DataUri.parse(str(uri), file=file) == uri
+
+
+@pytest.mark.parametrize("text, file", [
+    ("data://alice/images", True), ("data://alice", False), ("data://Alice/images", False),
+    ("data://alice/images/../x", False), ("data://alice/images/x\n", True),
+    ("data://alice/images\n", False), ("http://alice/images", False), ("", False),
+])
+def test_a_malformed_data_uri_is_refused(text, file):
+    with pytest.raises(InvalidRequest):
+        DataUri.parse(text, file=file)
