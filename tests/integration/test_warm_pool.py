@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from tests.stack import POOL_REDIS_URL, TEST_ALGORITHMS, Stack, call, publish
+from tests.stack import POOL_REDIS_URL, TEST_ALGORITHMS, Stack, call, publish, publish_own
 from tests.waiting import eventually
 
 IDLE_S = 3
@@ -34,13 +34,7 @@ def moody(pool_stack):
 
 def publish_variant(stack, tmp_path, note):
     """moody with a comment added: a new version with a build of its own."""
-    source = tmp_path / "moody"
-    source.mkdir()
-    for item in (TEST_ALGORITHMS / "moody").iterdir():
-        (source / item.name).write_bytes(item.read_bytes())
-    with open(source / "main.py", "a") as handle:
-        handle.write(f"\n# {note}\n")
-    return publish(stack, source)
+    return publish_own(stack, TEST_ALGORITHMS / "moody", tmp_path, note)
 
 
 def no_containers(stack, ref):
