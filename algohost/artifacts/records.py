@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, lua, translate_errors
 
 UNREFERENCED = f"{PREFIX}artifacts:unreferenced"
 USAGE = f"{PREFIX}artifacts:usage"
@@ -80,47 +80,14 @@ def owner_index(owner: str) -> str:
     return f"{PREFIX}artifacts:owner:{owner}"
 
 
-# KEYS: record, holders, usage, owner index, unreferenced, refs.
-# ARGV: record JSON, owner, size, digest, now. A blob nobody references yet starts
-# (or restarts) its grace period now, so an upload that dedups onto a blob about to be
-# collected keeps it.
-_ADD = """
-if redis.call('SCARD', KEYS[6]) == 0 then redis.call('ZADD', KEYS[5], ARGV[5], ARGV[4]) end
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  redis.call('HINCRBY', KEYS[3], ARGV[2], ARGV[3])
-  return 1
-end
-return 0
-"""
-
-# KEYS: refs, unreferenced. ARGV: digest, cutoff. Claims a blob for deletion only
-# when nothing references it and it has been so since before the cutoff.
-_CLAIM = """
-if redis.call('SCARD', KEYS[1]) > 0 then return 0 end
-local since = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not since or tonumber(since) > tonumber(ARGV[2]) then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-return 1
-"""
-
-# KEYS: refs, unreferenced. ARGV: digest, reference, now.
-_UNREF = """
-redis.call('SREM', KEYS[1], ARGV[2])
-if redis.call('SCARD', KEYS[1]) == 0 then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end
-return 1
-"""
-
-
 class ArtifactIndex:
     """Records, references and per-owner usage of blobs."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis: Any = client  # decodes to str
-        self._add = self.redis.register_script(_ADD)
-        self._claim = self.redis.register_script(_CLAIM)
-        self._unref = self.redis.register_script(_UNREF)
+        self._add = self.redis.register_script(lua("artifact_add"))
+        self._claim = self.redis.register_script(lua("artifact_claim"))
+        self._unref = self.redis.register_script(lua("artifact_unreference"))
 
     @translate_errors
     def add(self, record: ArtifactRecord, now: float) -> bool:
