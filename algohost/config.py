@@ -47,7 +47,16 @@ class Settings:
     max_input_bytes: int = 5 * MiB
     max_upload_bytes: int = 50 * MiB
     max_wait_s: int = 60
-    max_timeout_s: int = 3600
+    api_processes: int = 2
+    api_connections: int = 2000  # open connections (so waiting callers) per API process
+    max_timeout_s: int = 3600  # also the cap on a manifest's timeout_s, checked at publish
+    max_memory_mb: int = 4096  # cap on a manifest's memory_mb, checked at publish
+    max_cpus: float = 2.0  # cap on a manifest's cpus, checked at publish
+    owner_max_running: int = 16  # an owner's jobs in the calls queue or running at once
+    owner_max_queued: int = 10_000  # an owner's accepted, unfinished jobs (429 past it)
+    owner_submits_per_s: float = 500.0  # sustained submits per owner (429 + Retry-After)
+    owner_submit_burst: int = 5000  # submits an owner may make at once above that rate
+    owner_max_builds: int = 500  # stored builds (sources and images) per owner
     worker_concurrency: int = 8
     calls_workers: int = 1  # calls worker processes in `dev up`; 0: one per core, at most 4
     lease_s: int = 60
@@ -64,6 +73,8 @@ class Settings:
     webhook_allow_private: bool = False
     webhook_schedule_s: str = "5,30,120,600,1800,3600"
     max_batch_inputs: int = 100_000
+    max_batch_values: int = 1_000_000  # JSON values in one batch body, counted before parsing
+    max_page_bytes: int = 8 * MiB  # stored JSON in one page of jobs or batch results
     batch_chunk_size: int = 200
     artifact_url: str = ""  # an fsspec URL; empty: a directory under state_dir
     artifact_quota_bytes: int = 10 * 1024 * MiB

@@ -27,9 +27,13 @@ into these where they are caught, with `raise ... from exc`.
     │   └── BatchNotCancelable (batch_not_cancelable)
     ├── PayloadTooLarge (413 payload_too_large)
     │   ├── TooManyInputs (too_many_inputs)
+    │   ├── TooManyValues (too_many_values)
     │   └── BlobTooLarge (blob_too_large)
     │       └── QuotaExceeded (quota_exceeded)
     ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── TooManyRequests (429 too_many_requests)
+    │   ├── RateLimited (rate_limited; Retry-After)
+    │   └── LimitReached (limit_reached)
     ├── ServiceUnavailable (503 service_unavailable)
     │   ├── StoreUnavailable (store_unavailable)
     │   ├── SandboxUnavailable (sandbox_unavailable)
@@ -181,6 +185,10 @@ class TooManyInputs(PayloadTooLarge):
     code = "too_many_inputs"
 
 
+class TooManyValues(PayloadTooLarge):
+    code = "too_many_values"
+
+
 class BlobTooLarge(PayloadTooLarge):
     """A streamed blob went past its cap; nothing of it was kept."""
 
@@ -196,6 +204,23 @@ class QuotaExceeded(BlobTooLarge):
 class UnsupportedMediaType(AlgohostError):
     http_status = 415
     code = "unsupported_media_type"
+
+
+class TooManyRequests(AlgohostError):
+    http_status = 429
+    code = "too_many_requests"
+
+
+class RateLimited(TooManyRequests):
+    """Over the owner's submit rate; `retry_after_s` becomes the Retry-After header."""
+
+    code = "rate_limited"
+
+
+class LimitReached(TooManyRequests):
+    """An owner's limit on unfinished jobs or stored builds is reached."""
+
+    code = "limit_reached"
 
 
 class ServiceUnavailable(AlgohostError):

@@ -212,3 +212,14 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         secrets=SecretsSection(**data.get("secrets", {})),
         models=dict(data.get("models", {})),
     )
+
+
+def check_caps(resources: ResourcesSection, *, max_memory_mb: int, max_cpus: float,
+               max_timeout_s: int) -> None:
+    """Refuse resources over the operator's caps, naming the cap (checked at publish)."""
+    for key, value, cap in (("memory_mb", resources.memory_mb, max_memory_mb),
+                            ("cpus", resources.cpus, max_cpus),
+                            ("timeout_s", resources.timeout_s, max_timeout_s)):
+        if value > cap:
+            raise InvalidManifest(f"'resources.{key}' is {value:g}; this platform allows at "
+                                  f"most {cap:g}", key=f"resources.{key}", cap=cap)

@@ -55,6 +55,8 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     for name, step in steps:
         console.print(f"measuring {name} ...")
         results[name] = step()
+        # Written as it goes: a step that fails late leaves the figures measured before it.
+        RESULTS.write_text(json.dumps(results, indent=2))
     return results
 
 

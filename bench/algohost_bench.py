@@ -140,7 +140,10 @@ def memory(settings: Settings, worker_pid: int | None, build_id: str) -> dict[st
     usages = []
     for container in client.containers.list(filters={"label": f"algohost.build={build_id}"},
                                             sparse=True):
-        stats = container.stats(stream=False)
+        try:
+            stats = container.stats(stream=False)
+        except (docker.errors.APIError, ValueError):  # evicted between the listing and the read
+            continue
         usages.append(int(stats.get("memory_stats", {}).get("usage", 0)))
     result["warm_containers"] = len(usages)
     result["per_container_bytes"] = max(usages) if usages else None

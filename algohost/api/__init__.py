@@ -13,7 +13,7 @@ from typing import Any
 import redis
 from flask import Flask
 
-from algohost.api import algorithms, artifacts, batches, data, jobs, meta, models, webhooks
+from algohost.api import algorithms, artifacts, batches, data, jobs, limits, meta, models, webhooks
 from algohost.api import secrets as secret_routes
 from algohost.api.context import EXTENSION, Services
 from algohost.api.handlers import register_error_handlers
@@ -29,8 +29,10 @@ from algohost.secrets.base import SecretStore
 from algohost.secrets.vault import VaultSecretStore
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
+from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
+from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     client = connect(settings)
     webhook_store = WebhookStore(client, settings.job_retention_s)
     artifact_store = ArtifactStore.from_settings(settings, client)
+    owner_limits = LimitStore(client, settings, cache_s=API_CACHE_S)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = (
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
@@ -94,6 +97,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         webhooks=webhook_store,
         batches=BatchStore(client, settings.job_retention_s),
         notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
+        limits=owner_limits,
+        fair=FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key("")),
         openapi=openapi_document(),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=artifact_store,
@@ -103,6 +108,6 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
-                      webhooks.bp, artifacts.bp, models.bp, data.bp):
+                      webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp):
         app.register_blueprint(blueprint)
     return app

@@ -29,7 +29,7 @@ from algohost.api.secrets import ensure_policy_quietly
 from algohost.archive import content_hash, read_archive
 from algohost.clock import now_iso
 from algohost.errors import InvalidManifest, ServiceUnavailable
-from algohost.manifest import Manifest, loads_manifest
+from algohost.manifest import Manifest, check_caps, loads_manifest
 from algohost.names import validate_algorithm_name, validate_owner
 from algohost.store.registry import BuildStatus
 
@@ -69,17 +69,21 @@ def manifest_of(files: dict[str, bytes], name: str) -> Manifest:
 
 @route(bp, "POST", "/v1/algorithms/<owner>/<name>/versions",
        summary="Publish a new version from a source archive", body=SOURCE, query=PublishQuery,
-       responses={202: BuildReply, 200: BuildReply}, errors=(403, 503))
+       responses={202: BuildReply, 200: BuildReply}, errors=(403, 429, 503))
 def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     _check_names(owner, name)
     svc = services()
     files = read_archive(body, svc.settings.max_upload_bytes)
     parsed = manifest_of(files, name)
+    settings = svc.settings
+    check_caps(parsed.resources, max_memory_mb=settings.max_memory_mb,
+               max_cpus=settings.max_cpus, max_timeout_s=settings.max_timeout_s)
     pinned = model_registry().pin(owner, parsed.models) if parsed.models else {}
     # NAME@latest is pinned here, so a new push of the model makes a new version.
     manifest = replace(parsed, models={k: v.ref for k, v in pinned.items()})
     build, created = svc.registry.publish(owner, name, content_hash(files, manifest.to_dict()),
-                                          manifest, body, query.bump)
+                                          manifest, body, query.bump,
+                                          max_builds=svc.limits.for_owner(owner).max_builds)
     ensure_policy_quietly(owner, name)
     if svc.artifacts is not None:
         for version in pinned.values():

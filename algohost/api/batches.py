@@ -6,8 +6,10 @@ anything. Results come back in input order, a page at a time, whatever order the
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -28,6 +30,7 @@ from algohost.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
     TooManyInputs,
+    TooManyValues,
 )
 from algohost.names import REF_PATTERN, AlgorithmRef
 from algohost.public import Batch, BatchResults, public_batch, public_result
@@ -101,20 +104,58 @@ def _too_many(count: int, limit: int) -> None:
                             limit=limit, inputs=count)
 
 
+# A JSON string, unrolled so that a long run of plain characters is one step of the scan.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def most_values(body: bytes) -> int:
+    """An upper bound on the JSON values `body` holds, found without building any.
+
+    Strings are blanked in one regex pass, then every value but the first of its
+    container follows a ',' and every member's value a ':'; each container adds its
+    first value. All of it runs in C, tens of times faster than parsing, and without
+    building a single object (17.5 million empty objects parsed cost a gigabyte)."""
+    skeleton = _STRING.sub(b'""', body)
+    return _separators(skeleton)
+
+
+def _separators(text: bytes) -> int:
+    return text.count(b",") + text.count(b":") + text.count(b"[") + text.count(b"{") + 1
+
+
+def _check_values(body: bytes, limit: int) -> None:
+    if _separators(body) <= limit:  # strings included, so a bound that is cheaper still
+        return
+    found = most_values(body)
+    if found > limit:
+        raise TooManyValues(f"a batch body holds at most {limit} JSON values; this one holds "
+                            f"up to {found}", limit=limit, values=found)
+
+
+def _jsonl_inputs(body: bytes, limit: int) -> list[Any]:
+    """The inputs of a JSON Lines body, counted before any line is copied or decoded."""
+    if body.count(b"\n") + 1 > limit:
+        _too_many(sum(1 for line in io.BytesIO(body) if line.strip()), limit)
+    return [_decode(line, f"line {n + 1}")
+            for n, line in enumerate(line for line in io.BytesIO(body) if line.strip())]
+
+
 def parse_request(body: bytes, mimetype: str, query: BatchUploadQuery,
                   settings: Settings) -> BatchCreate:
-    """The batch a body describes: a JSON object, or JSON Lines plus the query string."""
+    """The batch a body describes: a JSON object, or JSON Lines plus the query string.
+
+    Inputs and values are counted before anything is decoded, so a body of millions of
+    tiny values is refused at the cost of a scan, not of building them."""
+    _check_values(body, settings.max_batch_values)
     if mimetype == NDJSON:
-        lines = [line for line in body.splitlines() if line.strip()]
-        _too_many(len(lines), settings.max_batch_inputs)
-        data: dict[str, Any] = {
-            "algorithm": query.algorithm, "timeout_s": query.timeout_s, "webhook": query.webhook,
-            "inputs": [_decode(line, f"line {n + 1}") for n, line in enumerate(lines)]}
-        if query.webhook_events is not None:
-            data["webhook_events"] = [e.strip() for e in query.webhook_events.split(",")]
-        if data["algorithm"] is None:
+        if query.algorithm is None:
             raise InvalidRequest("a JSONL batch names its algorithm in the query string",
                                  errors=[{"field": "algorithm", "message": "required"}])
+        data: dict[str, Any] = {
+            "algorithm": query.algorithm, "timeout_s": query.timeout_s, "webhook": query.webhook,
+            "inputs": _jsonl_inputs(body, settings.max_batch_inputs)}
+        if query.webhook_events is not None:
+            data["webhook_events"] = [e.strip() for e in query.webhook_events.split(",")]
     else:
         data = _decode(body, "the body")
         if isinstance(data, dict) and isinstance(data.get("inputs"), list):
@@ -191,7 +232,9 @@ def batch_results(batch_id: str, query: ResultsQuery) -> Reply:
     total = record.total
     start = min(int(cursor), total)
     stop = min(start + query.limit, total)
-    stored = services().batches.results(batch_id, start, stop)
+    svc = services()
+    stored = svc.batches.results(batch_id, start, stop, svc.settings.max_page_bytes)
+    stop = start + len(stored)  # a page of large outputs ends early
     results = [public_result(start + offset, item) for offset, item in enumerate(stored)]
     return Reply(BatchResults(results=results, next_cursor=str(stop) if stop < total else None))
 

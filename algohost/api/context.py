@@ -20,8 +20,10 @@ from algohost.config import Settings
 from algohost.dispatch import Dispatcher
 from algohost.secrets.base import SecretStore
 from algohost.store.batches import BatchStore
+from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
+from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier
@@ -41,6 +43,8 @@ class Services:
     webhooks: WebhookStore
     batches: BatchStore
     notifier: WebhookNotifier
+    limits: LimitStore
+    fair: FairShare
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
     artifacts: ArtifactStore | None = None

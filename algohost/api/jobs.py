@@ -52,7 +52,7 @@ def owned_job(job_id: str) -> JobRecord:
        response_headers={"Location": "The job's URL",
                          "Retry-After": "Seconds to wait before polling, when still running",
                          "Preference-Applied": "The wait that was honoured"},
-       errors=(403, 404, 409, 503))
+       errors=(403, 404, 409, 429, 503))
 def create_job(body: JobCreate, query: JobView) -> Reply:
     svc = services()
     wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)
@@ -74,7 +74,9 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         webhook=body.webhook, webhook_events=list(body.webhook_events) if body.webhook else [],
     )
     svc.jobs.create(job)
-    _enqueue(job.id)
+    # Over a limit, the admission removes the record it was just given and raises.
+    if svc.fair.admit(ref.owner, job.id, svc.jobs.owner_index_key(ref.owner)).sent:
+        _enqueue(job.id, ref.owner)
     headers = {"Location": f"/v1/jobs/{job.id}"}
     status = 202
     if wait_s > 0:
@@ -87,7 +89,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
     return Reply(public_job(job, query.include == "input"), status, headers)
 
 
-def _enqueue(job_id: str) -> None:
+def _enqueue(job_id: str, owner: str) -> None:
     svc = services()
     try:
         svc.dispatcher.enqueue_run(job_id)
@@ -97,6 +99,10 @@ def _enqueue(job_id: str) -> None:
                             finished_at=now_iso(), reason="enqueue_failed",
                             error={"type": "EnqueueFailed", "message": str(exc),
                                    "traceback": None})
+        try:
+            svc.fair.finished(owner, job_id)
+        except Exception:  # the lease reaper's repair gives the slot back later
+            log.exception("releasing the slot of job %s failed", job_id)
         raise ServiceUnavailable("the job queue is unreachable; the job was not started",
                                  job_id=job_id) from exc
 
@@ -104,15 +110,29 @@ def _enqueue(job_id: str) -> None:
 @route(bp, "GET", "/v1/jobs", summary="List your jobs, newest first", query=JobListQuery,
        responses={200: JobList})
 def list_jobs(query: JobListQuery) -> Reply:
-    records = services().jobs.list_for_owner(current_owner(), query.limit)
+    svc = services()
+    records, following = svc.jobs.page_for_owner(current_owner(), query.limit,
+                                                 int(query.cursor or 0),
+                                                 svc.settings.max_page_bytes)
     include = query.include == "input"
-    return Reply(JobList(jobs=[public_job(record, include) for record in records]))
+    return Reply(JobList(jobs=[public_job(record, include) for record in records],
+                         next_cursor=None if following is None else str(following)))
 
 
-@route(bp, "GET", "/v1/jobs/<job_id>", summary="Read a job", query=JobView,
-       responses={200: Job}, errors=(403, 404))
+@route(bp, "GET", "/v1/jobs/<job_id>", summary="Read a job", query=JobView, headers=(PREFER,),
+       responses={200: Job}, errors=(403, 404),
+       response_headers={"Preference-Applied": "The wait that was honoured"})
 def get_job(job_id: str, query: JobView) -> Reply:
-    return Reply(public_job(owned_job(job_id), query.include == "input"))
+    svc = services()
+    wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)
+    job = owned_job(job_id)
+    headers = {}
+    if wait_s > 0:
+        # A caller whose submit wait ran out keeps waiting here, holding no thread.
+        headers["Preference-Applied"] = f"wait={wait_s}"
+        if not job.status.terminal:
+            job = svc.jobs.wait_terminal(job_id, wait_s) or job
+    return Reply(public_job(job, query.include == "input"), 200, headers)
 
 
 @route(bp, "POST", "/v1/jobs/<job_id>/cancel", summary="Cancel a queued or running job",
@@ -127,6 +147,10 @@ def cancel_job(job_id: str, query: JobView) -> Reply:
         status = (svc.jobs.get(job_id) or record).status
         raise JobNotCancelable(f"job {job_id} is already {status}", status=status.value)
     record = svc.jobs.get(job_id) or record
+    try:
+        svc.fair.finished(record.owner, job_id)
+    except Exception:  # the lease reaper's repair gives the slot back later
+        log.exception("releasing the slot of job %s failed", job_id)
     try:
         # Sent from here, where the cancel happens; the worker's own `completed` is deduplicated.
         svc.notifier.job(record, "completed")

@@ -83,6 +83,8 @@ class JobView(BaseModel):
 
 class JobListQuery(JobView):
     limit: int = Field(default=20, ge=1, le=200, description="How many jobs, newest first")
+    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,9}$",
+                               description="next_cursor of the previous page")
 
 
 class PublishQuery(BaseModel):
@@ -96,6 +98,8 @@ class PublishQuery(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[Job]
+    next_cursor: str | None = Field(default=None, description="null on the last page; a "
+                                    "page also ends early at ALGOHOST_MAX_PAGE_BYTES")
 
 
 class BuildReply(BaseModel):

@@ -157,6 +157,9 @@ class ApiClient:
     def whoami(self) -> str:
         return str(self._json("GET", "/v1/whoami")["owner"])
 
+    def limits(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/limits")
+
     def publish(self, owner: str, name: str, archive: bytes, bump: str) -> Build:
         body = self._json(
             "POST",

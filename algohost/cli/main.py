@@ -14,6 +14,7 @@ from algohost.cli.common import CliContext
 from algohost.cli.data import data
 from algohost.cli.gc import gc
 from algohost.cli.keys import keys
+from algohost.cli.limits import limits
 from algohost.cli.models import models
 from algohost.cli.prune import prune
 from algohost.cli.secrets import secrets
@@ -38,6 +39,6 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, batch, webhooks, secrets, keys, dev, prune, gc, models,
+for command in (*API_COMMANDS, batch, webhooks, secrets, keys, limits, dev, prune, gc, models,
                 data):
     cli.add_command(command)

@@ -6,6 +6,7 @@ stops only processes it recorded in pid files under the state directory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,16 +126,24 @@ def ensure_base_image(settings: Settings, state: Path, mirror: str) -> None:
 
 
 def api_argv(settings: Settings) -> list[str]:
+    """gunicorn with gevent workers: a `Prefer: wait` caller parks a greenlet on its
+    BLPOP, not a thread, so a thousand waiters leave /healthz and short calls alone.
+    gunicorn patches the standard library before it imports the app (never --preload,
+    which would import redis-py and Celery before the patch)."""
     host, port = stack.host_port(settings.api_url, 8000)
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return [stack.executable("gunicorn", venv=True), "-w", "2", "--threads", "16",
+    return [stack.executable("gunicorn", venv=True), "-w", str(settings.api_processes),
+            "-k", "gevent", "--worker-connections", str(settings.api_connections),
             "-b", bind, APP_TARGET]
 
 
-def worker_argv(name: str, queue: str, concurrency: int) -> list[str]:
+def worker_argv(name: str, queue: str, concurrency: int, state: Path) -> list[str]:
     # The node name is the worker's id: distinct per process, stable across restarts
-    # (a restarted worker removes the containers its killed predecessor left).
-    node = name.removeprefix("worker-")
+    # (a restarted worker removes the containers its killed predecessor left), and
+    # distinct per state directory, so two stacks on one engine never remove each
+    # other's containers as their own orphans.
+    stack_id = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:6]
+    node = f"{name.removeprefix('worker-')}-{stack_id}"
     return [stack.executable("celery", venv=True), "-A", CELERY_APP, "worker", "-P", "threads",
             "-c", str(concurrency), "-Q", queue, "-n", f"{node}@%h",
             # Celery's per-task INFO lines cost about a millisecond a call and repeat
@@ -177,7 +186,8 @@ def start_services(settings: Settings, all_parts: dict[str, Part],
     specs = worker_specs(settings)
     for name, queue, concurrency in specs:
         if all_parts[name].running_pid() is None:
-            started[name] = stack.spawn(all_parts[name], worker_argv(name, queue, concurrency),
+            started[name] = stack.spawn(all_parts[name], worker_argv(name, queue, concurrency,
+                                                                    api.state_dir),
                                         env)
     if "api" in started:
         pid = started["api"]

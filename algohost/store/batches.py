@@ -176,11 +176,21 @@ class BatchStore:
         return bool(self._record(keys=keys, args=args) == 1)
 
     @translate_errors
-    def results(self, batch_id: str, start: int, stop: int) -> list[ItemResult | None]:
-        """Results of inputs start..stop-1 in input order; None where not finished."""
+    def results(self, batch_id: str, start: int, stop: int,
+                max_bytes: int | None = None) -> list[ItemResult | None]:
+        """Results of inputs start..stop-1 in input order; None where not finished. With
+        `max_bytes`, the page ends early (after at least one result) rather than decode
+        more stored JSON than that."""
         if stop <= start:
             return []
         raw = self.redis.hmget(self.results_key(batch_id), list(range(start, stop)))
+        if max_bytes is not None:
+            size = 0
+            for taken, item in enumerate(raw):
+                size += len(item or "")
+                if taken and size > max_bytes:
+                    raw = raw[:taken]
+                    break
         return [None if item is None else json.loads(item) for item in raw]
 
     @translate_errors

@@ -154,6 +154,10 @@ class JobStore:
 
     RUNNING_KEY = f"{PREFIX}jobs:running"
 
+    @staticmethod
+    def owner_index_key(owner: str) -> str:
+        return f"{PREFIX}jobs:owner:{owner}"
+
     @translate_errors
     def create(self, job: JobRecord) -> None:
         key = self.key(job.id)
@@ -163,7 +167,7 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=job.to_redis())
         pipe.expire(key, self.retention_s)
-        owner_index = f"{PREFIX}jobs:owner:{job.owner}"
+        owner_index = self.owner_index_key(job.owner)
         pipe.zadd(owner_index, {job.id: now})
         pipe.expire(owner_index, self.retention_s)
         if random.random() < 0.02:  # trimming the index now and then keeps it bounded
@@ -253,12 +257,37 @@ class JobStore:
 
     @translate_errors
     def list_for_owner(self, owner: str, limit: int) -> list[JobRecord]:
-        ids = self.redis.zrevrange(f"{PREFIX}jobs:owner:{owner}", 0, max(limit * 2, limit) - 1)
-        jobs = []
-        for job_id in ids:
-            job = self.get(job_id)
-            if job is not None:
-                jobs.append(job)
-            if len(jobs) >= limit:
-                break
-        return jobs
+        return self.page_for_owner(owner, limit)[0]
+
+    @translate_errors
+    def page_for_owner(self, owner: str, limit: int, offset: int = 0,
+                       max_bytes: int | None = None) -> tuple[list[JobRecord], int | None]:
+        """Up to `limit` of the owner's jobs, newest first, from `offset` in its index, and
+        no more than `max_bytes` of stored record (at least one); returns them and the
+        offset of the next page (None at the end). Records are read a few at a time and
+        sized as stored, before they are decoded."""
+        index = self.owner_index_key(owner)
+        jobs: list[JobRecord] = []
+        size, position = 0, offset
+        while len(jobs) < limit:
+            ids = self.redis.zrevrange(index, position, position + PAGE_READ - 1)
+            if not ids:
+                return jobs, None
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self.key(job_id))
+            for raw in pipe.execute():
+                record_bytes = sum(len(value) for value in raw.values())
+                if jobs and max_bytes is not None and size + record_bytes > max_bytes:
+                    return jobs, position
+                position += 1
+                if raw:  # an expired record still in the index is skipped
+                    jobs.append(JobRecord.from_redis(raw))
+                    size += record_bytes
+                if len(jobs) >= limit:
+                    break
+        more = bool(self.redis.zrevrange(index, position, position))
+        return jobs, position if more else None
+
+
+PAGE_READ = 10  # records read per round trip while a page is filled

@@ -18,7 +18,13 @@ import redis
 
 from algohost import semver
 from algohost.clock import now_iso
-from algohost.errors import AlgorithmNotFound, BuildNotFound, BuildNotReady, VersionNotFound
+from algohost.errors import (
+    AlgorithmNotFound,
+    BuildNotFound,
+    BuildNotReady,
+    LimitReached,
+    VersionNotFound,
+)
 from algohost.manifest import Manifest, manifest_from_dict
 from algohost.names import AlgorithmRef
 from algohost.store import PREFIX, RecordFields, encode_fields, translate_errors
@@ -93,13 +99,24 @@ class Registry:
     def _build(build_id: str) -> str:
         return f"{PREFIX}build:{build_id}"
 
+    @staticmethod
+    def _owner_builds(owner: str) -> str:
+        return f"{PREFIX}builds:{owner}"
+
+    @translate_errors
+    def build_count(self, owner: str) -> int:
+        """Builds the owner stores (a source here, an image on the engines), deleted ones not."""
+        return int(self.redis.scard(self._owner_builds(owner)))
+
     @translate_errors
     def publish(self, owner: str, name: str, content_hash: str, manifest: Manifest,
-                source: bytes, bump: semver.Bump) -> tuple[BuildRecord, bool]:
+                source: bytes, bump: semver.Bump, max_builds: int | None = None
+                ) -> tuple[BuildRecord, bool]:
         """Record a build for this content; returns (build, created).
 
         Identical content returns its existing build, unless that build failed,
-        in which case the same version is built again."""
+        in which case the same version is built again. A new build past the owner's
+        `max_builds` stored builds is refused (deleting a version frees its place)."""
         algo = self._algo(owner, name)
         with self.redis.lock(f"{PREFIX}lock:{owner}/{name}", timeout=30, blocking_timeout=30):
             existing_id = self.redis.hget(f"{algo}:hashes", content_hash)
@@ -109,6 +126,11 @@ class Registry:
                     return build, False
                 self._reset(build, manifest, source)
                 return self.get_build(existing_id), True
+            stored = self.build_count(owner)
+            if max_builds is not None and stored >= max_builds:
+                raise LimitReached(f"{owner} stores {stored} builds; the limit is {max_builds}:"
+                                    " delete versions no longer needed", limit="max_builds",
+                                    max_builds=max_builds)
             version = semver.next_version(list(self.redis.hkeys(f"{algo}:versions")), bump)
             build_id = "b_" + uuid.uuid4().hex[:20]
             build = BuildRecord(
@@ -124,6 +146,7 @@ class Registry:
             pipe.hset(self._build(build_id), mapping=build.to_redis())
             pipe.hset(f"{algo}:versions", version, build_id)
             pipe.hset(f"{algo}:hashes", content_hash, build_id)
+            pipe.sadd(self._owner_builds(owner), build_id)
             pipe.execute()
             self._store_source(build_id, source)
             return build, True
@@ -210,6 +233,7 @@ class Registry:
                                                        "latest_build": other.id})
                         break
             self.redis.delete(f"{self._build(build.id)}:source")
+            self.redis.srem(self._owner_builds(owner), build.id)
         self.forget(build.id)
         return self.get_build(build.id)
 

@@ -40,7 +40,9 @@ from algohost.sandbox.pool import WarmPool
 from algohost.secrets import VaultReader, VaultSecretSource
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
+from algohost.store.fairshare import FairShare, FairShareHook
 from algohost.store.jobs import JobStore
+from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
@@ -51,6 +53,7 @@ from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
 WORKER_BUILD_CACHE_S = 300.0
+LIMITS_CACHE_S = 5.0
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Runtime:
     chunks: ChunkRunner
     builds: BuildRunner
     notifier: WebhookNotifier
+    fair: FairShare
     stop: threading.Event
 
 
@@ -101,13 +105,15 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                       settings.sandbox.max_artifact_bytes, ModelRegistry(client),
                       ModelCache(Path(settings.state_dir) / "models", artifacts.blobs),
                       DataStore(client, artifacts))
+    fair = FairShare(client, LimitStore(client, settings, cache_s=LIMITS_CACHE_S),
+                     CeleryDispatcher(celery).enqueue_run, JobStore.key(""))
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
-                       hooks=[WebhookHook(notifier)], outputs=outputs)
+                       hooks=[WebhookHook(notifier), FairShareHook(fair)], outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings)
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, threading.Event())
+                   notifier, fair, threading.Event())
 
 
 @celery.task(name=RUN_TASK)
@@ -144,7 +150,13 @@ def _reap(rt: Runtime, dispatcher: CeleryDispatcher) -> None:
     """Give back what lost workers held, and send attempts whose message never came."""
     reap_expired_leases(rt.jobs, dispatcher.enqueue_run, rt.settings.max_attempts)
     reap_expired_chunks(rt.chunks, dispatcher.enqueue_batch, rt.settings.max_attempts)
+    rt.fair.repair(lambda job_id: _status(rt.jobs, job_id), stale_s=rt.settings.lease_s)
     rt.notifier.resend_overdue()
+
+
+def _status(jobs: JobStore, job_id: str) -> str | None:
+    status = jobs.status(job_id)
+    return None if status is None else status.value
 
 
 def _reap_forever(rt: Runtime) -> None:

@@ -379,9 +379,13 @@ def test_input_is_shown_only_when_asked_for(api, built):
 def test_jobs_are_listed_newest_first_and_limited(api, built):
     ids = [api.submit({"algorithm": "alice/hello", "input": i}).get_json()["id"]
            for i in range(3)]
-    listed = api.client.get("/v1/jobs?limit=2", headers=api.alice).get_json()["jobs"]
-    assert [job["id"] for job in listed] == ids[::-1][:2]
-    assert api.client.get("/v1/jobs", headers=api.bob).get_json() == {"jobs": []}
+    page = api.client.get("/v1/jobs?limit=2", headers=api.alice).get_json()
+    assert [job["id"] for job in page["jobs"]] == ids[::-1][:2]
+    rest = api.client.get(f"/v1/jobs?limit=2&cursor={page['next_cursor']}",
+                          headers=api.alice).get_json()
+    assert [job["id"] for job in rest["jobs"]] == ids[:1] and rest["next_cursor"] is None
+    assert api.client.get("/v1/jobs", headers=api.bob).get_json() == {"jobs": [],
+                                                                     "next_cursor": None}
     assert api.client.get("/v1/jobs?limit=0", headers=api.alice).status_code == 400
     assert api.client.get("/v1/jobs?limit=201", headers=api.alice).status_code == 400
 

@@ -1,0 +1,195 @@
+"""Fair share of the calls queue: each owner has at most `slots` jobs in the broker or
+running; the rest wait in that owner's own backlog and are admitted as its jobs finish.
+
+So a flood of one owner's jobs never stands in front of another owner's call. A slot is
+a job id in the owner's slot zset (not a counter), which makes a release idempotent and
+lets a repair pass give back slots held by jobs that are already terminal. This module
+never loses a job: an id leaves the backlog only by becoming a slot holder in the same
+script, and a slot holder still queued long after admission is simply sent again (the
+claim's compare-and-set makes a second message harmless).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from algohost.errors import LimitReached, RateLimited
+from algohost.store import PREFIX, translate_errors
+from algohost.store.jobs import JobRecord
+from algohost.store.limits import LimitStore
+
+# KEYS[1] job hash, KEYS[2] owner's job index, KEYS[3] slot set, KEYS[4] backlog list,
+# KEYS[5] submit-rate bucket, KEYS[6] the owners with a backlog, ARGV[7] the owner;
+# ARGV[1] job id, ARGV[2] now (s), ARGV[3] submits per
+# second, ARGV[4] burst, ARGV[5] most pending (slots + backlog), ARGV[6] slots.
+# Returns {1} sent now, {0} held in the backlog, {-1, retry_ms} over the submit rate,
+# {-2, pending} over the pending limit. A refused job's record is removed: its id was
+# never given to anyone.
+_ADMIT = """
+local now, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local refuse = function(code, detail)
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {code, detail}
+end
+if rate > 0 then
+  local bucket = redis.call('HMGET', KEYS[5], 'tokens', 'at')
+  local tokens = tonumber(bucket[1]) or burst
+  local at = tonumber(bucket[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+  if tokens < 1 then
+    redis.call('HSET', KEYS[5], 'tokens', tostring(tokens), 'at', ARGV[2])
+    return refuse(-1, math.ceil((1 - tokens) / rate * 1000))
+  end
+  redis.call('HSET', KEYS[5], 'tokens', tostring(tokens - 1), 'at', ARGV[2])
+  redis.call('EXPIRE', KEYS[5], math.ceil(burst / rate) + 1)
+end
+local held = redis.call('ZCARD', KEYS[3])
+local pending = held + redis.call('LLEN', KEYS[4])
+if pending >= tonumber(ARGV[5]) then return refuse(-2, pending) end
+if held < tonumber(ARGV[6]) then
+  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+  return {1, 0}
+end
+redis.call('RPUSH', KEYS[4], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[7])
+return {0, 0}
+"""
+
+# KEYS[1] slot zset (score: when admitted), KEYS[2] backlog; ARGV[1] job id releasing
+# its slot ('' to only fill free slots), ARGV[2] the job hash key prefix, ARGV[3] slots,
+# ARGV[4] now. Hands free slots to the next backlog jobs that are still queued (skipping
+# canceled ones) and returns the ids to send now.
+_RELEASE = """
+if ARGV[1] ~= '' and redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return {} end
+local admitted = {}
+while redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) do
+  local next_id = redis.call('LPOP', KEYS[2])
+  if not next_id then break end
+  if redis.call('HGET', ARGV[2] .. next_id, 'status') == '"queued"' then
+    redis.call('ZADD', KEYS[1], ARGV[4], next_id)
+    table.insert(admitted, next_id)
+  end
+end
+return admitted
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the gate said about one submit: send its message now, or it waits."""
+
+    sent: bool
+
+
+class FairShare:
+    """The slot zsets and backlogs, and the one place that sends what they admit."""
+
+    OWNERS_KEY = f"{PREFIX}fair:owners"  # owners that have had a backlog: the repair's list
+
+    def __init__(self, client: redis.Redis, limits: LimitStore,
+                 enqueue: Callable[[str], None], job_prefix: str) -> None:
+        self.redis: Any = client
+        self.limits, self.enqueue, self.job_prefix = limits, enqueue, job_prefix
+        self._admit = client.register_script(_ADMIT)
+        self._release = client.register_script(_RELEASE)
+
+    @staticmethod
+    def slots_key(owner: str) -> str:
+        return f"{PREFIX}fair:slots:{owner}"
+
+    @staticmethod
+    def backlog_key(owner: str) -> str:
+        return f"{PREFIX}fair:backlog:{owner}"
+
+    @staticmethod
+    def rate_key(owner: str) -> str:
+        return f"{PREFIX}fair:rate:{owner}"
+
+    @translate_errors
+    def admit(self, owner: str, job_id: str, index_key: str) -> Admission:
+        """Take the job into a slot or the backlog, or refuse it (removing its record)."""
+        limits = self.limits.for_owner(owner)
+        code, detail = self._admit(
+            keys=[self.job_prefix + job_id, index_key, self.slots_key(owner),
+                  self.backlog_key(owner), self.rate_key(owner), self.OWNERS_KEY],
+            args=[job_id, repr(time.time()), repr(limits.submits_per_s), limits.submit_burst,
+                  limits.max_queued, limits.max_running, owner])
+        if code == 1:
+            return Admission(sent=True)
+        if code == 0:
+            return Admission(sent=False)
+        if code == -1:
+            retry = max(1, math.ceil(int(detail) / 1000))
+            raise RateLimited(f"over {limits.submits_per_s:g} submits per second; retry in "
+                              f"{retry} s", retry_after_s=retry,
+                              submits_per_s=limits.submits_per_s)
+        raise LimitReached(f"{owner} already has {detail} unfinished jobs; the limit is "
+                            f"{limits.max_queued}", limit="max_queued",
+                            max_queued=limits.max_queued)
+
+    def finished(self, owner: str, job_id: str) -> None:
+        """The job is terminal: its slot goes to the owner's next jobs, which are sent.
+        Releasing the same job twice does nothing."""
+        self._send(self._release_ids(owner, job_id))
+
+    @translate_errors
+    def _release_ids(self, owner: str, job_id: str) -> list[str]:
+        slots = self.limits.for_owner(owner).max_running
+        return list(self._release(keys=[self.slots_key(owner), self.backlog_key(owner)],
+                                  args=[job_id, self.job_prefix, slots, repr(time.time())]))
+
+    def _send(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.enqueue(job_id)
+
+    @translate_errors
+    def usage(self, owner: str) -> tuple[int, int]:
+        """(jobs holding a slot, jobs waiting in the backlog)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.slots_key(owner))
+        pipe.llen(self.backlog_key(owner))
+        held, waiting = pipe.execute()
+        return int(held), int(waiting)
+
+    @translate_errors
+    def repair(self, status_of: Callable[[str], str | None], stale_s: float) -> list[str]:
+        """Give back slots of jobs that ended without a release (a lost worker, an expired
+        record), send again jobs admitted long ago and still queued (their message may
+        never have been sent), and fill free slots. Returns the ids sent."""
+        sent: list[str] = []
+        now = time.time()
+        for owner in sorted(self.redis.smembers(self.OWNERS_KEY)):
+            holders = self.redis.zrange(self.slots_key(owner), 0, -1, withscores=True)
+            for job_id, admitted_at in holders:
+                status = status_of(job_id)
+                if status is None or status in TERMINAL_STATUSES:
+                    sent += self._release_ids(owner, job_id)
+                elif status == "queued" and admitted_at < now - stale_s:
+                    self.redis.zadd(self.slots_key(owner), {job_id: now}, xx=True)
+                    sent.append(job_id)
+            sent += self._release_ids(owner, "")
+        self._send(sent)
+        return sent
+
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
+
+
+class FairShareHook:
+    """A job hook: a finished job hands its slot on (and its successors are sent)."""
+
+    def __init__(self, fair: FairShare) -> None:
+        self.fair = fair
+
+    def job_started(self, job: JobRecord) -> None:
+        pass
+
+    def job_finished(self, job: JobRecord) -> None:
+        self.fair.finished(job.owner, job.id)

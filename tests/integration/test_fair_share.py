@@ -1,0 +1,134 @@
+"""Fair share and per-owner limits against a real Redis: slots, backlog, refill, repair."""
+
+import pytest
+
+from algohost.config import Settings
+from algohost.errors import LimitReached, RateLimited
+from algohost.store.fairshare import FairShare
+from algohost.store.jobs import JobStatus, JobStore
+from algohost.store.limits import LimitStore
+
+
+class Sent:
+    def __init__(self):
+        self.ids = []
+
+    def __call__(self, job_id):
+        self.ids.append(job_id)
+
+
+@pytest.fixture
+def jobs(redis_client):
+    return JobStore(redis_client, retention_s=60)
+
+
+def make_fair(redis_client, **settings):
+    sent = Sent()
+    limits = LimitStore(redis_client, Settings(**settings))
+    return FairShare(redis_client, limits, sent, JobStore.key("")), sent, limits
+
+
+def submit(fair, jobs, owner, job_id):
+    jobs.create({"id": job_id, "owner": owner, "status": "queued", "attempts": 0,
+                 "created_at": "2026-01-01T00:00:00.000Z"})
+    admission = fair.admit(owner, job_id, jobs.owner_index_key(owner))
+    if admission.sent:
+        fair.enqueue(job_id)
+    return admission
+
+
+def finish(fair, jobs, owner, job_id):
+    jobs.transition(job_id, JobStatus.RUNNING, {JobStatus.QUEUED})
+    jobs.transition(job_id, JobStatus.SUCCEEDED, {JobStatus.RUNNING})
+    fair.finished(owner, job_id)
+
+
+def test_a_flood_waits_in_its_owners_backlog_and_another_owner_is_sent_at_once(
+        redis_client, jobs):
+    fair, sent, _ = make_fair(redis_client, owner_max_running=2)
+    for n in range(50):
+        submit(fair, jobs, "alice", f"j_a{n}")
+    assert sent.ids == ["j_a0", "j_a1"]
+    assert fair.usage("alice") == (2, 48)
+    assert submit(fair, jobs, "bob", "j_b0").sent
+    assert sent.ids[-1] == "j_b0"
+
+
+def test_a_finished_job_hands_its_slot_to_the_next_in_order_and_only_once(redis_client, jobs):
+    fair, sent, _ = make_fair(redis_client, owner_max_running=1)
+    for n in range(3):
+        submit(fair, jobs, "alice", f"j_{n}")
+    finish(fair, jobs, "alice", "j_0")
+    fair.finished("alice", "j_0")  # a second release of the same job does nothing
+    assert sent.ids == ["j_0", "j_1"]
+    assert fair.usage("alice") == (1, 1)
+
+
+def test_a_job_canceled_in_the_backlog_is_skipped(redis_client, jobs):
+    fair, sent, _ = make_fair(redis_client, owner_max_running=1)
+    for n in range(3):
+        submit(fair, jobs, "alice", f"j_{n}")
+    jobs.transition("j_1", JobStatus.CANCELED, {JobStatus.QUEUED})
+    finish(fair, jobs, "alice", "j_0")
+    assert sent.ids == ["j_0", "j_2"]
+
+
+def test_every_job_is_sent_exactly_once_when_all_finish(redis_client, jobs):
+    fair, sent, _ = make_fair(redis_client, owner_max_running=3)
+    for n in range(20):
+        submit(fair, jobs, "alice", f"j_{n}")
+    while fair.usage("alice")[0]:
+        running = [j for j in sent.ids if jobs.status(j) is JobStatus.QUEUED]
+        finish(fair, jobs, "alice", running[0])
+    assert sorted(sent.ids) == sorted(f"j_{n}" for n in range(20))
+    assert len(sent.ids) == 20
+
+
+def test_repair_frees_a_slot_whose_job_ended_without_a_release(redis_client, jobs):
+    fair, sent, _ = make_fair(redis_client, owner_max_running=1)
+    submit(fair, jobs, "alice", "j_0")
+    submit(fair, jobs, "alice", "j_1")
+    # The worker was lost after the terminal write, before the release.
+    jobs.transition("j_0", JobStatus.RUNNING, {JobStatus.QUEUED})
+    jobs.transition("j_0", JobStatus.FAILED, {JobStatus.RUNNING})
+    fair.repair(lambda j: (s.value if (s := jobs.status(j)) else None), stale_s=60)
+    assert sent.ids == ["j_0", "j_1"]
+
+
+def test_repair_sends_again_a_slot_holder_still_queued_long_after_admission(redis_client, jobs):
+    fair, sent, _ = make_fair(redis_client, owner_max_running=1)
+    submit(fair, jobs, "alice", "j_0")
+    submit(fair, jobs, "alice", "j_1")  # puts alice on the repair's list
+    fair.repair(lambda j: (s.value if (s := jobs.status(j)) else None), stale_s=-1)
+    assert sent.ids == ["j_0", "j_0"]  # a second message is harmless: the claim is a CAS
+
+
+def test_over_the_pending_limit_a_submit_is_refused_and_its_record_removed(redis_client, jobs):
+    fair, _, _ = make_fair(redis_client, owner_max_running=1, owner_max_queued=2)
+    submit(fair, jobs, "alice", "j_0")
+    submit(fair, jobs, "alice", "j_1")
+    with pytest.raises(LimitReached) as refused:
+        submit(fair, jobs, "alice", "j_2")
+    assert refused.value.details["max_queued"] == 2
+    assert jobs.get("j_2") is None
+    assert "j_2" not in redis_client.zrange(jobs.owner_index_key("alice"), 0, -1)
+
+
+def test_over_the_submit_rate_a_submit_is_refused_with_a_retry_after(redis_client, jobs):
+    fair, _, _ = make_fair(redis_client, owner_submits_per_s=0.01, owner_submit_burst=2)
+    submit(fair, jobs, "alice", "j_0")
+    submit(fair, jobs, "alice", "j_1")
+    with pytest.raises(RateLimited) as refused:
+        submit(fair, jobs, "alice", "j_2")
+    assert refused.value.details["retry_after_s"] >= 1
+    assert submit(fair, jobs, "bob", "j_b").sent  # the bucket is per owner
+
+
+def test_an_operators_override_changes_one_owners_limits_only(redis_client, jobs):
+    fair, sent, limits = make_fair(redis_client, owner_max_running=1)
+    limits.set("alice", max_running=3)
+    for n in range(4):
+        submit(fair, jobs, "alice", f"j_a{n}")
+        submit(fair, jobs, "bob", f"j_b{n}")
+    assert fair.usage("alice") == (3, 1) and fair.usage("bob") == (1, 3)
+    assert limits.reset("alice").max_running == 1
