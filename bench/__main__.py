@@ -17,7 +17,15 @@ from rich.table import Table
 from algohost.config import load_settings
 from algohost.store import connect
 from algohost.store.keys import KeyStore
-from bench import algohost_bench, baseline_celery, baseline_docker, baseline_flask, batch_bench
+from bench import (
+    algohost_bench,
+    baseline_celery,
+    baseline_docker,
+    baseline_flask,
+    batch_bench,
+    fairshare_bench,
+    waiters_bench,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
@@ -51,6 +59,9 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         ("batch", lambda: batch_bench.batch_throughput(client, hello["ref"], args.batch)),
         ("memory", lambda: algohost_bench.memory(
             settings, _worker_pid(settings.state_dir), hello["id"])),
+        # Last: they load the stack with other owners' floods.
+        ("fair_share", lambda: fairshare_bench.run(settings, client, hello["ref"], args.flood)),
+        ("waiters", lambda: waiters_bench.run(settings, client, hello["ref"], args.waiters)),
     ]
     for name, step in steps:
         console.print(f"measuring {name} ...")
@@ -72,7 +83,24 @@ def ratios(r: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
         ("async throughput / Celery throughput", thr, ">= 0.5", thr >= 0.5),
         ("batch items/s / async jobs/s", fan, ">= 4", fan >= 4),
         ("batch items/s", batch, ">= 2000", batch >= 2000),
+        *fairness_ratios(r),
     ]
+
+
+def fairness_ratios(r: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+    found: list[tuple[str, float, str, bool]] = []
+    if "fair_share" in r:
+        fair = r["fair_share"]["ratio"]
+        found.append(("B's sync p50 while A floods / idle", fair, "<= 2", fair <= 2))
+    if "waiters" in r:
+        w = r["waiters"]
+        health = w["healthz_busy"]["p99_ms"]
+        hello = w["hello_busy"]["p50_ms"] / w["hello_idle"]["p50_ms"]
+        got = w["got_result"] / w["waiters"]
+        found += [("healthz p99 ms with 1,000 waiters", health, "< 100", health < 100),
+                  ("hello p50 with waiters / idle", hello, "<= 2", hello <= 2),
+                  ("waiters that got their result", got, "= 1", got == 1)]
+    return found
 
 
 def render(r: dict[str, Any], console: Console) -> None:
@@ -92,6 +120,9 @@ def render(r: dict[str, Any], console: Console) -> None:
         targets.add_row(label, f"{value:.2f}", target, "yes" if met else "NO")
     console.print(targets)
     console.print(f"memory: {r['memory']}")
+    for name in ("fair_share", "waiters"):
+        if name in r:
+            console.print(f"{name}: {json.dumps(r[name])}")
 
 
 def main() -> int:
@@ -100,6 +131,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--cold", type=int, default=5)
     parser.add_argument("--batch", type=int, default=10_000, help="inputs in the batch step")
+    parser.add_argument("--flood", type=int, default=2000,
+                        help="jobs another owner queues in the fair-share step")
+    parser.add_argument("--waiters", type=int, default=1000,
+                        help="concurrent Prefer: wait callers of a 5 s call")
     args = parser.parse_args()
     console = Console()
     results = measure(args, console)

@@ -1,21 +1,22 @@
 """Fair share: one owner's sync call while another owner has thousands of jobs queued,
 against the same call on an idle system, in the same run.
 
-Owner A submits `flood` calls of hello as fast as it can (no waiting); owner B times its
-own sync calls of hello while A still has jobs waiting, and the report says how many A
-had unfinished while B was timed (submits race the workers that drain them).
+Owner A queues `flood` calls of hello (submitted while the calls workers take no
+messages); then owner B times its own sync calls of hello while A's jobs drain, and the
+report says how many A had unfinished when B's first and last calls were timed.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from algohost.config import Settings
+from algohost.dispatch import CALLS_QUEUE
 from algohost.store import connect
 from algohost.store.keys import KeyStore
+from algohost.worker.app import make_celery
 from bench.algohost_bench import HELLO, Client
 from bench.stats import summary
 
@@ -36,35 +37,30 @@ def run(settings: Settings, b_client: Client, b_ref: str, flood: int = 2000,
     idle: list[float] = []
     for _ in range(samples):
         _sample(b_client, b_ref, idle)
-    submitted = threading.Event()
-    ids: list[str] = []
-
-    def flood_submit() -> None:
+    # The calls workers stop taking messages while A queues its flood, so A really has
+    # `flood` jobs unfinished when B's calls begin; then they take messages again.
+    control = make_celery(settings).control
+    control.cancel_consumer(CALLS_QUEUE, reply=True, timeout=10)
+    try:
         with ThreadPoolExecutor(8) as pool:
-            ids.extend(pool.map(lambda i: a_client.submit(a_ref, {"name": str(i)}),
+            ids = list(pool.map(lambda i: a_client.submit(a_ref, {"name": str(i)}),
                                 range(flood)))
-        submitted.set()
-
-    flooder = threading.Thread(target=flood_submit)
-    flooder.start()
-    while (a_client.lean.request("GET", "/v1/limits")[1]["usage"]["waiting"] < flood // 4
-           and not submitted.is_set()):
-        time.sleep(0.01)  # A has a real backlog before B is timed
+    finally:
+        control.add_consumer(CALLS_QUEUE, reply=True, timeout=10)
     busy: list[float] = []
-    backlog_seen = []
+    unfinished: list[int] = []
     while len(busy) < samples:
         usage = a_client.lean.request("GET", "/v1/limits")[1]["usage"]
-        if usage["waiting"] == 0 and submitted.is_set():
+        if usage["waiting"] == 0:
             break  # A's flood has drained: what follows would be idle again
-        backlog_seen.append(usage["waiting"] + usage["running"])
+        unfinished.append(usage["waiting"] + usage["running"])
         _sample(b_client, b_ref, busy)
-    flooder.join()
     drained_at = time.perf_counter()
     while a_client.job(ids[-1])["status"] in ("queued", "running"):
         time.sleep(0.05)
     idle_p50 = summary(idle)["p50_ms"]
     busy_summary = summary(busy)
     return {"flood_jobs": flood, "b_idle": summary(idle), "b_while_a_floods": busy_summary,
-            "a_unfinished_while_sampled": {"min": min(backlog_seen), "max": max(backlog_seen)},
+            "a_unfinished_while_sampled": {"first": unfinished[0], "last": unfinished[-1]},
             "ratio": round(busy_summary["p50_ms"] / idle_p50, 2),
             "a_drain_seconds": round(time.perf_counter() - drained_at, 1)}
