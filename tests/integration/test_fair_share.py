@@ -5,7 +5,7 @@ import pytest
 from algohost.config import Settings
 from algohost.errors import LimitReached, RateLimited
 from algohost.store.fairshare import FairShare
-from algohost.store.jobs import JobStatus, JobStore
+from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.limits import LimitStore
 
 
@@ -29,8 +29,8 @@ def make_fair(redis_client, **settings):
 
 
 def submit(fair, jobs, owner, job_id):
-    jobs.create({"id": job_id, "owner": owner, "status": "queued", "attempts": 0,
-                 "created_at": "2026-01-01T00:00:00.000Z"})
+    jobs.create(JobRecord(id=job_id, owner=owner, status=JobStatus.QUEUED,
+                          created_at="2026-01-01T00:00:00.000Z"))
     admission = fair.admit(owner, job_id, jobs.owner_index_key(owner))
     if admission.sent:
         fair.enqueue(job_id)
