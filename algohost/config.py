@@ -6,13 +6,16 @@ must never read the environment itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 MiB = 1024 * 1024
+BRIDGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,14}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,26 @@ class SandboxSettings:
     pool_max_per_build: int = 4
     pool_idle_s: float = 300.0
     pool_max_calls: int = 1000
+    build_memory_mb: int = 2048
+    build_cpus: float = 1.0
+    build_pids: int = 512
+    build_timeout_s: int = 900
+    calls_network: str = "algohost-calls"
+    builds_network: str = "algohost-builds"
+    egress_allow: str = ""
+
+    def __post_init__(self) -> None:
+        self.egress_allow_networks  # noqa: B018 - a bad CIDR fails at load, not at install
+        for name in (self.calls_network, self.builds_network):
+            # The network's bridge interface takes its name; Linux allows 15 characters.
+            if not BRIDGE_NAME.fullmatch(name):
+                raise ValueError(f"network name {name!r} must be 1-15 letters, digits, '-' "
+                                 "or '_' (it names the bridge interface too)")
+
+    @property
+    def egress_allow_networks(self) -> tuple[ipaddress.IPv4Network, ...]:
+        """Private destinations networked containers may reach anyway (a package mirror)."""
+        return parse_cidrs(self.egress_allow)
 
 
 @dataclass(frozen=True)
@@ -112,6 +135,15 @@ def parse_schedule(text: str) -> tuple[float, ...]:
     if any(delay < 0 for delay in delays):
         raise ValueError(f"ALGOHOST_WEBHOOK_SCHEDULE_S={text!r} has a negative delay")
     return delays
+
+
+def parse_cidrs(text: str) -> tuple[ipaddress.IPv4Network, ...]:
+    try:
+        return tuple(ipaddress.IPv4Network(part.strip())
+                     for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"ALGOHOST_EGRESS_ALLOW={text!r} is not a comma-separated list of "
+                         f"IPv4 CIDRs ({exc})") from exc
 
 
 def _coerce(value: str, kind: Any, name: str) -> Any:

@@ -262,3 +262,9 @@ class ImageMissing(ContainerStartFailed):
 
 class BuildFailed(AlgohostError):
     code = "build_failed"
+
+
+class BuildTimedOut(BuildFailed):
+    """The build ran past ALGOHOST_BUILD_TIMEOUT_S and was killed."""
+
+    code = "build_timeout"

@@ -3,7 +3,7 @@
 Owners, algorithm names, versions and ranges, secret names, apt and pip package strings
 and entrypoints are checked here only, always with `fullmatch` over ASCII character
 classes, so no value with a newline or a control character ever reaches a key, a Vault
-path or a generated Dockerfile. Nothing here touches Redis, Docker or Vault.
+path or a build step's arguments. Nothing here touches Redis, Docker or Vault.
 """
 
 from __future__ import annotations

@@ -103,6 +103,8 @@ class Build(BaseModel):
     finished_at: str | None
     manifest: dict[str, Any]
     error: str | None
+    reason: str | None = Field(default=None, description="Why a build failed: build_failed, "
+                               "build_timeout, ...")
     logs: str | None = Field(default=None, description="Build output; only on a single version")
 
 

@@ -81,7 +81,7 @@ class SourceBuilder:
         self.fail_with: list[str] | None = None  # log lines of a build that is to fail
 
     def build(self, build_id: str, tag: str, source_files: dict[str, bytes],
-              manifest: Any, on_log: Callable[[str], None]) -> str:
+              manifest: Any, on_log: Callable[[str], None], *, owner: str) -> str:
         if self.fail_with is not None:
             for line in self.fail_with:
                 on_log(line)

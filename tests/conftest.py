@@ -56,6 +56,16 @@ def answering_docker(sandbox):
         client.images.get(sandbox.base_image)
     except Exception as exc:
         require(f"the base image {sandbox.base_image} (`algohost dev up` makes it)", exc)
+    try:
+        # Builds and networked calls need their networks; the rules must fence them.
+        # Both are idempotent and touch only algohost's networks and chains.
+        from algohost.sandbox.egress import ensure_networks, install_rules
+
+        ensure_networks(client, sandbox)
+        install_rules(sandbox)
+    except Exception as exc:
+        require("algohost's networks and egress rules (`algohost egress install`, as root)",
+                exc)
     return client
 
 

@@ -12,6 +12,7 @@ from algohost.cli.batch import batch
 from algohost.cli.commands import API_COMMANDS
 from algohost.cli.common import CliContext
 from algohost.cli.data import data
+from algohost.cli.egress import egress
 from algohost.cli.gc import gc
 from algohost.cli.keys import keys
 from algohost.cli.limits import limits
@@ -39,6 +40,6 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, batch, webhooks, secrets, keys, limits, dev, prune, gc, models,
-                data):
+for command in (*API_COMMANDS, batch, webhooks, secrets, keys, limits, dev, egress, prune, gc,
+                models, data):
     cli.add_command(command)

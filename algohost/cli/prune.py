@@ -13,6 +13,7 @@ import click
 from algohost.cli.common import CliContext, emit_json, json_option, out, pass_ctx
 
 MANAGED_LABEL = "algohost.managed=1"
+BUILD_STEP_LABEL = "algohost.build-step"  # a build's step containers (sandbox/builder.py)
 BUILD_LABEL = "algohost.build"
 STOPPED = frozenset({"created", "exited", "dead"})
 
@@ -31,7 +32,9 @@ def docker_client(url: str) -> Any:
 def prune_containers(client: Any, include_running: bool) -> tuple[int, int]:
     """Remove algohost containers; running ones only if asked. Returns (removed, kept)."""
     removed = kept = 0
-    managed = client.containers.list(all=True, filters={"label": MANAGED_LABEL}, sparse=True)
+    managed = [container for label in (MANAGED_LABEL, BUILD_STEP_LABEL)
+               for container in client.containers.list(all=True, filters={"label": label},
+                                                       sparse=True)]
     for container in managed:
         if container.status not in STOPPED and not include_running:
             kept += 1

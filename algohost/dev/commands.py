@@ -105,6 +105,14 @@ def ensure_dockerd(settings: Settings, part: Part) -> None:
     step("docker", f"started dockerd (pid {pid})")
 
 
+def ensure_egress(settings: Settings) -> None:
+    from algohost.cli.egress import install
+
+    created = install(settings.sandbox)
+    names = f"{settings.sandbox.calls_network}, {settings.sandbox.builds_network}"
+    step("egress", f"networks {names} {'created' if created else 'present'}; rules installed")
+
+
 def ensure_base_image(settings: Settings, state: Path, mirror: str) -> None:
     # Imported here: the image builder pulls in docker-py and is only needed by `dev up`.
     from algohost.dev.baseimage import ensure_base_image as ensure
@@ -220,6 +228,7 @@ def up(ctx: CliContext, debian_mirror: str, as_json: bool) -> None:
     all_parts = parts(state)
     ensure_redis(settings, all_parts["redis"])
     ensure_dockerd(settings, all_parts["dockerd"])
+    ensure_egress(settings)
     ensure_base_image(settings, state, debian_mirror)
     extra = {**ensure_vault(settings, state), **build_trust(settings)}
     start_services(settings, all_parts, child_environment(extra) if extra else None)

@@ -1,49 +1,74 @@
-"""Builds one algorithm's image: a generated Dockerfile and an in-memory build context.
+"""Builds one algorithm's image: each step of its plan in a caged container, then committed.
 
-Every manifest value that reaches a line is checked against its grammar again (a stored
-manifest is not trusted to be the one validated) and quoted; secret values never reach a
-build. Images carry algohost labels so that prune and tests can find what they made.
+Build steps run tenant code (a setup.py, a requirements file's URLs), so each runs
+like a call does: capabilities dropped (apt keeps a few), no-new-privileges, memory,
+CPU and pid limits, on the builds network, and the whole build under one deadline.
+Cached layers are tagged per owner and algorithm: two owners never share one, nor
+see a "Using cache" line caused by the other. Secret values never reach a build.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
+import hashlib
 import json
-import posixpath
-import shlex
-import tarfile
+import threading
+import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import docker.errors
+import requests.exceptions
 
 from algohost.config import SandboxSettings
-from algohost.errors import BuildFailed, InvalidManifest
+from algohost.errors import BuildFailed, BuildTimedOut
 from algohost.manifest import Manifest
-from algohost.names import ALGORITHM_NAME, APT_PACKAGE, ENTRYPOINT, PIP_REQUIREMENT
+from algohost.sandbox.buildplan import ImageConfig, Step, image_config, plan
 from algohost.sandbox.docker import (
     LABEL_BUILD,
     LABEL_MANAGED,
     docker_client,
+    remove_container,
     translate_docker_errors,
 )
 
-RUNNER_DIR = Path(__file__).resolve().parent / "runner"
-RUNNER_FILES = ("runner.py", "protocol.py", "algohost_runtime.py")
-CA_BUNDLE_NAME = "extra-ca.crt"
-CA_BUNDLE_PATH = "/etc/algohost/extra-ca.crt"
-CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-VENV = "/opt/algo"
-ALGORITHM_DIR = "/opt/algorithm"
-REQUIREMENTS = "/tmp/algohost-requirements.txt"
-BUILD_READ_TIMEOUT_S = 1800  # longest silence from the engine while a step compiles
-FIXED_MTIME = 1_700_000_000  # identical content gives an identical context, so layers are reused
+LABEL_CACHE_SCOPE = "algohost.cache-scope"
+# Step containers carry this, not algohost.managed: a sweep of managed call containers
+# must not remove a build's container under it. `algohost prune` knows both.
+LABEL_BUILD_STEP = "algohost.build-step"
+CACHE_REPOSITORY = "algohost-cache"
+CLIENT_MARGIN_S = 60  # the engine's longest silence is a step's, which the deadline ends
+EXIT_WAIT_S = 30
 
 
-def _run(*commands: str) -> str:
-    return "RUN " + " \\\n && ".join(commands)
+def cache_scope(owner: str, name: str) -> str:
+    """The cache's partition: one per owner and algorithm."""
+    return hashlib.sha256(f"{owner}/{name}".encode()).hexdigest()[:16]
+
+
+def cache_tag(scope: str, parent_id: str, step: Step) -> str:
+    key = hashlib.sha256(json.dumps([scope, parent_id, step.fingerprint()]).encode())
+    return f"{CACHE_REPOSITORY}/{scope}:{key.hexdigest()[:32]}"
+
+
+def step_params(step: Step, settings: SandboxSettings, build_id: str) -> dict[str, Any]:
+    """The create parameters of a build step's container: the build cage."""
+    memory = f"{settings.build_memory_mb}m"
+    return {
+        "command": list(step.argv) or ["true"],
+        # "0" overrides the managed label every algohost image passes on to its containers.
+        "labels": {LABEL_BUILD_STEP: build_id, LABEL_MANAGED: "0"},
+        "network": settings.builds_network,
+        "cap_drop": ["ALL"],
+        "cap_add": list(step.capabilities),
+        "security_opt": ["no-new-privileges"],
+        "mem_limit": memory,
+        "memswap_limit": memory,  # no swap
+        "nano_cpus": int(settings.build_cpus * 1e9),
+        "pids_limit": settings.build_pids,
+        # The operator's ~/.docker/config.json proxies are theirs, not the tenant's.
+        "use_config_proxy": False,
+        **({"runtime": settings.runtime} if settings.runtime else {}),
+    }
 
 
 class ImageBuilder:
@@ -54,73 +79,9 @@ class ImageBuilder:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = docker_client(self.settings)
+            self._client = docker_client(
+                self.settings, timeout_s=self.settings.build_timeout_s + CLIENT_MARGIN_S)
         return self._client
-
-    def dockerfile(self, manifest: Manifest) -> str:
-        """The Dockerfile for a manifest; its strings are checked again, as they reach a shell."""
-        entrypoint = ENTRYPOINT.check(manifest.entrypoint, InvalidManifest, "entrypoint")
-        system = [APT_PACKAGE.check(p, InvalidManifest, "build.system_packages")
-                  for p in manifest.build.system_packages]
-        packages = [PIP_REQUIREMENT.check(p, InvalidManifest, "build.python_packages")
-                    for p in manifest.build.python_packages]
-        requirements = manifest.build.requirements
-        name = json.dumps(ALGORITHM_NAME.check(manifest.name, InvalidManifest, "name"))
-        lines = [
-            f"FROM {self.settings.base_image}",
-            f'LABEL {LABEL_MANAGED}="1" algohost.algorithm={name}',
-        ]
-        if system:
-            lines.append(
-                _run(
-                    "apt-get update",
-                    "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
-                    + " ".join(shlex.quote(p) for p in system),
-                    "rm -rf /var/lib/apt/lists/*",
-                )
-            )
-        installs = packages or requirements
-        lines.append(f"RUN python3 -m venv {'' if installs else '--without-pip '}{VENV}")
-        if installs:
-            env = ""
-            if self.settings.extra_ca_bundle:
-                # pip, and anything a setup.py fetches, must trust the extra CA too.
-                lines.append(f"COPY {CA_BUNDLE_NAME} {CA_BUNDLE_PATH}")
-                env = "".join(f"{var}={CA_BUNDLE_PATH} " for var in CA_ENV_VARS)
-            pip = f"{env}{VENV}/bin/pip install --no-cache-dir --disable-pip-version-check"
-            if requirements:
-                source = json.dumps(["src/" + _source_path(str(requirements)), REQUIREMENTS])
-                lines.append(f"COPY {source}")
-                lines.append(_run(f"{pip} -r {REQUIREMENTS}", f"rm {REQUIREMENTS}"))
-            if packages:
-                lines.append(_run(f"{pip} " + " ".join(shlex.quote(p) for p in packages)))
-        lines += [
-            f"COPY src/ {ALGORITHM_DIR}/",
-            "COPY runner/ /opt/algohost/",
-            f"WORKDIR {ALGORITHM_DIR}",
-            f"ENV ALGOHOST_ENTRYPOINT={entrypoint} PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
-            f'CMD ["{VENV}/bin/python", "-u", "/opt/algohost/runner.py"]',
-        ]
-        return "\n".join(lines) + "\n"
-
-    def context(self, source_files: Mapping[str, bytes], manifest: Manifest) -> bytes:
-        """The gzip tar build context: Dockerfile, src/, runner/ and the optional CA bundle."""
-        buffer = io.BytesIO()
-        # The gzip header carries a time too: fixed, or two packs a second apart differ.
-        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=FIXED_MTIME) as packed, \
-                tarfile.open(fileobj=packed, mode="w") as tar:
-            _add(tar, "Dockerfile", self.dockerfile(manifest).encode("utf-8"))
-            files = {f"src/{_source_path(name)}": data for name, data in source_files.items()}
-            for directory in sorted({"src"}.union(*(_parents(name) for name in files))):
-                _add_dir(tar, directory)
-            for name, data in sorted(files.items()):
-                _add(tar, name, data)
-            _add_dir(tar, "runner")
-            for name in RUNNER_FILES:
-                _add(tar, f"runner/{name}", (RUNNER_DIR / name).read_bytes())
-            if self.settings.extra_ca_bundle:
-                _add(tar, CA_BUNDLE_NAME, Path(self.settings.extra_ca_bundle).read_bytes())
-        return buffer.getvalue()
 
     def build(
         self,
@@ -129,36 +90,109 @@ class ImageBuilder:
         source_files: Mapping[str, bytes],
         manifest: Manifest,
         on_log: Callable[[str], None],
+        *,
+        owner: str,
     ) -> str:
-        """Build and tag the image, streaming its log lines; returns the image id."""
-        context = io.BytesIO(self.context(source_files, manifest))
-        image_id = ""
+        """Build and tag the image, streaming its log lines; returns the image id.
+
+        Past `build_timeout_s` the running step is killed and BuildTimedOut raised."""
+        deadline = time.monotonic() + self.settings.build_timeout_s
+        steps = plan(manifest, source_files, self.settings)
+        scope = cache_scope(owner, manifest.name)
+        labels = {LABEL_MANAGED: "1", LABEL_BUILD: build_id, LABEL_CACHE_SCOPE: scope}
+        config = image_config(manifest, labels)
         with translate_docker_errors(f"building {tag}", BuildFailed):
-            chunks = self.client.api.build(
-                fileobj=context,
-                custom_context=True,
-                encoding="gzip",
-                tag=tag,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                timeout=BUILD_READ_TIMEOUT_S,
-                labels={LABEL_BUILD: build_id, LABEL_MANAGED: "1"},
-            )
-            for chunk in chunks:
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail") or {}
-                    message = str(chunk.get("error") or detail.get("message") or "build failed")
-                    on_log(message)
-                    raise BuildFailed(message.strip(), build_id=build_id)
-                text = chunk.get("stream") or chunk.get("status") or ""
-                for line in str(text).splitlines():
-                    if line.strip():
-                        on_log(line)
-                image_id = chunk.get("aux", {}).get("ID", image_id)
-            if not image_id:
-                image_id = self.client.images.get(tag).id
-        return str(image_id)
+            parent = self.client.images.get(self.settings.base_image).id
+            for number, step in enumerate(steps, 1):
+                on_log(f"Step {number}/{len(steps)} : {step.title}")
+                parent = self.run_step(parent, step, scope, labels, deadline, on_log)
+                on_log(f" ---> {_short(parent)}")
+            image_id = self._finish(parent, config, tag)
+        on_log(f"Successfully built {_short(image_id)}")
+        on_log(f"Successfully tagged {tag}")
+        return image_id
+
+    def run_step(self, parent: str, step: Step, scope: str, labels: Mapping[str, str],
+                 deadline: float, on_log: Callable[[str], None]) -> str:
+        """One step on `parent` (an image id), from the cache or run in the cage and
+        committed; returns the new image id. `deadline` is a time.monotonic() value."""
+        tag = cache_tag(scope, parent, step)
+        try:
+            cached = self.client.images.get(tag)
+            on_log(" ---> Using cache")
+            return str(cached.id)
+        except docker.errors.ImageNotFound:
+            pass
+        repository, _, key = tag.rpartition(":")
+        params = step_params(step, self.settings, labels[LABEL_BUILD])
+        container = self._create(parent, params, deadline)
+        try:
+            if step.files:
+                container.put_archive("/", step.archive())
+            if step.argv:
+                self._run(container, step, deadline, on_log)
+            image = container.commit(repository=repository, tag=key, conf={"Labels": labels})
+            return str(image.id)
+        finally:
+            remove_container(container)
+
+    def _create(self, image: str, params: dict[str, Any], deadline: float) -> Any:
+        if time.monotonic() >= deadline:
+            raise self._timed_out()
+        try:
+            return self.client.containers.create(image, **params)
+        except docker.errors.NotFound as exc:
+            if params.get("network") and "network" in str(exc.explanation or exc):
+                raise BuildFailed(f"the builds network {params['network']} does not exist: "
+                                  "run `algohost egress install` (or `dev up`)") from exc
+            raise
+
+    def _run(self, container: Any, step: Step, deadline: float,
+             on_log: Callable[[str], None]) -> None:
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            try:
+                container.kill()
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                pass  # it finished meanwhile
+
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            container.start()
+            _stream(container, on_log)
+            code = container.wait(timeout=EXIT_WAIT_S).get("StatusCode")
+        finally:
+            timer.cancel()
+        if killed.is_set():
+            raise self._timed_out()
+        if code != 0:
+            container.reload()
+            if container.attrs.get("State", {}).get("OOMKilled"):
+                raise BuildFailed(f"`{step.title}` went over the build memory limit of "
+                                  f"{self.settings.build_memory_mb} MB")
+            raise BuildFailed(f"`{step.title}` exited with code {code}")
+
+    def _timed_out(self) -> BuildTimedOut:
+        return BuildTimedOut(f"the build did not finish within {self.settings.build_timeout_s} s")
+
+    def _finish(self, parent: str, config: ImageConfig, tag: str) -> str:
+        """The image's own configuration, on an empty layer over the last step."""
+        container = self.client.containers.create(
+            parent, command=config.cmd, environment=config.env, working_dir=config.workdir,
+            labels={LABEL_BUILD_STEP: config.labels[LABEL_BUILD], LABEL_MANAGED: "0"},
+            network_mode="none",
+            use_config_proxy=False)
+        try:
+            repository, _, name = tag.rpartition(":")
+            image = container.commit(repository=repository, tag=name,
+                                     conf={"Labels": config.labels})
+            return str(image.id)
+        finally:
+            remove_container(container)
 
     def remove_image(self, tag: str) -> bool:
         """Remove an image by tag; False if it did not exist."""
@@ -169,33 +203,33 @@ class ImageBuilder:
                 return False
         return True
 
-
-def _source_path(name: str) -> str:
-    """A source file's path inside src/; nothing may escape it."""
-    path = posixpath.normpath(name.replace("\\", "/"))
-    if path.startswith(("/", "../")) or path in (".", ".."):
-        raise BuildFailed(f"source path {name!r} leaves the algorithm directory")
-    return path
-
-
-def _parents(name: str) -> set[str]:
-    parents = set()
-    while (name := posixpath.dirname(name)) not in ("", "/"):
-        parents.add(name)
-    return parents
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644  # readable by the container's unprivileged user, writable by none
-    info.mtime = FIXED_MTIME
-    tar.addfile(info, io.BytesIO(data))
+    def remove_cache(self, owner: str, name: str) -> int:
+        """Untag an algorithm's cached layers (images still using them keep them)."""
+        scope = cache_scope(owner, name)
+        removed = 0
+        with translate_docker_errors(f"removing the build cache of {owner}/{name}"):
+            for image in self.client.images.list(f"{CACHE_REPOSITORY}/{scope}"):
+                for tag in image.tags:
+                    try:
+                        self.client.images.remove(tag)
+                        removed += 1
+                    except docker.errors.ImageNotFound:
+                        pass
+        return removed
 
 
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE
-    info.mode = 0o755
-    info.mtime = FIXED_MTIME
-    tar.addfile(info)
+def _stream(container: Any, on_log: Callable[[str], None]) -> None:
+    pending = b""
+    for chunk in container.logs(stream=True, follow=True):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", "replace").rstrip()
+            if text.strip():
+                on_log(text)
+    if pending.strip():
+        on_log(pending.decode("utf-8", "replace").rstrip())
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]

@@ -92,6 +92,8 @@ def container_params(
         "memswap_limit": memory,  # equal to mem_limit: no swap
         "nano_cpus": int(spec.limits.cpus * 1e9),
         "environment": {"HOME": "/tmp"},  # the root filesystem is read-only
+        # The operator's ~/.docker/config.json proxies are theirs, not the tenant's.
+        "use_config_proxy": False,
         # Outputs cross stdout; the engine must not keep copies of them on disk.
         "log_config": {"type": "none", "config": {}},
         "labels": {
@@ -103,7 +105,11 @@ def container_params(
     }
     if spec.mounts:
         params["volumes"] = {host: {"bind": target, "mode": "ro"} for host, target in spec.mounts}
-    if not spec.limits.network:
+    # Never the default bridge: a networked call joins the calls network, where
+    # containers cannot reach each other and the egress rules fence the rest.
+    if spec.limits.network:
+        params["network"] = settings.calls_network
+    else:
         params["network_mode"] = "none"
     if settings.runtime:
         params["runtime"] = settings.runtime
@@ -124,13 +130,13 @@ def _exit_cause(container: Any, memory_mb: int) -> tuple[ExitReason, str]:
     return ExitReason.CRASHED, f"the container exited with code {code}"
 
 
-def _remove(container: Any) -> None:
+def remove_container(container: Any) -> None:
     try:
         container.remove(force=True)
     except docker.errors.NotFound:
         pass
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
-        # Left for remove_orphans; the caller cannot do better than that.
+        # Left for remove_orphans or `algohost prune`; the caller cannot do better.
         log.warning("could not remove container %s: %s", container.id[:12], exc)
 
 
@@ -276,7 +282,7 @@ class DockerSession(Session):
                 return
             self._closed = True
         self._channel.close()
-        _remove(self._container)
+        remove_container(self._container)
         self._on_close(self)
 
 
@@ -326,7 +332,7 @@ class DockerSandbox(Sandbox):
         except BaseException:
             if channel is not None:
                 channel.close()
-            _remove(container)
+            remove_container(container)
             raise
         session = DockerSession(spec, container, channel, self._forget)
         session.cold_start_ms = (time.monotonic() - started) * 1000.0
@@ -395,5 +401,5 @@ class DockerSandbox(Sandbox):
             live = set(self._live)
         orphans = [c for c in containers if c.id not in live]
         for container in orphans:
-            _remove(container)
+            remove_container(container)
         return len(orphans)

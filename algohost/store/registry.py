@@ -64,6 +64,7 @@ class BuildRecord:
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
+    reason: str | None = None  # why it failed: build_failed, build_timeout, ...
     image_id: str | None = None  # the engine's id of the image, once built
     deleted_at: str | None = None
 
@@ -152,8 +153,8 @@ class Registry:
             return build, True
 
     def _reset(self, build: BuildRecord, manifest: Manifest, source: bytes) -> None:
-        values = {"status": BuildStatus.QUEUED.value, "error": None, "finished_at": None,
-                  "started_at": None, "manifest": manifest.to_dict()}
+        values = {"status": BuildStatus.QUEUED.value, "error": None, "reason": None,
+                  "finished_at": None, "started_at": None, "manifest": manifest.to_dict()}
         self.redis.hset(self._build(build.id), mapping=encode_fields(values))
         self.redis.delete(f"{self._build(build.id)}:logs")
         self._store_source(build.id, source)

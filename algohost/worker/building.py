@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 class Builder(Protocol):
     def build(self, build_id: str, tag: str, source_files: dict[str, bytes],
-              manifest: Manifest, on_log: Any) -> str: ...
+              manifest: Manifest, on_log: Any, *, owner: str) -> str: ...
 
 
 class BuildRunner:
@@ -40,19 +40,22 @@ class BuildRunner:
         try:
             files = read_archive(self.registry.source(build_id), self.settings.max_upload_bytes)
             image_id = self.builder.build(build_id, build.image, files, build.manifest,
-                                          lambda line: self._log(build_id, line))
+                                          lambda line: self._log(build_id, line),
+                                          owner=build.owner)
         except AlgohostError as exc:
-            self.registry.append_log(build_id, f"\nbuild failed: {exc.message}\n")
-            self.registry.update_build(build_id, status=BuildStatus.FAILED.value,
-                                       error=exc.message, finished_at=now_iso())
+            self._failed(build_id, exc.message, exc.code)
             return
         except Exception as exc:  # the build worker must survive and say why
             log.exception("build %s failed", build_id)
-            self.registry.append_log(build_id, f"\nbuild failed: {exc}\n")
-            self.registry.update_build(build_id, status=BuildStatus.FAILED.value,
-                                       error=str(exc), finished_at=now_iso())
+            self._failed(build_id, str(exc), "build_failed")
             return
         self.registry.mark_succeeded(build_id, image_id=image_id, finished_at=now_iso())
+
+    def _failed(self, build_id: str, message: str, reason: str) -> None:
+        # The log streamed so far stays: it is what says where a build stopped.
+        self.registry.append_log(build_id, f"\nbuild failed: {message}\n")
+        self.registry.update_build(build_id, status=BuildStatus.FAILED.value, error=message,
+                                   reason=reason, finished_at=now_iso())
 
     def _log(self, build_id: str, line: str) -> None:
         self.registry.append_log(build_id, line if line.endswith("\n") else line + "\n")
@@ -81,4 +84,4 @@ class ImageRestorer:
             files = read_archive(self.registry.source(build.id),
                                  self.settings.max_upload_bytes)
             self.builder.build(build.id, build.image, files, build.manifest,
-                               lambda line: None)
+                               lambda line: None, owner=build.owner)

@@ -89,7 +89,7 @@ def algorithm_image(sandbox_settings: Any, docker_client: Any) -> Iterator[Calla
     removed at the end of the run."""
     from algohost.sandbox.builder import ImageBuilder
 
-    builder = ImageBuilder(sandbox_settings, client=docker_client)
+    builder = ImageBuilder(sandbox_settings)  # its own client: a step may be silent a while
     built: dict[str, str] = {}
 
     def get(name: str) -> str:
@@ -98,12 +98,12 @@ def algorithm_image(sandbox_settings: Any, docker_client: Any) -> Iterator[Calla
             tag = f"algohost-test/sandbox-{name}:{RUN_ID}"
             sources = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
             logs: list[str] = []
-            builder.build(
-                f"test-{name}-{RUN_ID}", tag, sources, manifest_of(directory), logs.append
-            )
+            builder.build(f"test-{name}-{RUN_ID}", tag, sources, manifest_of(directory),
+                          logs.append, owner="sandbox-test")
             built[name] = tag
         return built[name]
 
     yield get
-    for tag in built.values():
+    for name, tag in built.items():
         builder.remove_image(tag)
+        builder.remove_cache("sandbox-test", name)

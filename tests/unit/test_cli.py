@@ -283,6 +283,7 @@ class FakeContainer:
     status: str
     image_id: str
     removed: bool = False
+    label: str = "algohost.managed=1"
 
     @property
     def attrs(self) -> dict[str, str]:
@@ -312,7 +313,9 @@ class FakeDocker:
         class Containers:
             def list(self, all: bool, filters: dict[str, str] | None = None,
                      sparse: bool = False) -> list[FakeContainer]:
-                return [c for c in containers if not c.removed]
+                label = (filters or {}).get("label")
+                return [c for c in containers if not c.removed
+                        and (label is None or c.label.startswith(label))]
 
         self.images, self.containers = Images(), Containers()
 
@@ -320,10 +323,11 @@ class FakeDocker:
 def test_prune_keeps_running_containers_images_in_use_and_the_base() -> None:
     from algohost.cli.prune import prune_containers, prune_images
 
-    containers = [FakeContainer("exited", "sha256:old"), FakeContainer("running", "sha256:used")]
+    containers = [FakeContainer("exited", "sha256:old"), FakeContainer("running", "sha256:used"),
+                  FakeContainer("exited", "sha256:old", label="algohost.build-step=b_1")]
     images = [FakeImage("sha256:base", ["python:3.11-slim"]), FakeImage("sha256:old", ["a:1"]),
               FakeImage("sha256:used", ["b:1"])]
     client = FakeDocker(images, containers)
-    assert prune_containers(client, include_running=False) == (1, 1)
+    assert prune_containers(client, include_running=False) == (2, 1)
     assert prune_images(client, "python:3.11-slim") == (1, 1)
     assert client.removed_images == ["sha256:old"]
