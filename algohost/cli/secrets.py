@@ -25,6 +25,11 @@ from algohost.cli.common import (
 from algohost.cli.render import short_time
 
 
+def drop_final_newline(value: str) -> str:
+    """A value as typed into a file or a pipe: one trailing newline is not part of it."""
+    return value[:-2] if value.endswith("\r\n") else value.removesuffix("\n")
+
+
 def read_value() -> str:
     """The value from piped standard input (one trailing newline dropped) or a prompt."""
     stdin = sys.stdin
@@ -32,8 +37,7 @@ def read_value() -> str:
         value = str(click.prompt("Value", hide_input=True, confirmation_prompt=True,
                                  err=True))
     else:
-        value = stdin.read()
-        value = value[:-2] if value.endswith("\r\n") else value.removesuffix("\n")
+        value = drop_final_newline(stdin.read())
     if not value:
         raise click.UsageError("the value is empty; pipe it in or type it at the prompt")
     return value

@@ -11,7 +11,10 @@ import abc
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from algohost.manifest import ResourcesSection
 
 
 class ExitReason(StrEnum):
@@ -52,6 +55,12 @@ class Limits:
     memory_mb: int = 512
     cpus: float = 1.0
     network: bool = False
+
+    @classmethod
+    def of(cls, resources: ResourcesSection) -> Limits:
+        """The limits a manifest's [resources] asks for: the same wherever it runs."""
+        return cls(timeout_s=float(resources.timeout_s), memory_mb=resources.memory_mb,
+                   cpus=float(resources.cpus), network=resources.network)
 
 
 @dataclass(frozen=True)

@@ -92,12 +92,10 @@ class CancelWatch:
 
 def spec_for(build: BuildRecord, secrets: dict[str, str], secrets_version: str,
              mounts: tuple[tuple[str, str], ...] = ()) -> ContainerSpec:
-    resources = build.manifest.resources
     return ContainerSpec(
         build_id=build.id,
         image=build.image,
-        limits=Limits(timeout_s=float(resources.timeout_s), memory_mb=resources.memory_mb,
-                      cpus=float(resources.cpus), network=resources.network),
+        limits=Limits.of(build.manifest.resources),
         labels={"algohost.algorithm": AlgorithmRef(build.owner, build.name).base},
         secrets=secrets,
         secrets_as_env=build.manifest.secrets.as_env,
