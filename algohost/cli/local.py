@@ -27,7 +27,8 @@ from algohost.manifest import Manifest, loads_manifest
 from algohost.names import validate_secret_name
 from algohost.public import Job, JobError, JobMetrics
 from algohost.sandbox.base import ContainerSpec, ExitReason, Limits
-from algohost.sandbox.builder import ALGORITHM_DIR, VENV, ImageBuilder
+from algohost.sandbox.builder import ImageBuilder
+from algohost.sandbox.buildplan import ALGORITHM_DIR, VENV
 from algohost.sandbox.docker import DockerSandbox, docker_client
 from algohost.sandbox.local import LocalEngine
 from algohost.secrets.redaction import redact, redact_text
@@ -113,7 +114,8 @@ def ensure_image(algorithm: LocalAlgorithm, settings: SandboxSettings, client: A
     err.print(f"building {algorithm.image}")
     try:
         ImageBuilder(settings, client).build(algorithm.build_id, algorithm.image,
-                                             algorithm.files, algorithm.manifest, lines.append)
+                                             algorithm.files, algorithm.manifest, lines.append,
+                                             owner=LOCAL_OWNER)
     except AlgohostError as exc:
         click.echo("\n".join(lines[-60:]), err=True)
         raise click.ClickException(f"build failed: {exc.message}") from exc
@@ -226,7 +228,7 @@ def test(ctx: CliContext, directory: Path, timeout_s: int, pytest_args: tuple[st
     ensure_image(algorithm, settings, client)
     engine = LocalEngine(settings, client)
     try:
-        tag = engine.test_image(algorithm.image, algorithm.build_id)
+        tag = engine.test_image(algorithm.image, algorithm.build_id, LOCAL_OWNER)
         spec = algorithm.spec({})
         spec = ContainerSpec(build_id=spec.build_id, image=tag, limits=spec.limits,
                              labels=spec.labels)

@@ -15,8 +15,8 @@ from algohost.cli.data import data
 from algohost.cli.egress import egress
 from algohost.cli.gc import gc
 from algohost.cli.keys import keys
-for command in (*API_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks, secrets, keys, limits,
-                dev, egress, prune, gc, models, data):
+from algohost.cli.limits import limits
+from algohost.cli.local import LOCAL_COMMANDS
 from algohost.cli.models import models
 from algohost.cli.prune import prune
 from algohost.cli.scaffold import init
@@ -42,11 +42,6 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-<<<<<<< HEAD
-for command in (*API_COMMANDS, batch, webhooks, secrets, keys, limits, dev, egress, prune, gc,
-                models, data):
-=======
-for command in (*API_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks, secrets, keys, dev,
-                prune, gc, models, data):
->>>>>>> 429a5ab (algohost init, run and test: an algorithm directory in its production image, with only Docker)
+for command in (*API_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks, secrets, keys, limits,
+                dev, egress, prune, gc, models, data):
     cli.add_command(command)

@@ -8,9 +8,6 @@ is removed whatever happens.
 
 from __future__ import annotations
 
-import io
-import shlex
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,16 +20,17 @@ import docker.errors
 import requests.exceptions
 
 from algohost.config import SandboxSettings
-from algohost.errors import BuildFailed, SandboxError
+from algohost.errors import BuildFailed
 from algohost.sandbox.base import ContainerSpec
-from algohost.sandbox.builder import FIXED_MTIME, VENV
+from algohost.sandbox.builder import LABEL_CACHE_SCOPE, ImageBuilder, cache_scope
+from algohost.sandbox.buildplan import VENV, Step
 from algohost.sandbox.docker import (
     EXIT_WAIT_S,
     LABEL_BUILD,
     LABEL_MANAGED,
-    _remove,
     container_params,
     docker_client,
+    remove_container,
     translate_docker_errors,
 )
 
@@ -46,7 +44,8 @@ _MARKER_ENV = {"python_version": "3.11", "python_full_version": "3.11.0",
 # Copies pytest into the venv unless the algorithm's own dependencies brought one.
 _INSTALL = (
     "import importlib.util as u, shutil, sysconfig; u.find_spec('pytest') or "
-    f"shutil.copytree('{PYTEST_DIR}', sysconfig.get_paths()['purelib'], dirs_exist_ok=True)"
+    f"shutil.copytree('{PYTEST_DIR}', sysconfig.get_paths()['purelib'], dirs_exist_ok=True); "
+    f"shutil.rmtree('{PYTEST_DIR}')"
 )
 
 
@@ -90,26 +89,11 @@ def _pure_files(dists: Iterable[metadata.Distribution]) -> Iterable[tuple[str, P
             yield file.as_posix(), Path(str(dist.locate_file(file)))
 
 
-def test_layer_context(image: str, dists: Iterable[metadata.Distribution]) -> bytes:
-    """A build context adding pytest to `image`: same bytes for the same pytest, so cached."""
-    dockerfile = "\n".join([
-        f"FROM {image}",
-        f'LABEL {LABEL_MANAGED}="1"',
-        f"COPY pytest/ {PYTEST_DIR}/",
-        f"RUN {VENV}/bin/python -c {shlex.quote(_INSTALL)} && rm -rf {PYTEST_DIR}",
-    ]) + "\n"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        _add(tar, "Dockerfile", dockerfile.encode())
-        for name, path in sorted(_pure_files(dists)):
-            _add(tar, f"pytest/{name}", path.read_bytes())
-    return buffer.getvalue()
-
-
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o644, FIXED_MTIME
-    tar.addfile(info, io.BytesIO(data))
+def pytest_step(dists: Iterable[metadata.Distribution]) -> Step:
+    """The layer adding pytest: the same files give the same step, so it is cached."""
+    files = tuple(sorted((f"{PYTEST_DIR}/{name}", path.read_bytes())
+                         for name, path in _pure_files(dists)))
+    return Step("add pytest", (f"{VENV}/bin/python", "-c", _INSTALL), files=files)
 
 
 class LocalEngine:
@@ -119,27 +103,18 @@ class LocalEngine:
         self.settings = settings
         self.client = client if client is not None else docker_client(settings)
 
-    def test_image(self, image: str, build_id: str) -> str:
-        """`image` with pytest added, built once per image and pytest version."""
-        dists = pytest_distributions()
-        tag = f"{image}-pytest{metadata.version('pytest')}"
-        try:
-            self.client.images.get(tag)
-            return tag
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.APIError as exc:
-            raise SandboxError(f"looking for {tag}: {exc.explanation or exc}") from exc
-        context = io.BytesIO(test_layer_context(image, dists))
-        with translate_docker_errors(f"building {tag}", BuildFailed):
-            for chunk in self.client.api.build(fileobj=context, custom_context=True, tag=tag,
-                                               rm=True, forcerm=True, decode=True,
-                                               labels={LABEL_BUILD: build_id,
-                                                       LABEL_MANAGED: "1"}):
-                if "error" in chunk or "errorDetail" in chunk:
-                    raise BuildFailed(str(chunk.get("error") or chunk.get("errorDetail")),
-                                      build_id=build_id)
-        return tag
+    def test_image(self, image: str, build_id: str, owner: str) -> str:
+        """The id of `image` with pytest added, built by the platform's builder in its cage
+        and cached like any other step."""
+        step = pytest_step(pytest_distributions())
+        builder = ImageBuilder(self.settings, self.client)
+        labels = {LABEL_MANAGED: "1", LABEL_BUILD: build_id,
+                  LABEL_CACHE_SCOPE: cache_scope(owner, image)}
+        deadline = time.monotonic() + self.settings.build_timeout_s
+        with translate_docker_errors(f"adding pytest to {image}", BuildFailed):
+            parent = str(self.client.images.get(image).id)
+            return builder.run_step(parent, step, labels[LABEL_CACHE_SCOPE], labels, deadline,
+                                    lambda line: None)
 
     def run_command(self, spec: ContainerSpec, command: list[str], timeout_s: float,
                     on_output: Callable[[bytes], None], owner: str) -> CommandResult:
@@ -164,7 +139,7 @@ class LocalEngine:
                 except requests.exceptions.RequestException:
                     code, timed_out = TIMEOUT_EXIT_CODE, True
         finally:
-            _remove(container)  # also ends the attach stream of a container still running
+            remove_container(container)  # also ends the attach stream of a container still running
             if reader is not None:
                 reader.join(timeout=EXIT_WAIT_S)
         return CommandResult(code, timed_out, time.monotonic() - started)

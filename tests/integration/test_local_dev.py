@@ -31,8 +31,11 @@ def local(docker_client: Any) -> Iterator[list[Path]]:
     yield made
     for directory in made:
         algorithm = read_algorithm(directory, SETTINGS.max_upload_bytes)
-        for image in docker_client.images.list(filters={"reference": f"{algorithm.image}*"}):
-            for tag in image.tags:
+        # The image, its cached steps and the pytest layer all carry the build's label.
+        made_here = docker_client.images.list(
+            filters={"label": f"algohost.build={algorithm.build_id}"})
+        for image in sorted(made_here, key=lambda i: i.attrs["Created"], reverse=True):
+            for tag in image.tags or [image.id]:
                 docker_client.images.remove(tag, force=True)
         left = docker_client.containers.list(
             all=True, sparse=True,
