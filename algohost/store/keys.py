@@ -7,16 +7,16 @@ but can never give a key back.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from algohost.clock import now_iso
 from algohost.names import validate_owner
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, decode_value, encode_value, translate_errors
 
 KEY_PREFIX = "ak_"
 
@@ -27,6 +27,27 @@ def hash_key(key: str) -> str:
 
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """What is kept of a key, under its hash: who owns it, when it was made, how it starts.
+
+    Stored as one JSON object per key in a single hash; unknown members are skipped."""
+
+    owner: str
+    created_at: str = ""
+    prefix: str = ""  # the key's first characters, so its owner can tell keys apart
+
+    def to_json(self) -> str:
+        return encode_value({"owner": self.owner, "created_at": self.created_at,
+                             "prefix": self.prefix})
+
+    @staticmethod
+    def from_json(text: str) -> ApiKeyRecord:
+        data = decode_value(text)
+        return ApiKeyRecord(owner=str(data["owner"]), created_at=str(data.get("created_at", "")),
+                            prefix=str(data.get("prefix", "")))
 
 
 class KeyStore:
@@ -44,8 +65,8 @@ class KeyStore:
     def create(self, owner: str) -> str:
         validate_owner(owner)
         key = new_key()
-        record = {"owner": owner, "created_at": now_iso(), "prefix": key[:7]}
-        self.redis.hset(self.HASH, hash_key(key), json.dumps(record))
+        record = ApiKeyRecord(owner=owner, created_at=now_iso(), prefix=key[:7])
+        self.redis.hset(self.HASH, hash_key(key), record.to_json())
         return key
 
     @translate_errors
@@ -57,7 +78,7 @@ class KeyStore:
         raw = self.redis.hget(self.HASH, digest)
         if not raw:
             return None
-        owner = str(json.loads(raw)["owner"])
+        owner = ApiKeyRecord.from_json(raw).owner
         if self.cache_s > 0:
             if len(self._cache) > 10_000:
                 self._cache.clear()

@@ -9,6 +9,7 @@ from algohost.public import Batch, Build, Job, public_batch, public_build, publi
 from algohost.store import decode_value, encode_value
 from algohost.store.batches import BATCH_FIELDS, BatchRecord, BatchStatus
 from algohost.store.jobs import JOB_FIELDS, JobRecord, JobStatus
+from algohost.store.keys import ApiKeyRecord
 from algohost.store.registry import BUILD_FIELDS, BuildRecord, BuildStatus
 from algohost.store.webhooks import DeliveryRecord, DeliveryState
 
@@ -208,3 +209,12 @@ def test_the_field_codec_refuses_what_is_not_json(text):
 def test_a_value_that_is_not_json_is_refused_on_writing():
     with pytest.raises(TypeError, match="set"):
         encode_value({1, 2})
+
+
+def test_an_api_key_written_by_the_previous_code_loads():
+    # json.dumps with its default separators, as KeyStore.create wrote it before.
+    old = '{"owner": "alice", "created_at": "2026-11-29T15:00:00.000Z", "prefix": "ak_AbCd"}'
+    record = ApiKeyRecord.from_json(old)
+    assert (record.owner, record.prefix) == ("alice", "ak_AbCd")
+    assert ApiKeyRecord.from_json(record.to_json()) == record
+    assert ApiKeyRecord.from_json('{"owner": "bob", "scopes": []}') == ApiKeyRecord("bob")
