@@ -133,6 +133,12 @@ class JobRecord:
 JOB_FIELDS = RecordFields(JobRecord, "job", typed={"status": JobStatus})
 
 
+def stored_job(raw: Mapping[str, str]) -> JobRecord | None:
+    """The job in a stored hash, or None when there is none: a record always has a status,
+    and a late partial write to an expired job leaves only the fields it wrote."""
+    return JobRecord.from_redis(raw) if "status" in raw else None
+
+
 _QUEUED, _RUNNING = encode_value(JobStatus.QUEUED.value), encode_value(JobStatus.RUNNING.value)
 
 
@@ -177,7 +183,7 @@ class JobStore:
     @translate_errors
     def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.hgetall(self.key(job_id))
-        return JobRecord.from_redis(raw) if raw else None
+        return stored_job(raw)
 
     @translate_errors
     def status(self, job_id: str) -> JobStatus | None:
@@ -249,7 +255,7 @@ class JobStore:
                 pipe.rpush(done, "1")
                 pipe.hgetall(self.key(job_id))
                 raw = pipe.execute()[1]
-                job = JobRecord.from_redis(raw) if raw else None
+                job = stored_job(raw)
             else:
                 job = self.get(job_id)
             if job is None or job.status.terminal or time.monotonic() >= deadline:

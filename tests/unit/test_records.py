@@ -8,7 +8,7 @@ from algohost.manifest import Manifest
 from algohost.public import Batch, Build, Job, public_batch, public_build, public_job
 from algohost.store import decode_value, encode_value
 from algohost.store.batches import BATCH_FIELDS, BatchRecord, BatchStatus
-from algohost.store.jobs import JOB_FIELDS, JobRecord, JobStatus
+from algohost.store.jobs import JOB_FIELDS, JobRecord, JobStatus, stored_job
 from algohost.store.keys import ApiKeyRecord
 from algohost.store.registry import BUILD_FIELDS, BuildRecord, BuildStatus
 from algohost.store.webhooks import DeliveryRecord, DeliveryState
@@ -218,3 +218,9 @@ def test_an_api_key_written_by_the_previous_code_loads():
     assert (record.owner, record.prefix) == ("alice", "ak_AbCd")
     assert ApiKeyRecord.from_json(record.to_json()) == record
     assert ApiKeyRecord.from_json('{"owner": "bob", "scopes": []}') == ApiKeyRecord("bob")
+
+
+def test_a_hash_left_by_a_late_write_to_an_expired_job_is_no_job():
+    assert stored_job({"logs": '""', "warm": "true"}) is None
+    assert stored_job({}) is None
+    assert stored_job(OLD_JOB_HASH) == JobRecord.from_redis(OLD_JOB_HASH)
