@@ -7,7 +7,7 @@ health check.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -61,16 +61,17 @@ def redis_pinger(settings: Settings) -> Callable[[], bool]:
     return ping
 
 
-_DOCUMENTS: dict[int, dict[str, Any]] = {}
+_DOCUMENTS: dict[tuple[int, tuple[tuple[str, int], ...]], dict[str, Any]] = {}
 
 
-def openapi_document() -> dict[str, Any]:
-    """The route table's OpenAPI document, built once per process: building it costs
-    more than the rest of create_app, and the table only grows while modules import."""
-    count = len(ROUTES)
-    if count not in _DOCUMENTS:
-        _DOCUMENTS[count] = build_document(ROUTES)
-    return _DOCUMENTS[count]
+def openapi_document(maximums: Mapping[str, int]) -> dict[str, Any]:
+    """The route table's OpenAPI document, built once per process and set of limits:
+    building it costs more than the rest of create_app, and the table only grows while
+    modules import."""
+    key = (len(ROUTES), tuple(sorted(maximums.items())))
+    if key not in _DOCUMENTS:
+        _DOCUMENTS[key] = build_document(ROUTES, maximums)
+    return _DOCUMENTS[key]
 
 
 def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None,
@@ -99,7 +100,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
         limits=owner_limits,
         fair=FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key("")),
-        openapi=openapi_document(),
+        openapi=openapi_document({"timeout_s": settings.max_timeout_s}),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=artifact_store,
         lineage=LineageIndex(client),

@@ -25,11 +25,14 @@ from algohost.artifacts.blobs import is_digest, read_chunks
 from algohost.artifacts.lineage import LineageIndex
 from algohost.artifacts.store import ArtifactStore
 from algohost.errors import InvalidRequest, ServiceUnavailable
+from algohost.names import SHA256
 
 bp = Blueprint("artifacts", __name__)
 
 UPLOAD = Upload(("*/*",), "The content itself, in any media type (sent as Content-Type); "
-                         "streamed, within the owner's artifact quota", streamed=True)
+                         "streamed, within the owner's artifact quota", streamed=True,
+                required=False)  # empty content is an artifact too
+DIGEST_PATH = {"sha256": rf"^(?:sha256:)?{SHA256.pattern.pattern}$"}
 T = TypeVar("T")
 
 
@@ -66,7 +69,7 @@ def upload_artifact(body: IO[bytes], query: ArtifactUploadQuery) -> Reply:
 
 
 @route(bp, "GET", "/v1/artifacts/<sha256>", summary="Download an artifact (streamed)",
-       responses={200: BinaryContent},
+       responses={200: BinaryContent}, path=DIGEST_PATH,
        response_headers={"Content-Length": "The size in bytes",
                          "ETag": "The sha256 of the content",
                          "Content-Disposition": "The artifact's name"},
@@ -80,7 +83,7 @@ def download_artifact(sha256: str) -> Streamed:
 
 
 @route(bp, "GET", "/v1/artifacts/<sha256>/info", summary="An artifact's record",
-       responses={200: Artifact}, errors=(404, 503))
+       responses={200: Artifact}, errors=(404, 503), path=DIGEST_PATH)
 def artifact_info(sha256: str) -> Reply:
     return Reply(public_artifact(artifact_store().get(current_owner(), checked_digest(sha256))))
 

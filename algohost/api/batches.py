@@ -14,12 +14,18 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from algohost.api.auth import require_owner
 from algohost.api.context import services
 from algohost.api.routing import Reply, Upload, field_errors, route
-from algohost.api.schemas import WebhookRequest
+from algohost.api.schemas import (
+    JsonValue,
+    TimeoutSeconds,
+    WebhookRequest,
+    WebhookURL,
+    check_max_timeout,
+)
 from algohost.clock import now_iso
 from algohost.config import Settings
 from algohost.errors import (
@@ -35,11 +41,14 @@ from algohost.errors import (
 from algohost.names import REF_PATTERN, AlgorithmRef
 from algohost.public import Batch, BatchResults, public_batch, public_result
 from algohost.store.batches import BatchRecord, BatchStatus, chunk_ranges
+from algohost.webhooks import EVENTS
 from algohost.webhooks.urls import refused_literal
 
 log = logging.getLogger(__name__)
 bp = Blueprint("batches", __name__)
 NDJSON = "application/x-ndjson"
+_EVENT = "|".join(EVENTS)
+EVENTS_LIST_PATTERN = rf"^ *(?:{_EVENT}) *(?:, *(?:{_EVENT}) *)*$"
 
 
 class BatchCreate(WebhookRequest):
@@ -48,8 +57,9 @@ class BatchCreate(WebhookRequest):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     algorithm: str = Field(pattern=REF_PATTERN, examples=["alice/hello@latest"])
-    inputs: list[Any] = Field(min_length=1, description="JSON values, one per call")
-    timeout_s: int | None = Field(default=None, ge=1, description="Limit of each input's call")
+    inputs: list[JsonValue] = Field(min_length=1, description="JSON values, one per call")
+    timeout_s: TimeoutSeconds | None = Field(default=None,
+                                             description="Limit of each input's call")
 
 
 class BatchUploadQuery(BaseModel):
@@ -59,22 +69,33 @@ class BatchUploadQuery(BaseModel):
 
     algorithm: str | None = Field(default=None, pattern=REF_PATTERN,
                                   description="Required with a JSONL body")
-    webhook: str | None = Field(default=None, description="With a JSONL body")
-    webhook_events: str | None = Field(default=None, description="Comma-separated, with a "
-                                                                 "JSONL body")
-    timeout_s: int | None = Field(default=None, ge=1, description="With a JSONL body")
+    webhook: WebhookURL | None = Field(default=None, description="With a JSONL body")
+    webhook_events: str | None = Field(default=None, pattern=EVENTS_LIST_PATTERN,
+                                       description="Comma-separated, with a JSONL body "
+                                                   "and a webhook")
+    timeout_s: TimeoutSeconds | None = Field(default=None, description="With a JSONL body")
 
 
 class ResultsQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    cursor: str | None = Field(default=None, description="next_cursor of the previous page")
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$",
+                               description="next_cursor of the previous page")
     limit: int = Field(default=100, ge=1, le=1000)
+
+
+class BatchLines(RootModel[list[Any]]):
+    """JSON Lines: each input is one line of JSON; blank lines are skipped."""
+
+    root: list[Any] = Field(min_length=1)
 
 
 BODY = Upload(("application/json", NDJSON),
               "A JSON BatchCreate, or JSON Lines (one input per line) with the algorithm "
-              "and options in the query string", schemas={"application/json": BatchCreate})
+              "and options in the query string",
+              schemas={"application/json": BatchCreate, NDJSON: BatchLines})
+
 
 
 def owned_batch(batch_id: str) -> BatchRecord:
@@ -155,7 +176,8 @@ def parse_request(body: bytes, mimetype: str, query: BatchUploadQuery,
             "algorithm": query.algorithm, "timeout_s": query.timeout_s, "webhook": query.webhook,
             "inputs": _jsonl_inputs(body, settings.max_batch_inputs)}
         if query.webhook_events is not None:
-            data["webhook_events"] = [e.strip() for e in query.webhook_events.split(",")]
+            events = (e.strip() for e in query.webhook_events.split(","))
+            data["webhook_events"] = list(dict.fromkeys(events))  # as the body's are
     else:
         data = _decode(body, "the body")
         if isinstance(data, dict) and isinstance(data.get("inputs"), list):
@@ -183,10 +205,8 @@ def encode_inputs(inputs: list[Any], max_input_bytes: int) -> list[str]:
 def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     svc = services()
     batch = parse_request(body, request.mimetype, query, svc.settings)
-    if batch.timeout_s is not None and batch.timeout_s > svc.settings.max_timeout_s:
-        message = f"must be at most {svc.settings.max_timeout_s}"
-        raise InvalidRequest(f"invalid batch: timeout_s: {message}",
-                             errors=[{"field": "timeout_s", "message": message}])
+    check_max_timeout(query.timeout_s, svc.settings.max_timeout_s, "query parameters")
+    check_max_timeout(batch.timeout_s, svc.settings.max_timeout_s, "batch")
     ref = AlgorithmRef.parse(batch.algorithm)
     require_owner(ref.owner, f"algorithm {ref.base}")
     if batch.webhook is not None:
@@ -225,12 +245,8 @@ def get_batch(batch_id: str) -> Reply:
        responses={200: BatchResults}, errors=(403, 404))
 def batch_results(batch_id: str, query: ResultsQuery) -> Reply:
     record = owned_batch(batch_id)
-    cursor = query.cursor or "0"
-    if not cursor.isdigit():
-        raise InvalidRequest("cursor: use next_cursor from the previous page",
-                             errors=[{"field": "cursor", "message": "not a cursor"}])
     total = record.total
-    start = min(int(cursor), total)
+    start = min(int(query.cursor or "0"), total)
     stop = min(start + query.limit, total)
     svc = services()
     stored = svc.batches.results(batch_id, start, stop, svc.settings.max_page_bytes)

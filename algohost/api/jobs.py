@@ -13,12 +13,20 @@ from flask import Blueprint, request
 
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
+from algohost.api.prefer import PATTERN as PREFER_PATTERN
 from algohost.api.prefer import parse_prefer
 from algohost.api.routing import Header, Reply, route
-from algohost.api.schemas import Job, JobCreate, JobList, JobListQuery, JobView, public_job
+from algohost.api.schemas import (
+    Job,
+    JobCreate,
+    JobList,
+    JobListQuery,
+    JobView,
+    check_max_timeout,
+    public_job,
+)
 from algohost.clock import now_iso
 from algohost.errors import (
-    InvalidRequest,
     JobNotCancelable,
     JobNotFound,
     ServiceUnavailable,
@@ -30,8 +38,9 @@ from algohost.webhooks.urls import refused_literal
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__)
 
-PREFER = Header("Prefer", "`wait=N` (0..max_wait_s) waits up to N seconds for the job to "
-                          "finish; `respond-async` answers at once", "wait=10")
+PREFER = Header("Prefer", "`wait=N` waits up to N seconds (at most the server's max_wait_s) "
+                          "for the job to finish; `respond-async` answers at once. Other "
+                          "preferences are ignored", "wait=10", pattern=PREFER_PATTERN)
 CANCELABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 
 
@@ -56,10 +65,7 @@ def owned_job(job_id: str) -> JobRecord:
 def create_job(body: JobCreate, query: JobView) -> Reply:
     svc = services()
     wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)
-    if body.timeout_s is not None and body.timeout_s > svc.settings.max_timeout_s:
-        message = f"must be at most {svc.settings.max_timeout_s}"
-        raise InvalidRequest(f"invalid request body: timeout_s: {message}",
-                             errors=[{"field": "timeout_s", "message": message}])
+    check_max_timeout(body.timeout_s, svc.settings.max_timeout_s, "request body")
     ref = AlgorithmRef.parse(body.algorithm)
     require_owner(ref.owner, f"algorithm {ref.base}")
     if body.webhook is not None:

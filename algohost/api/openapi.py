@@ -7,7 +7,7 @@ and a documented schema is the model that validates or renders the body.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
@@ -47,7 +47,9 @@ def _models(routes: Iterable[RouteSpec]) -> list[tuple[type[BaseModel], Mode]]:
 def _parameters(spec: RouteSpec, schemas: dict[str, Any], refs: dict[Any, Any]
                 ) -> list[dict[str, Any]]:
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "string", **({"pattern": spec.path[name]} if name in spec.path
+                                         else {})}}
         for name in _PATH_PARAM.findall(spec.rule)]
     if spec.query is not None:
         query = schemas[refs[(spec.query, "validation")]["$ref"].rsplit("/", 1)[-1]]
@@ -59,21 +61,29 @@ def _parameters(spec: RouteSpec, schemas: dict[str, Any], refs: dict[Any, Any]
                 parameter["description"] = schema["description"]
             parameters.append(parameter)
     for header in spec.headers:
+        schema = {"type": "string", **({"pattern": header.pattern} if header.pattern else {})}
         parameter = {"name": header.name, "in": "header", "required": False,
-                     "description": header.description, "schema": {"type": "string"}}
+                     "description": header.description, "schema": schema}
         if header.example:
             parameter["example"] = header.example
         parameters.append(parameter)
     return parameters
 
 
+def _upload_content(media: str, models: Mapping[str, type[BaseModel]],
+                    refs: dict[Any, Any]) -> dict[str, Any]:
+    if media in models:
+        return {"schema": refs[(models[media], "validation")]}
+    if "*" in media:
+        return {}  # any bytes at all: OpenAPI 3.1 leaves such content without a schema
+    return {"schema": {"type": "string", "contentMediaType": media}}
+
+
 def _request_body(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any] | None:
     if isinstance(spec.body, Upload):
         models = spec.body.schemas
-        return {"required": True, "description": spec.body.description,
-                "content": {media: {"schema": refs[(models[media], "validation")]
-                                    if media in models else
-                                    {"type": "string", "contentMediaType": media}}
+        return {"required": spec.body.required, "description": spec.body.description,
+                "content": {media: _upload_content(media, models, refs)
                             for media in spec.body.media_types}}
     if spec.body is not None:
         return {"required": True,
@@ -85,7 +95,7 @@ def _error_statuses(spec: RouteSpec) -> list[int]:
     statuses = set(spec.errors) | {500}
     if spec.auth:
         statuses.add(401)
-    if spec.body is not None or spec.query is not None or spec.headers:
+    if spec.body is not None or spec.query is not None or spec.headers or spec.path:
         statuses.add(400)
     if spec.body is not None:
         statuses.add(413)
@@ -97,8 +107,8 @@ def _error_statuses(spec: RouteSpec) -> list[int]:
 def _responses(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, model in sorted(spec.responses.items()):
-        content = ({"*/*": {"schema": {"type": "string", "format": "binary"}}}
-                   if model is BinaryContent else
+        # Raw bytes of whatever media type: no schema, as OpenAPI 3.1 leaves binary content.
+        content = ({"*/*": {}} if model is BinaryContent else
                    {"application/json": {"schema": refs[(model, "serialization")]}})
         response: dict[str, Any] = {"description": HTTPStatus(status).phrase,
                                     "content": content}
@@ -138,10 +148,27 @@ def _package_version() -> str:
         return "0.0.0"
 
 
-def build_document(routes: list[RouteSpec]) -> dict[str, Any]:
-    """The whole document for these routes; components hold every model once."""
+def _cap(schemas: dict[str, Any], requests: Iterable[str], maximums: Mapping[str, int]) -> None:
+    """Write this server's configured ceilings (max_timeout_s...) into the integer properties
+    of request models that they bound, so the document says what this server accepts."""
+    for key in requests:
+        for name, prop in schemas[key].get("properties", {}).items():
+            if name in maximums:
+                for branch in [prop, *prop.get("anyOf", [])]:
+                    if branch.get("type") == "integer":
+                        branch["maximum"] = maximums[name]
+
+
+def build_document(routes: list[RouteSpec],
+                   maximums: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The whole document for these routes; components hold every model once.
+
+    `maximums` caps integer properties by name, with limits that are settings."""
     refs, definitions = models_json_schema(_models(routes), ref_template=REF_TEMPLATE)
     schemas: dict[str, Any] = definitions.get("$defs", {})
+    requests = {refs[(model, mode)]["$ref"].rsplit("/", 1)[-1]
+                for model, mode in _models(routes) if mode == "validation"}
+    _cap(schemas, requests, maximums or {})
     paths: dict[str, dict[str, Any]] = {}
     for spec in routes:
         paths.setdefault(openapi_path(spec.rule), {})[spec.method.lower()] = \

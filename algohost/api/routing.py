@@ -37,6 +37,7 @@ class Upload:
     description: str
     schemas: Mapping[str, type[BaseModel]] = field(default_factory=dict)
     streamed: bool = False
+    required: bool = True  # False: an empty body is a valid one
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class Header:
     name: str
     description: str
     example: str = ""
+    pattern: str = ""  # the syntax the view accepts, so the document can say it
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class RouteSpec:
     response_headers: Mapping[str, str] = field(default_factory=dict)
     errors: tuple[int, ...] = ()
     auth: bool = True
+    path: Mapping[str, str] = field(default_factory=dict)  # parameter -> the pattern it takes
 
 
 @dataclass(frozen=True)
@@ -90,12 +93,12 @@ def route(bp: Blueprint, method: str, rule: str, *, summary: str,
           responses: Mapping[int, type[BaseModel]], body: type[BaseModel] | Upload | None = None,
           query: type[BaseModel] | None = None, headers: tuple[Header, ...] = (),
           response_headers: Mapping[str, str] | None = None, errors: tuple[int, ...] = (),
-          auth: bool = True) -> Callable[[View], View]:
+          auth: bool = True, path: Mapping[str, str] | None = None) -> Callable[[View], View]:
     def register(view: View) -> View:
         spec = RouteSpec(method=method, rule=rule, name=view.__name__, tag=bp.name,
                          summary=summary, responses=dict(responses), body=body, query=query,
                          headers=headers, response_headers=dict(response_headers or {}),
-                         errors=errors, auth=auth)
+                         errors=errors, auth=auth, path=dict(path or {}))
         ROUTES.append(spec)
 
         @functools.wraps(view)

@@ -6,20 +6,30 @@ so what is served and what is documented cannot drift apart. No store internals 
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    model_validator,
+)
+from pydantic.config import JsonDict
 
 from algohost.artifacts.data import Collection, DataFile
 from algohost.artifacts.lineage import LineageEntry
 from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
-from algohost.errors import WebhookRefused
+from algohost.errors import InvalidRequest, WebhookRefused
+from algohost.jsonlimits import MAX_JSON_DEPTH, nesting_depth
 from algohost.names import REF_FORMS, REF_PATTERN, SHA256_PATTERN, DataUri
 from algohost.public import Build, Job, JobError, JobMetrics, public_build, public_job
 from algohost.semver import Bump
 from algohost.webhooks import EVENTS, Event
-from algohost.webhooks.urls import parse_url
+from algohost.webhooks.urls import URL_PATTERN, documented_url
 
 # Re-exported for the views.
 __all__ = ["Build", "Job", "JobError", "JobMetrics", "public_build", "public_job"]
@@ -31,25 +41,34 @@ def _default_events() -> list[Event]:
     return ["completed"]
 
 
+# What _events_need_a_url checks, said in the document: webhook_events needs a webhook URL.
+_EVENTS_NEED_A_URL: JsonDict = {
+    "if": {"required": ["webhook_events"]},
+    "then": {"required": ["webhook"], "properties": {"webhook": {"type": "string"}}}}
+
+
+def _webhook_url(url: str) -> str:
+    try:
+        return documented_url(url)
+    except WebhookRefused as exc:
+        raise ValueError(exc.message) from exc
+
+
+WebhookURL = Annotated[str, Field(max_length=2048, json_schema_extra={"pattern": URL_PATTERN}),
+                       AfterValidator(_webhook_url)]
+
+
 class WebhookRequest(BaseModel):
     """Where to send events of a job or batch; signed per Standard Webhooks."""
 
-    webhook: str | None = Field(default=None, max_length=2048,
-                                description="An http(s) URL that receives the events",
-                                examples=["https://example.com/hooks/algohost"])
+    model_config = ConfigDict(json_schema_extra=_EVENTS_NEED_A_URL)
+
+    webhook: WebhookURL | None = Field(default=None,
+                                       description="An http(s) URL that receives the events",
+                                       examples=["https://example.com/hooks/algohost"])
     webhook_events: list[Event] = Field(
         default_factory=_default_events, min_length=1, max_length=len(EVENTS),
         description="Which events to send: started, completed (default: completed)")
-
-    @field_validator("webhook")
-    @classmethod
-    def _http_url(cls, url: str | None) -> str | None:
-        if url is not None:
-            try:
-                parse_url(url)
-            except WebhookRefused as exc:
-                raise ValueError(exc.message) from exc
-        return url
 
     @model_validator(mode="after")
     def _events_need_a_url(self) -> Self:
@@ -57,6 +76,32 @@ class WebhookRequest(BaseModel):
             raise ValueError("webhook_events is given without a webhook")
         self.webhook_events = list(dict.fromkeys(self.webhook_events))
         return self
+
+
+def _shallow(value: Any) -> Any:
+    # Deeper values would pass through here but fail later, when a reply renders them.
+    if nesting_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects")
+    return value
+
+
+JsonValue = Annotated[Any, AfterValidator(_shallow)]
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON has one number type: 30.0 is the integer 30 to JSON Schema, and to us. Strings stay out.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+TimeoutSeconds = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+
+
+def check_max_timeout(timeout_s: int | None, max_timeout_s: int, where: str) -> None:
+    """A timeout over the server's max_timeout_s (which the document states) is a 400."""
+    if timeout_s is not None and timeout_s > max_timeout_s:
+        message = f"must be at most {max_timeout_s}"
+        raise InvalidRequest(f"invalid {where}: timeout_s: {message}",
+                             errors=[{"field": "timeout_s", "message": message}])
 
 
 class JobCreate(WebhookRequest):
@@ -67,8 +112,9 @@ class JobCreate(WebhookRequest):
 
     algorithm: str = Field(pattern=REF_PATTERN, description=REF_FORMS,
                            examples=["alice/hello@latest"])
-    input: Any = Field(description="Any JSON value, handed to the entrypoint (null allowed)")
-    timeout_s: int | None = Field(default=None, ge=1,
+    input: JsonValue = Field(description="Any JSON value, handed to the entrypoint (null "
+                                         f"allowed), nested at most {MAX_JSON_DEPTH} deep")
+    timeout_s: TimeoutSeconds | None = Field(default=None,
                                   description="Wall-clock limit in seconds; defaults to the "
                                               "manifest's resources.timeout_s and may not "
                                               "exceed the server's maximum")

@@ -103,12 +103,15 @@ class AttachChannel:
         """The next message, waiting at most `timeout` for more bytes; None if none yet."""
         if not self._lines and not self.eof:
             self._read(timeout)
-        while self._lines:
+        if self._lines:
             line = self._lines.popleft()
             try:
                 return protocol.decode(line)
-            except protocol.ProtocolError:
-                log.warning("ignoring a line that is not a protocol message (%d bytes)", len(line))
+            except protocol.ProtocolError as exc:
+                # Only the runner writes here; what it did not write ends the container.
+                # The line itself may quote a secret: it is never logged or repeated.
+                raise ProtocolViolation(f"the container sent a line that is not a protocol "
+                                        f"message ({len(line)} bytes)") from exc
         return None
 
     def _read(self, timeout: float) -> None:

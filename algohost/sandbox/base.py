@@ -84,9 +84,10 @@ class CallOutcome:
     reason: ExitReason
     output: Any = None
     error: dict[str, Any] | None = None  # {"type", "message", "traceback"}
-    logs: str = ""
-    run_ms: float = 0.0
-    peak_memory_bytes: int = 0
+    logs: str = ""  # as the container sent them: not yet masked, nor cut to their limit
+    logs_dropped: int = 0  # bytes the container cut from the start of `logs`
+    run_ms: float = 0.0  # measured by the worker, not reported by the container
+    peak_memory_bytes: int = 0  # measured by the container's cgroup
     reusable: bool = False  # the container may serve another call
 
     @property
@@ -120,6 +121,7 @@ class Session(abc.ABC):
     container_id: str
     cold_start_ms: float
     startup_logs: str
+    startup_logs_dropped: int = 0  # bytes the runner cut from the start of startup_logs
     calls: int
 
     @abc.abstractmethod

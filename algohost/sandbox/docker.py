@@ -27,6 +27,7 @@ from algohost.errors import (
     SandboxError,
     SandboxUnavailable,
 )
+from algohost.jsonlimits import MAX_JSON_DEPTH, nesting_depth
 from algohost.sandbox.attach import AttachChannel, ProtocolViolation
 from algohost.sandbox.base import (
     CallAborted,
@@ -38,6 +39,7 @@ from algohost.sandbox.base import (
     Session,
     exit_error,
 )
+from algohost.sandbox.cgroup import ContainerCgroup
 from algohost.sandbox.runner import protocol
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ LABEL_BUILD = "algohost.build"
 LABEL_WORKER = "algohost.worker"
 POLL_S = 0.2  # how often a waiting call looks at its deadline and its cancel flag
 EXIT_WAIT_S = 10
+TMP_FREE_MIN = 0.1  # a container whose /tmp has less free than this share is recycled
 
 
 @contextmanager
@@ -155,19 +158,39 @@ def _refusal(msg: dict[str, Any]) -> list[dict[str, Any]]:
              "error": error}]
 
 
-def _result_outcome(msg: dict[str, Any]) -> CallOutcome:
-    outcome = CallOutcome(
-        reason=ExitReason.SUCCEEDED,
-        logs=str(msg.get("logs", "")),
-        run_ms=float(msg.get("run_ms", 0.0)),
-        peak_memory_bytes=int(msg.get("peak_memory_bytes", 0)),
-        reusable=True,
-    )
-    if msg.get("ok"):
-        outcome.output = msg.get("output")
-    else:
+def _check_result(msg: dict[str, Any]) -> None:
+    """A result as the runner writes it; anything else was forged or corrupted."""
+    if not isinstance(msg.get("ok"), bool) or not isinstance(msg.get("logs", ""), str):
+        raise ProtocolViolation("the container sent a malformed result")
+    for name in ("logs_dropped", "processes_left", "tmp_free_bytes"):
+        if not isinstance(msg.get(name, 0), int):
+            raise ProtocolViolation(f"the container sent a result whose {name} is no integer")
+
+
+def _result_outcome(msg: dict[str, Any], max_output_bytes: int) -> CallOutcome:
+    """What a call came to, as far as the runner's message says; the caps are checked
+    again here, since anything in the container could have written the message."""
+    _check_result(msg)
+    outcome = CallOutcome(reason=ExitReason.SUCCEEDED, logs=msg.get("logs", ""),
+                          logs_dropped=max(int(msg.get("logs_dropped", 0)), 0), reusable=True)
+    if not msg["ok"]:
         outcome.reason = _FAILURE_REASONS.get(str(msg.get("reason")), ExitReason.EXCEPTION)
         outcome.error = msg.get("error")
+        return outcome
+    output = msg.get("output")
+    depth = nesting_depth(output)
+    size = len(protocol.encode(output)) - 1 if depth <= MAX_JSON_DEPTH else 0
+    if depth > MAX_JSON_DEPTH:
+        # Stored, rendered and sent in webhooks later: refused here, where it is still a call.
+        message = f"output nests {depth} levels deep; the limit is {MAX_JSON_DEPTH}"
+        outcome.error = dict(protocol.error_info("OutputTooDeep", message))
+    elif size > max_output_bytes:
+        message = f"output is {size} bytes of JSON; the limit is {max_output_bytes}"
+        outcome.error = dict(protocol.error_info("OutputTooLarge", message))
+    else:
+        outcome.output = output
+        return outcome
+    outcome.reason = ExitReason.OUTPUT_TOO_LARGE
     return outcome
 
 
@@ -180,9 +203,12 @@ class DockerSession(Session):
         container: Any,
         channel: AttachChannel,
         on_close: Callable[[DockerSession], None],
+        settings: SandboxSettings | None = None,
     ) -> None:
         self.spec = spec
+        self.settings = settings or SandboxSettings()
         self.container_id = str(container.id)
+        self._cgroup = ContainerCgroup.find(self.container_id)
         self.cold_start_ms = 0.0
         self.startup_logs = ""
         self.calls = 0
@@ -227,6 +253,8 @@ class DockerSession(Session):
         self, call_id: str, line: bytes, timeout_s: float, should_cancel: Callable[[], bool],
         peer: CallPeer | None,
     ) -> CallOutcome:
+        if self._cgroup is not None:
+            self._cgroup.reset_peak()
         started = time.monotonic()
         deadline = started + timeout_s
         try:
@@ -236,21 +264,33 @@ class DockerSession(Session):
         while True:
             try:
                 msg = self._channel.receive(max(0.0, min(POLL_S, deadline - time.monotonic())))
+                outcome = None
+                if msg is not None and msg["type"] in (protocol.ARTIFACT, protocol.REQUEST):
+                    replies = peer.handle(msg) if peer is not None else _refusal(msg)
+                    for reply in replies:
+                        self._channel.send(protocol.encode(reply))
+                    continue
+                if msg is not None and (msg["type"] != protocol.RESULT
+                                        or msg.get("id") != call_id):
+                    # The runner sends parts, requests and one result per call, nothing
+                    # else: a frame the algorithm wrote itself, or a corrupted stream.
+                    raise ProtocolViolation(f"the container sent an unexpected "
+                                            f"{str(msg['type'])[:40]!r} message")
+                if msg is not None:
+                    outcome = _result_outcome(msg, self.settings.max_output_bytes)
+            except CallAborted as exc:
+                return self._kill(exc.reason, str(exc), started)
+            except OSError:
+                return self._died(started)
             except ProtocolViolation as exc:
-                return self._kill(ExitReason.CRASHED, str(exc), started)
-            if msg is not None:
-                if msg["type"] == protocol.RESULT and msg.get("id") == call_id:
-                    return _result_outcome(msg)
-                if msg["type"] in (protocol.ARTIFACT, protocol.REQUEST):
-                    try:
-                        replies = peer.handle(msg) if peer is not None else _refusal(msg)
-                        for reply in replies:
-                            self._channel.send(protocol.encode(reply))
-                    except CallAborted as exc:
-                        return self._kill(exc.reason, str(exc), started)
-                    except OSError:
-                        return self._died(started)
-                continue
+                return self._kill(ExitReason.CRASHED, f"{exc}; the container was stopped",
+                                  started)
+            if outcome is not None and msg is not None:
+                # Timed and weighed here, never as the container says.
+                outcome.run_ms = (time.monotonic() - started) * 1000.0
+                outcome.peak_memory_bytes = self._peak_memory()
+                outcome.reusable = self._clean_after(msg)
+                return outcome
             if self._channel.eof:
                 return self._died(started)
             if time.monotonic() >= deadline:
@@ -258,6 +298,38 @@ class DockerSession(Session):
                 return self._kill(ExitReason.TIMEOUT, message, started)
             if should_cancel():
                 return self._kill(ExitReason.CANCELED, "the call was canceled", started)
+
+    def _peak_memory(self) -> int:
+        """The cgroup's peak: of this call where it could be reset, else of the container."""
+        peak = self._cgroup.peak_memory() if self._cgroup is not None else None
+        if peak is None:
+            try:
+                stats = self._container.stats(stream=False, one_shot=True)
+                memory = stats.get("memory_stats") or {}
+                peak = int(memory.get("max_usage") or memory.get("usage") or 0)
+            except (docker.errors.DockerException, requests.exceptions.RequestException,
+                    ValueError, TypeError) as exc:
+                log.warning("could not read the memory of %s: %s", self.container_id[:12], exc)
+                peak = 0
+        return peak
+
+    def _clean_after(self, msg: dict[str, Any]) -> bool:
+        """May the container serve another call? Not with processes the call left behind
+        (a fork bomb stopped at the pid limit) or a nearly full /tmp: counted by the cgroup
+        where it is visible, and by the runner's own report (which can only add reasons)."""
+        tmpfs_bytes = self.settings.tmpfs_mb * MiB
+        processes = self._cgroup.processes() if self._cgroup is not None else None
+        in_tmp = self._cgroup.tmpfs_bytes() if self._cgroup is not None else None
+        left = max(processes - 1 if processes is not None else 0, msg.get("processes_left", 0))
+        free = [tmpfs_bytes, msg.get("tmp_free_bytes", tmpfs_bytes)]
+        if in_tmp is not None:
+            free.append(tmpfs_bytes - in_tmp)
+        tmp_free = min(f for f in free if f >= 0)
+        if left > 0 or tmp_free < tmpfs_bytes * TMP_FREE_MIN:
+            log.info("recycling container %s: %d processes left, %d bytes free in /tmp",
+                     self.container_id[:12], left, tmp_free)
+            return False
+        return True
 
     def _kill(
         self, reason: ExitReason, message: str, started: float, logs: str = ""
@@ -334,9 +406,11 @@ class DockerSandbox(Sandbox):
                 channel.close()
             remove_container(container)
             raise
-        session = DockerSession(spec, container, channel, self._forget)
+        session = DockerSession(spec, container, channel, self._forget, self.settings)
         session.cold_start_ms = (time.monotonic() - started) * 1000.0
         session.startup_logs = str(ready.get("logs", ""))
+        dropped = ready.get("logs_dropped", 0)
+        session.startup_logs_dropped = dropped if isinstance(dropped, int) else 0
         with self._lock:
             self._live.add(session.container_id)
         return session
@@ -369,8 +443,9 @@ class DockerSandbox(Sandbox):
                 error = (msg.get("error")
                          or exit_error(ExitReason.START_FAILED, "the entrypoint failed"))
                 message = f"{error.get('type')}: {error.get('message')}"
-                logs = str(msg.get("logs", ""))
-                raise ContainerStartFailed(message, build_id=spec.build_id, error=error, logs=logs)
+                logs, dropped = str(msg.get("logs", "")), msg.get("logs_dropped", 0)
+                raise ContainerStartFailed(message, build_id=spec.build_id, error=error, logs=logs,
+                                           logs_dropped=dropped if isinstance(dropped, int) else 0)
             if channel.eof:
                 reason, message = _exit_cause(container, spec.limits.memory_mb)
                 message += " before its runner was ready"

@@ -61,3 +61,27 @@ def _walk(value: Any, pattern: re.Pattern[str]) -> Any:
     if isinstance(value, list | tuple):
         return [_walk(item, pattern) for item in value]
     return value
+
+
+def longest_form(secrets: Iterable[str]) -> int:
+    """The length of the longest text redaction masks for these secrets (0 for none)."""
+    return max((len(v) for s in secrets if s for v in _variants(s)), default=0)
+
+
+def redact_text_after(text: str, secrets: Iterable[str], skip: int) -> str:
+    """`text` masked, without its first `skip` characters. A match that spans the boundary
+    is masked whole; what is skipped is never shown, so a cut made there by someone who
+    could not redact (the start of a secret lost before `skip`) leaves no tail behind."""
+    pattern = _pattern(secrets)
+    if pattern is None:
+        return text[skip:]
+    pieces: list[str] = []
+    position = skip
+    for match in pattern.finditer(text):
+        if match.end() <= skip:
+            continue
+        pieces.append(text[position:max(match.start(), position)])
+        pieces.append(MASK)
+        position = match.end()
+    pieces.append(text[position:])
+    return "".join(pieces)

@@ -7,6 +7,7 @@ reaches the operator's own network (metadata services, Redis, the Docker API).
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable
 from urllib.parse import SplitResult, urlsplit
@@ -14,6 +15,18 @@ from urllib.parse import SplitResult, urlsplit
 from algohost.errors import WebhookRefused
 
 SCHEMES = ("http", "https")
+
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join((  # RFC 4291 text forms, without an embedded IPv4 part or a zone
+    rf"(?:{_H16}:){{7}}{_H16}", rf"(?:{_H16}:){{1,7}}:", rf"(?:{_H16}:){{1,6}}:{_H16}",
+    *(rf"(?:{_H16}:){{1,{n}}}(?::{_H16}){{1,{7 - n}}}" for n in range(5, 0, -1)),
+    rf":(?:(?::{_H16}){{1,7}}|:)"))
+_PORT = r"[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]"
+# What the API accepts as a webhook URL, as a pattern the OpenAPI document can carry:
+# every URL it matches passes parse_url (a name or an IP literal as host, a valid port).
+URL_PATTERN = (rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9.-]+|\[(?:{_IPV6})\])"
+               rf"(?::(?:{_PORT}))?(?:[/?#][^ \t\n\r\f\v]*)?$")
+_URL = re.compile(URL_PATTERN)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 Resolver = Callable[[str, int], list[str]]
 
@@ -30,6 +43,15 @@ def parse_url(url: str) -> SplitResult:
     if not parts.hostname:
         raise WebhookRefused("the webhook URL has no host")
     return parts
+
+
+def documented_url(url: str) -> str:
+    """`url` if it is a webhook URL the API documents (URL_PATTERN); else WebhookRefused."""
+    parse_url(url)  # its messages say what is wrong more precisely than the pattern can
+    if _URL.fullmatch(url) is None:
+        raise WebhookRefused("a webhook URL is http(s)://host[:port][/path], its host a DNS "
+                             "name or an IP literal")
+    return url
 
 
 def is_public(address: str) -> bool:

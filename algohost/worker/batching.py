@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from algohost.clock import now_iso
-from algohost.errors import AlgohostError, NoFreeSlot
+from algohost.errors import AlgohostError, BuildNotReady, NoFreeSlot
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Session
-from algohost.secrets.redaction import redact, redact_text
 from algohost.store.batches import BatchRecord, BatchStatus, BatchStore, ItemResult
-from algohost.store.registry import BuildRecord, Registry
+from algohost.store.registry import BuildRecord, BuildStatus, Registry
 from algohost.webhooks import Event
 from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for, worker_lost
+from algohost.worker.redacting import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ ACQUIRE_SLICE_S = 1.0  # a chunk waiting for a container still sees a cancel wit
 LOG_TAIL = 4096
 
 
-def item_result(outcome: CallOutcome, hidden: list[str]) -> ItemResult:
+def item_result(outcome: CallOutcome, redactor: Redactor) -> ItemResult:
     """What is stored for one input: status, output or error, and its metrics."""
     status = OUTCOME_STATUS.get(outcome.reason, None)
     result: ItemResult = {
@@ -38,18 +38,19 @@ def item_result(outcome: CallOutcome, hidden: list[str]) -> ItemResult:
         "metrics": {"run_ms": round(outcome.run_ms, 3),
                     "peak_memory_bytes": outcome.peak_memory_bytes}}
     if outcome.reason is ExitReason.SUCCEEDED:
-        result["output"] = redact(outcome.output, hidden)
+        result["output"] = redactor.output(outcome.output)
     else:
-        result["error"] = redact(outcome.error, hidden)
+        result["error"] = redactor.error(outcome.error, LOG_TAIL)
         if outcome.logs:
-            result["logs"] = redact_text(outcome.logs[-LOG_TAIL:], hidden)
+            result["logs"] = redactor.logs(outcome.logs, LOG_TAIL, outcome.logs_dropped)
     return result
 
 
-def failed_result(error: AlgohostError | Exception, reason: str) -> ItemResult:
-    message = error.message if isinstance(error, AlgohostError) else str(error)
-    return {"status": "failed", "reason": reason,
-            "error": {"type": type(error).__name__, "message": message, "traceback": None}}
+def failed_result(error: AlgohostError | Exception, reason: str,
+                  redactor: Redactor) -> ItemResult:
+    """A failure met while running inputs: its message may quote the algorithm (an import
+    error), so it is masked like everything else the algorithm produced."""
+    return {"status": "failed", "reason": reason, "error": redactor.failure(error)}
 
 
 CANCELED: ItemResult = {"status": "canceled", "reason": "canceled"}
@@ -157,6 +158,7 @@ class ChunkRunner:
         results = _Results(self.batches, batch_id)
         lease = ChunkLease(self.batches, batch_id, start, stop, self.lease_s, self.clock)
         rest = CANCELED  # what the inputs this run does not finish record
+        redactor = Redactor()  # learns the build's secret values once they are fetched
         if batch.status is BatchStatus.RUNNING:
             if not lease.claim():
                 log.info("chunk %d..%d of batch %s runs elsewhere; dropping the message",
@@ -164,12 +166,13 @@ class ChunkRunner:
                 return
             self._notify(batch, "started")
             try:
-                self._run_items(batch, todo, start, stop, results, lease)
+                self._run_items(batch, todo, start, stop, results, lease, redactor)
             except Exception as exc:  # never leave inputs pending forever
                 reason = exc.code if isinstance(exc, AlgohostError) else "worker_error"
                 if not isinstance(exc, AlgohostError):
-                    log.exception("chunk %d..%d of batch %s failed", start, stop, batch_id)
-                rest = failed_result(exc, reason)
+                    redactor.log_exception(log, "chunk %d..%d of batch %s failed", start, stop,
+                                           batch_id, exc=exc)
+                rest = failed_result(exc, reason, redactor)
         if not lease.lost:  # a lost lease leaves the rest to the run that holds it now
             results.fill(todo, rest)
         self._flush(batch, results)
@@ -186,11 +189,16 @@ class ChunkRunner:
         self._flush(batch, results)
 
     def _run_items(self, batch: BatchRecord, todo: list[int], start: int, stop: int,
-                   results: _Results, lease: ChunkLease) -> None:
-        build = self.registry.get_build(batch.build_id)
+                   results: _Results, lease: ChunkLease, redactor: Redactor) -> None:
+        # As for jobs: a version deleted (or never built) after the batch was accepted
+        # runs no more of its inputs.
+        build = self.registry.build_for_call(batch.build_id)
+        if build.status is not BuildStatus.SUCCEEDED:
+            raise BuildNotReady(f"{build.ref} was {build.status} after this batch was accepted")
         values, version = self.secrets.for_build(build)
+        redactor.hide(values.values())
         mounts = self.mounts(build) if self.mounts is not None else ()
-        spec, hidden = spec_for(build, values, version, mounts), list(values.values())
+        spec = spec_for(build, values, version, mounts)
         inputs = self.batches.inputs(batch.id, start, stop)
         canceled = CancelCheck(self.batches, lease, self.clock)
         timeout_s = float(batch.timeout_s)
@@ -207,17 +215,18 @@ class ChunkRunner:
                 try:
                     outcome = session.call(inputs[index - start], timeout_s, canceled)
                 except Exception as exc:  # the session closed itself; go on with a new one
-                    log.exception("input %d of batch %s failed in the worker", index, batch.id)
+                    redactor.log_exception(log, "input %d of batch %s failed in the worker",
+                                           index, batch.id, exc=exc)
                     self.pool.release(session, False)
                     session = None
-                    results.add(index, failed_result(exc, "worker_error"))
+                    results.add(index, failed_result(exc, "worker_error", redactor))
                     continue
                 if not outcome.reusable:
                     self.pool.release(session, False)
                     session = None
                 if lease.lost:
                     return  # stopped for the chunk's new holder, which runs this input again
-                results.add(index, item_result(outcome, hidden))
+                results.add(index, item_result(outcome, redactor))
                 if self.clock() - last_flush >= FLUSH_S:
                     self._flush(batch, results)
                     last_flush = self.clock()

@@ -19,7 +19,6 @@ from algohost.config import Settings
 from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, NoFreeSlot
 from algohost.names import AlgorithmRef
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
-from algohost.secrets.redaction import redact, redact_text
 from algohost.store.jobs import (
     ArtifactInfo,
     ErrorInfo,
@@ -29,6 +28,7 @@ from algohost.store.jobs import (
     Metrics,
 )
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
+from algohost.worker.redacting import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -127,39 +127,34 @@ class JobRunner:
             log.info("job %s is %s; nothing to do", job_id, job.status)
             return
         self._emit("job_started", job)
-        hidden: list[str] = []  # the run's secret values, once fetched: masked in any error
+        redactor = Redactor()  # learns the run's secret values once they are fetched
         try:
-            self._execute(job, hidden)
+            self._execute(job, redactor)
         except AlgohostError as exc:
-            self._finish(job, JobStatus.FAILED, exc.code,
-                         error=redact({"type": type(exc).__name__, "message": exc.message,
-                                       "traceback": None}, hidden))
+            self._finish(job, JobStatus.FAILED, exc.code, error=redactor.failure(exc))
         except Exception as exc:  # the worker must survive anything a call does
-            # A traceback could quote a secret: only jobs without secrets log one.
-            log.error("job %s failed inside the worker: %s", job_id,
-                      redact_text(repr(exc), hidden), exc_info=not hidden)
-            self._finish(job, JobStatus.FAILED, "worker_error",
-                         error=redact({"type": type(exc).__name__, "message": str(exc),
-                                       "traceback": None}, hidden))
+            redactor.log_exception(log, "job %s failed inside the worker", job_id, exc=exc)
+            self._finish(job, JobStatus.FAILED, "worker_error", error=redactor.failure(exc))
 
-    def _execute(self, job: JobRecord, hidden: list[str]) -> None:
+    def _execute(self, job: JobRecord, redactor: Redactor) -> None:
         build = self.registry.build_for_call(job.build_id)
         if build.status is not BuildStatus.SUCCEEDED:
             raise BuildNotReady(f"{build.ref} was {build.status} after this job was queued")
         values, version = self.secrets.for_build(build)
-        hidden.extend(values.values())
+        redactor.hide(values.values())
         mounts = self.outputs.mounts(build) if self.outputs is not None else ()
         spec = spec_for(build, values, version, mounts)
+        max_logs = self.settings.sandbox.max_log_bytes
         watch = CancelWatch(self.jobs, job.id, self.settings.lease_s, self.clock)
         try:
             acquired = self._acquire(spec, watch)
         except ContainerStartFailed as exc:
             error = exc.details.get("error") or {"type": "ContainerStartFailed",
                                                  "message": exc.message, "traceback": None}
-            secrets = list(values.values())
             self._finish(job, JobStatus.FAILED, ExitReason.START_FAILED.value,
-                         error=redact(error, secrets),
-                         logs=redact_text(str(exc.details.get("logs", "")), secrets))
+                         error=redactor.error(error, max_logs),
+                         logs=redactor.logs(str(exc.details.get("logs", "")), max_logs,
+                                            int(exc.details.get("logs_dropped", 0))))
             return
         if acquired is None:
             return  # canceled while it waited for a container: the cancel is recorded
@@ -174,7 +169,8 @@ class JobRunner:
             self.pool.release(session, outcome.reusable)
             if peer is not None and not outcome.succeeded:
                 peer.discard()
-        logs = (session.startup_logs if not warm else "") + outcome.logs
+        startup = "" if warm else \
+            redactor.logs(session.startup_logs, max_logs, session.startup_logs_dropped)
         cold_start_ms = 0.0 if warm else round(session.cold_start_ms, 3)
         metrics: Metrics = {
             # Waiting for a free container counts as queueing; starting one does not.
@@ -186,10 +182,10 @@ class JobRunner:
         }
         status = OUTCOME_STATUS.get(outcome.reason, JobStatus.FAILED)
         # Whatever the algorithm hands back may quote a secret: mask it before it is stored.
-        secrets = list(values.values())
-        self._finish(job, status, outcome.reason.value, output=redact(outcome.output, secrets),
-                     error=redact(outcome.error, secrets), logs=redact_text(logs, secrets),
-                     warm=warm, metrics=metrics, artifacts=peer.artifacts if peer else [])
+        logs = startup + redactor.logs(outcome.logs, max_logs, outcome.logs_dropped)
+        self._finish(job, status, outcome.reason.value, output=redactor.output(outcome.output),
+                     error=redactor.error(outcome.error, max_logs), logs=logs, warm=warm,
+                     metrics=metrics, artifacts=peer.artifacts if peer else [])
 
     def _acquire(self, spec: ContainerSpec, watch: CancelWatch) -> tuple[Session, bool] | None:
         """A container for the call; while every slot is busy, keep the lease alive

@@ -301,15 +301,31 @@ def test_timeout_above_the_server_maximum_is_400(api, built):
     assert response.get_json()["error"]["details"]["errors"][0]["field"] == "timeout_s"
 
 
+def test_input_nested_past_the_limit_is_400_and_never_stored(api, built):
+    # Stored, it would make the job's page (with ?include=input) unrenderable: a 500.
+    deep = 1
+    for _ in range(300):
+        deep = {"a": deep}
+    response = api.submit({"algorithm": "alice/hello", "input": deep})
+    assert response.status_code == 400 and error_code(response) == "invalid_request"
+    assert api.dispatcher.runs == []
+
+
 def test_input_over_the_limit_is_413(api, built):
     response = api.submit({"algorithm": "alice/hello", "input": "x" * MAX_INPUT})
     assert response.status_code == 413 and error_code(response) == "payload_too_large"
 
 
-@pytest.mark.parametrize("prefer", ["wait=abc", "wait=6", "wait=-1", "respond-async=1"])
-def test_bad_prefer_is_400(api, built, prefer):
+@pytest.mark.parametrize("prefer", ["wait=", "wait=1 2", "=5"])
+def test_prefer_that_is_not_prefer_syntax_is_400(api, built, prefer):
     response = api.submit({"algorithm": "alice/hello", "input": 1}, Prefer=prefer)
     assert response.status_code == 400 and error_code(response) == "invalid_prefer"
+
+
+def test_prefer_wait_over_the_maximum_waits_the_maximum(api, built):
+    response = api.submit({"algorithm": "alice/hello", "input": 1}, Prefer="wait=6")
+    assert response.status_code == 202
+    assert response.headers["Preference-Applied"] == "wait=5"
 
 
 def finish_soon(api):

@@ -8,11 +8,13 @@ runs again (or, past the limit, fails) through its lease.
 import json
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
 from algohost.config import SandboxSettings
 from algohost.dispatch import RecordingDispatcher
+from algohost.errors import ContainerStartFailed
 from algohost.manifest import Manifest, ResourcesSection
 from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
@@ -49,8 +51,21 @@ def picky(x):
 
 
 class Builds:
+    status = BuildStatus.SUCCEEDED
+
     def get_build(self, build_id):
-        return BUILD
+        return replace(BUILD, ref="alice/picky@0.1.0", status=self.status)
+
+    build_for_call = get_build
+
+
+class OneSecret:
+    """The build's secret source: one value, which no stored result may show."""
+
+    VALUE = "s3cr3t-value-of-alice"
+
+    def for_build(self, build):
+        return {"TOKEN": self.VALUE}, "v1"
 
 
 class Harness:
@@ -62,7 +77,8 @@ class Harness:
         self.dispatcher = RecordingDispatcher()
         self.webhooks = WebhookStore(redis_client, 3600)
         notifier = WebhookNotifier(self.webhooks, self.dispatcher.enqueue_webhook)
-        self.runner = ChunkRunner(self.batches, Builds(), self.pool, NoSecrets(), notifier,
+        self.builds = Builds()
+        self.runner = ChunkRunner(self.batches, self.builds, self.pool, NoSecrets(), notifier,
                                   lease_s=lease_s, clock=clock)
 
     def create(self, inputs, batch_id="b_1", **extra):
@@ -104,6 +120,30 @@ def test_failing_inputs_fail_alone_and_results_keep_input_order(h):
                                           "canceled": 0}
     assert h.batches.status(batch_id) is BatchStatus.COMPLETED
     assert len(h.sandbox.sessions) == 1  # one warm container served the whole chunk
+
+
+def test_a_deleted_version_runs_no_more_inputs_as_jobs_refuse_it(h):
+    batch_id = h.create([1, 2, 3])
+    h.builds.status = BuildStatus.DELETED
+    h.runner.run(batch_id, 0, 3)
+    results = h.batches.results(batch_id, 0, 3)
+    assert [r["reason"] for r in results] == ["build_not_ready"] * 3
+    assert h.sandbox.sessions == []
+
+
+def test_a_chunk_whose_container_cannot_start_stores_its_error_masked(h):
+    h.runner.secrets = OneSecret()
+
+    def failing_start(spec):
+        raise ContainerStartFailed(f"ValueError: bad token {OneSecret.VALUE}")
+
+    h.sandbox.start = failing_start
+    batch_id = h.create([1, 2])
+    h.runner.run(batch_id, 0, 2)
+    results = h.batches.results(batch_id, 0, 2)
+    assert [r["reason"] for r in results] == ["container_start_failed"] * 2
+    assert OneSecret.VALUE not in json.dumps(results)
+    assert "bad token ***" in results[0]["error"]["message"]
 
 
 def test_a_dead_container_is_replaced_for_the_rest_of_the_chunk(h):

@@ -20,7 +20,7 @@ import pytest
 
 from algohost.config import SandboxSettings
 from algohost.errors import ContainerStartFailed
-from algohost.sandbox.base import ContainerSpec, Limits
+from algohost.sandbox.base import ContainerSpec, ExitReason, Limits
 from algohost.sandbox.docker import DockerSandbox, DockerSession
 from algohost.sandbox.pool import WarmPool
 from tests.waiting import eventually
@@ -175,3 +175,67 @@ def test_the_warm_pool_reuses_a_real_container(
     finally:
         pool.shutdown()
     assert not again.alive
+
+
+# A hostile or careless algorithm (tests/algorithms/hostile) --------------------------
+
+def test_an_algorithm_printing_200_mb_succeeds_with_the_tail_of_its_logs(start: Any) -> None:
+    # Capture used to live in a file on the algorithm's 64 MB /tmp: ENOSPC failed the call.
+    session = start("hostile")
+    outcome = session.call({"do": "chatty", "mb": 200}, timeout_s=300)
+    assert outcome.reason is ExitReason.SUCCEEDED and outcome.output == "printed"
+    assert outcome.logs.endswith("the last line\n")
+    assert outcome.logs_dropped >= (200 << 20) - len(outcome.logs)
+    assert outcome.reusable and session.call({"do": "deep", "levels": 1}, timeout_s=30).succeeded
+
+
+def test_a_full_tmp_keeps_logging_and_the_container_is_recycled(start: Any) -> None:
+    session = start("hostile")
+    outcome = session.call({"do": "fill_tmp"}, timeout_s=60)
+    assert outcome.reason is ExitReason.SUCCEEDED and "still logging" in outcome.logs
+    assert not outcome.reusable
+
+
+def test_a_call_that_leaves_processes_behind_is_not_reused(
+    sandbox: DockerSandbox, settings: SandboxSettings, image: Callable[[str], str]
+) -> None:
+    pool = WarmPool(sandbox, settings)
+    spec = ContainerSpec("hostile", image("hostile"))
+    try:
+        bombed, _ = pool.acquire(spec)
+        outcome = bombed.call({"do": "fork_bomb"}, timeout_s=60)
+        assert outcome.succeeded and 0 < outcome.output["forked"] < settings.pids_limit
+        assert not outcome.reusable
+        pool.release(bombed, outcome.reusable)
+        fresh, warm = pool.acquire(spec)
+        assert not warm and fresh.container_id != bombed.container_id
+        pool.release(fresh, True)
+    finally:
+        pool.shutdown()
+
+
+def test_a_forged_frame_ends_the_container_with_a_clear_error_and_no_echo(
+    start: Any, docker_client: Any, caplog: Any
+) -> None:
+    session = start("hostile")
+    outcome = session.call({"do": "forge", "secret": "forged-s3cr3t"}, timeout_s=60)
+    assert outcome.reason is ExitReason.CRASHED and not outcome.reusable
+    assert outcome.error is not None and "not a protocol message" in outcome.error["message"]
+    assert "forged-s3cr3t" not in json.dumps(outcome.error) + caplog.text
+    assert gone(docker_client, session.container_id)
+
+
+def test_peak_memory_and_run_time_are_measured_outside_the_container(start: Any) -> None:
+    session = start("hostile", memory_mb=512)
+    small = session.call({"do": "allocate", "mb": 1}, timeout_s=60)
+    big = session.call({"do": "allocate", "mb": 200}, timeout_s=60)
+    assert big.succeeded and big.peak_memory_bytes >= 200 << 20
+    assert small.peak_memory_bytes < big.peak_memory_bytes and big.run_ms > 0
+
+
+def test_an_output_nested_past_the_limit_is_refused_and_the_container_kept(start: Any) -> None:
+    session = start("hostile")
+    outcome = session.call({"do": "deep", "levels": 300}, timeout_s=30)
+    assert outcome.reason is ExitReason.OUTPUT_TOO_LARGE and outcome.output is None
+    assert outcome.error is not None and outcome.error["type"] == "OutputTooDeep"
+    assert outcome.reusable

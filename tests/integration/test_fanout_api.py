@@ -112,6 +112,31 @@ def test_counts_progress_and_results_in_input_order(api, ref):
     assert [r["index"] for r in last["results"]] == [4] and last["next_cursor"] is None
 
 
+@pytest.mark.parametrize("cursor", ["%C2%B2", "-1", "1.0", "x"])
+def test_a_cursor_that_is_not_ascii_digits_is_400_not_500(api, ref, cursor):
+    # "²" passes str.isdigit() but int() refuses it.
+    batch_id = api.post("/v1/batches", json={"algorithm": ref, "inputs": [1]}).get_json()["id"]
+    response = api.get(f"/v1/batches/{batch_id}/results?cursor={cursor}")
+    assert response.status_code == 400 and code(response) == "invalid_request"
+
+
+def test_json_lines_events_named_twice_in_the_query_count_once(api, ref):
+    response = api.post("/v1/batches?algorithm=alice/hello&webhook=https://example.com/h"
+                        "&webhook_events=started,completed,started", headers=NDJSON,
+                        data=b"1\n2\n")
+    assert response.status_code == 202, response.get_json()
+    assert response.get_json()["webhook_events"] == ["started", "completed"]
+
+
+def test_an_input_nested_past_the_limit_is_400_not_stored(api, ref):
+    deep = 1
+    for _ in range(300):
+        deep = [deep]
+    response = api.post("/v1/batches", json={"algorithm": ref, "inputs": [1, deep]})
+    assert response.status_code == 400 and code(response) == "invalid_request"
+    assert api.dispatcher.batches == []
+
+
 def test_cancel_once_then_409_and_the_batch_is_anothers_to_nobody(api, ref):
     batch_id = api.post("/v1/batches", json={"algorithm": ref, "inputs": [1]}).get_json()["id"]
     assert api.get(f"/v1/batches/{batch_id}", headers=api.bob).status_code == 403

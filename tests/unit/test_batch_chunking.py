@@ -8,6 +8,7 @@ from algohost.errors import InvalidRequest, MalformedJSON, PayloadTooLarge, TooM
 from algohost.sandbox.base import CallOutcome, ExitReason
 from algohost.store.batches import chunk_ranges
 from algohost.worker.batching import item_result
+from algohost.worker.redacting import Redactor
 
 SETTINGS = Settings(max_batch_inputs=5)
 NDJSON = "application/x-ndjson"
@@ -77,7 +78,7 @@ def test_a_failing_input_keeps_its_error_and_logs_with_secrets_masked():
     outcome = CallOutcome(ExitReason.EXCEPTION, logs="token s3cr3t leaked",
                           error={"type": "ValueError", "message": "bad s3cr3t",
                                  "traceback": "..."}, run_ms=1.23456, reusable=True)
-    result = item_result(outcome, ["s3cr3t"])
+    result = item_result(outcome, Redactor(["s3cr3t"]))
     assert result["status"] == "failed" and result["reason"] == "exception"
     assert "s3cr3t" not in str(result)
     assert "output" not in result
@@ -85,12 +86,13 @@ def test_a_failing_input_keeps_its_error_and_logs_with_secrets_masked():
 
 
 def test_a_succeeded_input_keeps_its_output_only():
-    result = item_result(CallOutcome(ExitReason.SUCCEEDED, output={"v": 1}), [])
+    result = item_result(CallOutcome(ExitReason.SUCCEEDED, output={"v": 1}), Redactor())
     assert result["status"] == "succeeded" and result["output"] == {"v": 1}
     assert "error" not in result and "logs" not in result
 
 
 def test_a_timed_out_input_is_timed_out():
     result = item_result(CallOutcome(ExitReason.TIMEOUT, error={"type": "Timeout",
-                                                                "message": "late"}), [])
+                                                                "message": "late"}),
+                         Redactor())
     assert result["status"] == "timed_out"

@@ -41,6 +41,8 @@ DEFAULT_MAX_OUTPUT_BYTES = 5 * 1024 * 1024
 DEFAULT_MAX_LOG_BYTES = 64 * 1024
 DEFAULT_MAX_ARTIFACTS = 100
 DEFAULT_MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
+# Starts a text the runner cut to its tail (an error message, a traceback).
+CUT_MARK = "[...]"
 
 
 class ProtocolError(ValueError):
@@ -101,21 +103,25 @@ class ReadyMessage(TypedDict):
     type: str
     import_ms: float
     logs: str
+    logs_dropped: int  # bytes cut from the start of logs, to keep them within the limit
 
 
 class LoadErrorMessage(TypedDict):
     type: str
     error: ErrorInfo
     logs: str
+    logs_dropped: int
 
 
 class _ResultBase(TypedDict):
+    # No timings or memory here: what is billed or compared is measured outside.
     type: str
     id: str
     ok: bool
     logs: str
-    run_ms: float
-    peak_memory_bytes: int
+    logs_dropped: int
+    processes_left: int  # hints for recycling the container; the worker looks itself too
+    tmp_free_bytes: int
 
 
 class ResultMessage(_ResultBase, total=False):
@@ -136,6 +142,8 @@ def decode(line: bytes | str) -> dict[str, Any]:
         msg = json.loads(line)
     except ValueError as exc:  # includes UnicodeDecodeError
         raise ProtocolError(f"not a JSON line: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("a JSON line nested too deeply to parse") from exc
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         raise ProtocolError("a message must be a JSON object with a string 'type'")
     return msg
@@ -143,3 +151,4 @@ def decode(line: bytes | str) -> dict[str, Any]:
 
 def error_info(type_: str, message: str, traceback: str = "") -> ErrorInfo:
     return {"type": type_, "message": message, "traceback": traceback}
+

@@ -7,14 +7,15 @@ the algorithm prints may ever reach the protocol stream, and secrets are never l
 from __future__ import annotations
 
 import base64
-import fcntl
 import importlib
 import importlib.util
+import json
 import os
-import resource
+import select
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -108,31 +109,57 @@ def send_artifacts(channel: Channel, call_id: str, files: list[tuple[str, str]])
 
 
 class Capture:
-    """fds 1 and 2 pointed at one unlinked file, so output written from C is captured too."""
+    """fds 1 and 2 pointed at a pipe that a thread drains into a bounded tail, so output
+    written from C (or by a child) is captured too. Never a file: a chatty algorithm costs
+    no disk, and a full /tmp cannot fail a call or silence its logs."""
 
     def __init__(self, max_bytes: int) -> None:
-        fd, path = tempfile.mkstemp(prefix="algohost-output-")
-        os.unlink(path)
-        # O_APPEND: after a truncate, every writer (whatever fd it holds) starts at offset 0.
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
-        self.fd = fd
         self.max_bytes = max_bytes
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
+        self._tail = bytearray()
+        self._dropped = 0
+        self._lock = threading.Lock()
+        read_fd, write_fd = os.pipe()  # both non-inheritable (PEP 446)
+        os.set_blocking(read_fd, False)
+        self._read_fd = read_fd
+        os.dup2(write_fd, 1)  # 1 and 2 stay inheritable: children's output is captured too
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        threading.Thread(target=self._drain_forever, name="capture", daemon=True).start()
+
+    def _drain_forever(self) -> None:
+        while True:
+            select.select([self._read_fd], [], [])
+            self._drain()
+
+    def _drain(self) -> None:
+        """Take in what the pipe holds; reads and appends under one lock, so in order."""
+        with self._lock:
+            while True:
+                try:
+                    chunk = os.read(self._read_fd, 65536)
+                except BlockingIOError:
+                    return
+                if not chunk:
+                    return
+                self._tail += chunk
+                excess = len(self._tail) - self.max_bytes
+                if excess > 0:
+                    del self._tail[:excess]
+                    self._dropped += excess
 
     def reset(self) -> None:
         _flush_std()
-        os.ftruncate(self.fd, 0)
+        self._drain()
+        with self._lock:
+            self._tail.clear()
+            self._dropped = 0
 
-    def collect(self) -> str:
-        """The captured output, only its tail if it is over the limit."""
+    def collect(self) -> tuple[str, int]:
+        """The captured tail and how many bytes before it were dropped."""
         _flush_std()
-        size = os.fstat(self.fd).st_size
-        start = max(0, size - self.max_bytes)
-        text = os.pread(self.fd, size - start, start).decode("utf-8", errors="replace")
-        if start:
-            text = f"[algohost: {start} earlier bytes of output dropped]\n{text}"
-        return text
+        self._drain()
+        with self._lock:
+            return self._tail.decode("utf-8", errors="replace"), self._dropped
 
 
 def _flush_std() -> None:
@@ -144,7 +171,7 @@ def _flush_std() -> None:
 
 
 def _tail(text: str, limit: int) -> str:
-    return text if len(text) <= limit else "[...]" + text[-limit:]
+    return text if len(text) <= limit else protocol.CUT_MARK + text[-limit:]
 
 
 def _error(exc: BaseException, limit: int) -> dict[str, str]:
@@ -156,14 +183,27 @@ def _error(exc: BaseException, limit: int) -> dict[str, str]:
 
 
 class Channel:
-    """The protocol, over private copies of fds 0 and 1 taken before anything is redirected."""
+    """The protocol, over private copies of fds 0 and 1 taken before anything is redirected.
+
+    The copies are close-on-exec and closed in any child forked from Python, so nothing
+    the algorithm starts can write frames to the worker or read the next call's input."""
 
     def __init__(self) -> None:
-        self._in = os.fdopen(os.dup(0), "rb")
-        self._out = os.dup(1)
+        in_fd, self._out = os.dup(0), os.dup(1)
+        for fd in (in_fd, self._out):
+            os.set_inheritable(fd, False)
+        self._in = os.fdopen(in_fd, "rb")
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        os.register_at_fork(after_in_child=self.close)
+
+    def close(self) -> None:
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        _close_quietly(self._out)
 
     def read(self) -> dict[str, Any] | None:
         line = self._in.readline()
@@ -173,6 +213,13 @@ class Channel:
         view = memoryview(protocol.encode(msg))
         while view:
             view = view[os.write(self._out, view) :]
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def write_secrets(secrets: dict[str, str], as_env: bool) -> None:
@@ -216,7 +263,6 @@ def run_call(
 ) -> dict[str, Any]:
     capture.reset()
     clear_outputs()
-    started = time.perf_counter()
     reply: dict[str, Any] = {"type": protocol.RESULT, "id": msg.get("id", ""), "ok": True}
     try:
         output = func(msg.get("input"))
@@ -232,7 +278,6 @@ def run_call(
             reply.update(ok=False, reason=protocol.REASON_OUTPUT_TOO_LARGE, error=error)
         else:
             reply["output"] = output
-    run_ms = (time.perf_counter() - started) * 1000.0
     if reply["ok"] and channel is not None:
         files = output_files()
         too_large = artifacts_over_limits(files, *limits)
@@ -243,10 +288,26 @@ def run_call(
         else:
             send_artifacts(channel, str(msg.get("id", "")), files)
     clear_outputs()  # tmpfs pages count against the container's memory
-    reply["run_ms"] = run_ms
-    reply["logs"] = capture.collect()
-    reply["peak_memory_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    reply["logs"], reply["logs_dropped"] = capture.collect()
+    reply.update(leftovers())
     return reply
+
+
+def leftovers() -> dict[str, int]:
+    """What a call left in the container (hints: the worker also looks from outside)."""
+    pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    try:
+        tmp = os.statvfs(tempfile.gettempdir())
+        tmp_free = tmp.f_bavail * tmp.f_frsize
+    except OSError:
+        tmp_free = -1
+    return {"processes_left": len(pids), "tmp_free_bytes": tmp_free}
+
+
+def _margin(secrets: dict[str, str]) -> int:
+    """Bytes kept beyond the log limit, so the worker sees every secret whole before it
+    masks and cuts (a secret split at the runner's cut would leave its tail unmasked)."""
+    return max((len(json.dumps(value)) for value in secrets.values()), default=0) + 16
 
 
 def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
@@ -257,21 +318,27 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
         os.write(diag_fd, b"algohost runner: the first message must be init\n")
         return 2
     max_output = int(init.get("max_output_bytes") or protocol.DEFAULT_MAX_OUTPUT_BYTES)
-    capture.max_bytes = int(init.get("max_log_bytes") or protocol.DEFAULT_MAX_LOG_BYTES)
+    secrets = init.get("secrets") or {}
+    capture.max_bytes = (int(init.get("max_log_bytes") or protocol.DEFAULT_MAX_LOG_BYTES)
+                         + _margin(secrets))
     install_runtime(channel)
     limits = (int(init.get("max_artifacts") or protocol.DEFAULT_MAX_ARTIFACTS),
               int(init.get("max_artifact_bytes") or protocol.DEFAULT_MAX_ARTIFACT_BYTES))
     capture.reset()
     started = time.perf_counter()
     try:
-        write_secrets(init.get("secrets") or {}, bool(init.get("secrets_as_env")))
+        write_secrets(secrets, bool(init.get("secrets_as_env")))
         func = load_entrypoint()
     except BaseException as exc:
         error = _error(exc, capture.max_bytes)
-        channel.send({"type": protocol.LOAD_ERROR, "error": error, "logs": capture.collect()})
+        logs, dropped = capture.collect()
+        channel.send({"type": protocol.LOAD_ERROR, "error": error, "logs": logs,
+                      "logs_dropped": dropped})
         return 1
     import_ms = (time.perf_counter() - started) * 1000.0
-    channel.send({"type": protocol.READY, "import_ms": import_ms, "logs": capture.collect()})
+    logs, dropped = capture.collect()
+    channel.send({"type": protocol.READY, "import_ms": import_ms, "logs": logs,
+                  "logs_dropped": dropped})
     while True:
         msg = channel.read()
         if msg is None or msg["type"] == protocol.SHUTDOWN:
@@ -282,6 +349,7 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
 
 def main() -> int:
     diag_fd = os.dup(2)  # the container's real stderr, for the runner's own failures only
+    os.register_at_fork(after_in_child=lambda: _close_quietly(diag_fd))
     try:
         channel = Channel()
         return serve(channel, Capture(protocol.DEFAULT_MAX_LOG_BYTES), diag_fd)

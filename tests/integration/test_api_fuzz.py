@@ -1,0 +1,105 @@
+"""The API under fuzzing: every operation of /v1/openapi.json, with a valid key, against a
+real Redis; no answer may be a 5xx or differ from what the document says.
+
+Bounded and derandomized here, so it runs in every `make test` the same way; set
+ALGOHOST_FUZZ_EXAMPLES (examples per operation) to run it longer.
+"""
+
+import json
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from algohost.api import create_app
+from algohost.archive import make_archive
+from algohost.config import Settings
+from algohost.dispatch import RecordingDispatcher
+from algohost.secrets.memory import MemorySecrets
+from algohost.store import keys
+from algohost.store.keys import KeyStore, new_key
+from algohost.store.registry import Registry
+from tests.integration.conftest import API_REDIS_URL
+
+pytestmark = pytest.mark.integration
+
+# Read here, by the test alone: the fuzz run's size is not a setting of the service.
+EXAMPLES = int(os.environ.get("ALGOHOST_FUZZ_EXAMPLES", "12"))
+STATEFUL_EXAMPLES = max(EXAMPLES // 2, 4)
+FUZZ_SETTINGS = settings(max_examples=EXAMPLES, derandomize=True, deadline=None,
+                         database=None, suppress_health_check=list(HealthCheck))
+
+
+# The app is made once, at import: serving its document touches no service, and the
+# schema is read from the app itself, in-process. Each test seeds a flushed database
+# with KEY, the one key the fuzzer presents as bearerAuth (and negates to test 401s).
+# No worker runs, so a call never finishes: max_wait_s=0 keeps `Prefer: wait` from waiting.
+KEY = new_key()
+APP = create_app(Settings(redis_url=API_REDIS_URL, max_wait_s=0),
+                 dispatcher=RecordingDispatcher(), docker_ping=lambda: True,
+                 secrets=MemorySecrets())
+CONFIG = schemathesis.Config.from_dict({
+    "auth": {"openapi": {"bearerAuth": {"bearer": KEY}}},
+    # Query strings ignore unknown parameters (the document does not forbid them).
+    "generation": {"allow-extra-parameters": False},
+})
+schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", APP, config=CONFIG)
+
+
+def _raw_bytes(value):
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+
+
+@schemathesis.serializer("application/gzip", "application/x-tar+gzip")
+def as_raw_bytes(context, value):
+    """Archives are documented as strings: sent as their UTF-8 bytes (never a valid one)."""
+    return _raw_bytes(value)
+
+
+@schemathesis.serializer("application/x-ndjson")
+def as_json_lines(context, value):
+    """A batch's JSON Lines body is documented as the list of its inputs, one per line."""
+    if isinstance(value, list):
+        return "\n".join(json.dumps(item) for item in value).encode("utf-8", "surrogatepass")
+    return _raw_bytes(value)
+
+
+@schema.hook
+def map_case(context, case):
+    """A JSON Lines batch takes its options from the query string, with two rules OpenAPI
+    cannot state (a parameter required by the body's media type, one needing another):
+    such cases get the seeded algorithm, and webhook_events only with a webhook."""
+    if case.media_type == "application/x-ndjson":
+        query = {"algorithm": "alice/hello@latest", **(case.query or {})}
+        if "webhook" not in query:
+            query.pop("webhook_events", None)
+        case.query = query
+    return case
+
+
+@pytest.fixture
+def seeded(api_redis, tmp_path, monkeypatch):
+    """KEY is alice's, and alice/hello@0.1.0 is built, so that calls of it are accepted."""
+    monkeypatch.setattr(keys, "new_key", lambda: KEY)
+    auth = {"Authorization": f"Bearer {KeyStore(api_redis).create('alice')}"}
+    root = tmp_path / "hello"
+    root.mkdir()
+    (root / "algorithm.toml").write_text('name = "hello"\nentrypoint = "main:apply"\n')
+    (root / "main.py").write_text("def apply(x):\n    return x\n")
+    published = APP.test_client().post("/v1/algorithms/alice/hello/versions",
+                                       data=make_archive(root),
+                                       headers={**auth, "Content-Type": "application/gzip"})
+    assert published.status_code == 202, published.get_json()
+    Registry(api_redis).mark_succeeded(published.get_json()["build"]["id"])
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
+def test_every_operation_answers_as_documented(case, seeded):
+    case.call_and_validate()
+
+
+def test_linked_operations_answer_as_documented(seeded):
+    schema.as_state_machine().run(settings=settings(FUZZ_SETTINGS, max_examples=STATEFUL_EXAMPLES,
+                                   stateful_step_count=6))
