@@ -8,6 +8,7 @@ is the Flask app under its test client, sending real Celery messages.
 import docker
 import pytest
 
+from tests.receiver import Receiver
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, call, publish, publish_own
 from tests.waiting import eventually
 
@@ -126,3 +127,30 @@ def test_images_are_labelled_for_pruning(stack, published):
     images = client.images.list(filters={"label": "algohost.build"})
     tags = {tag for image in images for tag in image.tags}
     assert any(tag.startswith("algohost/alice/hello:") for tag in tags)
+
+
+def test_an_output_nested_300_deep_fails_the_call_and_every_page_and_webhook_still_render(
+        stack):
+    # Before, the worker stored it: the job, the job list and the results page then
+    # answered 500 and the completed webhook was never sent.
+    ref = publish(stack, TEST_ALGORITHMS / "hostile")
+    deep = {"do": "deep", "levels": 300}
+    hook = Receiver().start()
+    try:
+        job = call(stack, ref, deep, webhook=hook.url)
+        assert job["status"] == "failed" and job["reason"] == "output_too_large", job
+        assert job["error"]["type"] == "OutputTooDeep"
+        listed = stack.client.get("/v1/jobs", headers=stack.auth)
+        assert listed.status_code == 200
+        assert job["id"] in [j["id"] for j in listed.get_json()["jobs"]]
+        [event] = hook.wait_for(1, timeout_s=60)
+        assert b"output_too_large" in event.body
+    finally:
+        hook.stop()
+    created = stack.client.post("/v1/batches", json={"algorithm": ref, "inputs": [deep]},
+                                headers=stack.auth).get_json()
+    eventually(lambda: stack.client.get(f"/v1/batches/{created['id']}", headers=stack.auth)
+               .get_json()["status"] == "completed", timeout_s=120, what="the batch to finish")
+    page = stack.client.get(f"/v1/batches/{created['id']}/results", headers=stack.auth)
+    assert page.status_code == 200
+    assert page.get_json()["results"][0]["reason"] == "output_too_large"
