@@ -90,6 +90,13 @@ COLLECTION = Grammar("a collection name", _MODEL, "1-63 lowercase letters, digit
 DATA_PATH = Grammar("a file path in a collection", rf"{_SEGMENT}(?:/{_SEGMENT})*",
                     "'/'-separated segments of letters, digits and _ . = + @ -, "
                     "none of them '.' or '..'", 1024)
+# The same rules for JSON Schema (OpenAPI), which has no lookaround: a segment that is
+# never '.' or '..' starts with no dot, or with one dot and then no dot, or with two and more.
+_DOC_SEGMENT = (r"(?:[A-Za-z0-9_=+@-][A-Za-z0-9_.=+@-]{0,254}"
+                r"|\.[A-Za-z0-9_=+@-][A-Za-z0-9_.=+@-]{0,253}|\.\.[A-Za-z0-9_.=+@-]{1,253})")
+COLLECTION_PATTERN = rf"^{_MODEL}$"
+DATA_PATH_PATTERN = rf"^{_DOC_SEGMENT}(?:/{_DOC_SEGMENT})*$"
+DATA_PREFIX_PATTERN = rf"^/*(?:{_DOC_SEGMENT}(?:/{_DOC_SEGMENT})*)?/*$"
 # The mount /models/<key>.
 MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}",
                     "1-63 letters, digits, '_', '.' or '-' (not . or ..)", 63)

@@ -27,9 +27,13 @@ from algohost.api.schemas import (
 )
 from algohost.artifacts.blobs import read_chunks
 from algohost.artifacts.data import Access, DataStore
-from algohost.names import OWNER, DataUri
+from algohost.names import COLLECTION_PATTERN, DATA_PATH_PATTERN, OWNER, DataUri
+
+OWNER_PATTERN = rf"^{OWNER.pattern.pattern}$"
 
 bp = Blueprint("data", __name__)
+COLLECTION_PATH = {"owner": OWNER_PATTERN, "collection": COLLECTION_PATTERN}
+FILE_PATH = {**COLLECTION_PATH, "path": DATA_PATH_PATTERN}
 
 def data_store() -> DataStore:
     return configured(services().data)
@@ -42,7 +46,7 @@ def uri_of(owner: str, collection: str, path: str = "", file: bool = False) -> D
 
 
 @route(bp, "GET", "/v1/data/<owner>", summary="Your data collections",
-       responses={200: CollectionList}, errors=(403,))
+       responses={200: CollectionList}, errors=(403,), path={"owner": OWNER_PATTERN})
 def list_collections(owner: str) -> Reply:
     require_owner(owner, f"the collections of {owner}")
     found = data_store().collections(owner)
@@ -51,7 +55,8 @@ def list_collections(owner: str) -> Reply:
 
 @route(bp, "PUT", "/v1/data/<owner>/<collection>",
        summary="Make a collection, or change its access rule", body=CollectionMake,
-       responses={201: CollectionView, 200: CollectionView}, errors=(403,))
+       responses={201: CollectionView, 200: CollectionView}, errors=(403,),
+       path=COLLECTION_PATH)
 def make_collection(owner: str, collection: str, body: CollectionMake) -> Reply:
     require_owner(owner, f"data://{owner}/{collection}")
     uri = uri_of(owner, collection)
@@ -61,7 +66,7 @@ def make_collection(owner: str, collection: str, body: CollectionMake) -> Reply:
 
 @route(bp, "GET", "/v1/data/<owner>/<collection>",
        summary="List a collection's files (its access rule permitting)", query=DataListQuery,
-       responses={200: DataListing}, errors=(403, 404))
+       responses={200: DataListing}, errors=(403, 404), path=COLLECTION_PATH)
 def list_collection(owner: str, collection: str, query: DataListQuery) -> Reply:
     store = data_store()
     uri = uri_of(owner, collection, query.prefix.strip("/"))
@@ -72,7 +77,7 @@ def list_collection(owner: str, collection: str, query: DataListQuery) -> Reply:
 
 @route(bp, "PUT", "/v1/data/<owner>/<collection>/<path:path>",
        summary="Upload a file into a collection (streamed)", body=UPLOAD,
-       responses={201: DataFileView}, errors=(403, 404))
+       responses={201: DataFileView}, errors=(403, 404), path=FILE_PATH)
 def put_file(owner: str, collection: str, path: str, body: IO[bytes]) -> Reply:
     store = data_store()
     uri = uri_of(owner, collection, path, file=True)
@@ -86,7 +91,7 @@ def put_file(owner: str, collection: str, path: str, body: IO[bytes]) -> Reply:
        responses={200: BinaryContent},
        response_headers={"Content-Length": "The size in bytes",
                          "ETag": "The sha256 of the content"},
-       errors=(403, 404))
+       errors=(403, 404), path=FILE_PATH)
 def get_file(owner: str, collection: str, path: str) -> Streamed:
     store = data_store()
     uri = uri_of(owner, collection, path, file=True)
@@ -98,7 +103,7 @@ def get_file(owner: str, collection: str, path: str) -> Streamed:
 
 @route(bp, "DELETE", "/v1/data/<owner>/<collection>/<path:path>",
        summary="Remove a file from a collection", responses={200: DataFileView},
-       errors=(403, 404))
+       errors=(403, 404), path=FILE_PATH)
 def delete_file(owner: str, collection: str, path: str) -> Reply:
     store = data_store()
     uri = uri_of(owner, collection, path, file=True)

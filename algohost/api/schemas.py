@@ -25,7 +25,7 @@ from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import InvalidRequest, WebhookRefused
 from algohost.jsonlimits import MAX_JSON_DEPTH, nesting_depth
-from algohost.names import REF_FORMS, REF_PATTERN, SHA256_PATTERN, DataUri
+from algohost.names import DATA_PREFIX_PATTERN, REF_FORMS, REF_PATTERN, SHA256_PATTERN, DataUri
 from algohost.public import Build, Job, JobError, JobMetrics, public_build, public_job
 from algohost.semver import Bump
 from algohost.webhooks import EVENTS, Event
@@ -314,7 +314,8 @@ class CollectionList(BaseModel):
 class DataListQuery(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    prefix: str = Field(default="", max_length=1024, description="Only files under this path")
+    prefix: str = Field(default="", max_length=1024, pattern=DATA_PREFIX_PATTERN,
+                        description="Only files under this path")
 
 
 class DataFileView(BaseModel):
