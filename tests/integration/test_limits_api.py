@@ -133,5 +133,5 @@ def test_a_bad_prefer_on_a_get_is_400(make_api, tmp_path):
     api = make_api()
     build = built(api, tmp_path)
     job_id = api.submit({"algorithm": build["ref"], "input": 1}).get_json()["id"]
-    response = api.client.get(f"/v1/jobs/{job_id}", headers={**api.alice, "Prefer": "wait=x"})
+    response = api.client.get(f"/v1/jobs/{job_id}", headers={**api.alice, "Prefer": "wait="})
     assert response.status_code == 400 and error_code(response) == "invalid_prefer"
