@@ -113,3 +113,16 @@ def test_a_secret_file_reaches_run_secrets_and_is_masked_in_logs(
     assert json.loads(ran.stdout) == {"length": len("s3cr3t-value-42")}
     assert "token is ***" in ran.stderr
     assert "s3cr3t-value-42" not in ran.stdout + ran.stderr
+
+
+def test_run_ends_a_call_over_its_memory_limit_as_the_platform_does(
+        tmp_path: Path, local: list[Path]) -> None:
+    code = ("def apply(x):\n    chunks = []\n    while True:\n"
+            "        chunks.append(b'\\x01' * (8 * 1024 * 1024))\n")
+    directory = write_algorithm(tmp_path, "hog", code, "[resources]\nmemory_mb = 64\n")
+    local.append(directory)
+
+    ran = invoke("run", str(directory), "{}")
+    assert ran.exit_code == 1
+    assert "(oom)" in ran.stderr
+    assert "64 MB memory limit" in ran.stderr
