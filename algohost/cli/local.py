@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from algohost.store.registry import image_tag
 LOCAL_OWNER = "local"
 LABEL_LOCAL = "algohost.local"  # on every image and container these commands make
 TEST_TIMEOUT_S = 600
+DEFAULT_BRIDGE = "bridge"
 DOCKER_HINT = (
     "algohost runs algorithms in Docker, even locally. Install Docker Engine "
     "(https://docs.docker.com/engine/install/ or `apt-get install docker.io`), start it, "
@@ -99,6 +100,24 @@ def engine_client(settings: SandboxSettings) -> Any:
         raise click.ClickException(f"no Docker engine at {settings.docker_url} ({exc}). "
                                    f"{DOCKER_HINT}") from exc
     return client
+
+
+def local_networks(settings: SandboxSettings, client: Any) -> SandboxSettings:
+    """The settings with Docker's default bridge in place of an algohost network this
+    engine lacks: a laptop without `algohost egress install` still builds and runs, without
+    the egress fence that guards a shared host."""
+    import docker.errors
+
+    changes: dict[str, Any] = {}
+    for field in ("builds_network", "calls_network"):
+        name = getattr(settings, field)
+        try:
+            client.networks.get(name)
+        except docker.errors.NotFound:
+            err.print(f"no network {name} on this engine: using Docker's default bridge "
+                      "(`algohost egress install` adds the fenced one)")
+            changes[field] = DEFAULT_BRIDGE
+    return replace(settings, **changes) if changes else settings
 
 
 def ensure_image(algorithm: LocalAlgorithm, settings: SandboxSettings, client: Any) -> bool:
@@ -203,6 +222,7 @@ def run(ctx: CliContext, directory: Path, payload: str | None, input_file: Path 
     algorithm = read_algorithm(directory, ctx.settings.max_upload_bytes)
     secrets = read_secrets(secret_values, algorithm.manifest)
     client = engine_client(settings)
+    settings = local_networks(settings, client)
     ensure_image(algorithm, settings, client)
     job = call_once(algorithm, settings, client, value, secrets)
     if job.status == "succeeded" and job.logs and not as_json:
@@ -225,6 +245,7 @@ def test(ctx: CliContext, directory: Path, timeout_s: int, pytest_args: tuple[st
     settings = ctx.settings.sandbox
     algorithm = read_algorithm(directory, ctx.settings.max_upload_bytes)
     client = engine_client(settings)
+    settings = local_networks(settings, client)
     ensure_image(algorithm, settings, client)
     engine = LocalEngine(settings, client)
     try:

@@ -126,3 +126,15 @@ def test_run_ends_a_call_over_its_memory_limit_as_the_platform_does(
     assert ran.exit_code == 1
     assert "(oom)" in ran.stderr
     assert "64 MB memory limit" in ran.stderr
+
+
+def test_run_builds_on_the_default_bridge_where_no_fenced_network_exists(
+        tmp_path: Path, local: list[Path]) -> None:
+    directory = write_algorithm(tmp_path, "bridged", "def apply(x):\n    return x\n")
+    local.append(directory)
+    settings = load_settings({"ALGOHOST_BUILDS_NETWORK": "algohost-nonet"})
+
+    ran = CliRunner().invoke(cli, ["run", str(directory), "[1]"], obj=CliContext(settings))
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout) == [1]
+    assert "no network algohost-nonet" in ran.stderr
