@@ -21,12 +21,21 @@ from algohost.webhooks.signing import signature_headers
 
 log = logging.getLogger(__name__)
 
-# Longer than an attempt takes, shorter than the sweep's grace (notifier.OVERDUE_GRACE_S):
-# no copy of an attempt runs beside it, yet one whose worker died is made again.
-IN_FLIGHT_S = int(2 * TIMEOUT_S)
+
+
+def in_flight_s(deadline_s: float) -> int:
+    """How long an attempt's in-flight mark is held: past the poster's total deadline, so
+    the mark outlasts the attempt and no copy of it (the overdue sweep's, a redelivered
+    message) runs beside it; yet an attempt whose worker died is made again."""
+    return int(2 * deadline_s) + 1
+
+
+IN_FLIGHT_S = in_flight_s(TIMEOUT_S)
 
 
 class Poster(Protocol):
+    timeout_s: float  # the most one post may take in all, not per read
+
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult: ...
 
 
@@ -49,7 +58,8 @@ class Deliverer:
                 or delivery.attempts != attempt):
             log.info("stale message for delivery %s; dropping", delivery_id)
             return None
-        if not self.store.begin_attempt(delivery_id, generation, attempt, IN_FLIGHT_S):
+        if not self.store.begin_attempt(delivery_id, generation, attempt,
+                                        in_flight_s(self.poster.timeout_s)):
             log.info("attempt %d of delivery %s is under way; dropping a copy", attempt,
                      delivery_id)
             return None

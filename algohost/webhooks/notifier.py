@@ -18,7 +18,8 @@ from algohost.store.webhooks import DeliveryRecord, WebhookStore
 from algohost.webhooks import Event
 
 # An attempt this late was never sent (the broker was down) or its worker died: well past
-# the longest attempt and an ordinary wait on the queue.
+# the longest attempt (delivery.TIMEOUT_S in all), its in-flight mark (deliverer.in_flight_s)
+# and an ordinary wait on the queue.
 OVERDUE_GRACE_S = 60.0
 
 

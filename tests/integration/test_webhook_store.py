@@ -27,6 +27,8 @@ JOB = JobRecord(id="j_1", owner="alice", status=JobStatus.SUCCEEDED,
 class ScriptedPoster:
     """Answers with the given results in turn and remembers what it was sent."""
 
+    timeout_s = 15.0
+
     def __init__(self, *results):
         self.results = list(results)
         self.sent = []
@@ -211,3 +213,24 @@ def test_a_copy_of_an_attempt_under_way_is_dropped(notifier, store):
     poster = ScriptedPoster(answer(200))
     assert deliver(store, poster, delivery_id, 0) is None
     assert poster.sent == [] and store.get(delivery_id).state == DeliveryState.PENDING
+
+
+def test_the_in_flight_mark_is_held_until_a_slow_attempt_ends(notifier, store, redis_client):
+    delivery_id = notifier.job(JOB, "completed")
+    mark = store.in_flight_key(delivery_id, 0, 0)
+    seen = {}
+
+    class SlowPoster(ScriptedPoster):
+        timeout_s = 100.0  # longer than the sweep's grace: the mark must outlast it
+
+        def post(self, url, body, headers):
+            seen["ttl"] = redis_client.ttl(mark)
+            # The overdue sweep's copy of this very attempt arrives while it runs.
+            seen["copy"] = deliver(store, ScriptedPoster(answer(200)), delivery_id, 0)
+            return super().post(url, body, headers)
+
+    poster = SlowPoster(answer(200))
+    assert deliver(store, poster, delivery_id, 0) is None
+    assert seen["ttl"] > SlowPoster.timeout_s and seen["copy"] is None
+    assert len(poster.sent) == 1 and len(store.attempts(delivery_id)) == 1
+    assert store.get(delivery_id).state == DeliveryState.DELIVERED
