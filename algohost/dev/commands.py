@@ -69,9 +69,16 @@ def fail_with_log(message: str, part: Part) -> click.ClickException:
     return click.ClickException(message)
 
 
+PERSISTENCE_WARNING = ("keeps nothing on disk (no AOF, no snapshots): a restart loses every "
+                       "queued job; production Redis must persist (appendonly yes, as in "
+                       "compose.yaml)")
+
+
 def ensure_redis(settings: Settings, part: Part) -> None:
     if stack.redis_answers(settings.redis_url):
         step("redis", f"answering at {settings.redis_url}")
+        if stack.redis_keeps_nothing(settings.redis_url):
+            step("redis", f"[yellow]warning:[/yellow] {PERSISTENCE_WARNING}")
         return
     if not stack.is_local(settings.redis_url):
         raise click.ClickException(f"Redis at {settings.redis_url} does not answer")

@@ -179,6 +179,21 @@ def redis_answers(url: str) -> bool:
         client.close()
 
 
+def redis_keeps_nothing(url: str) -> bool:
+    """True when the Redis at `url` has neither AOF nor RDB snapshots: a restart loses
+    every queued job. False when it persists, or when it will not say (CONFIG renamed)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1,
+                                  decode_responses=True)
+    try:
+        appendonly = str(client.config_get("appendonly").get("appendonly") or "")
+        save = str(client.config_get("save").get("save") or "")
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return appendonly != "yes" and not save.strip()
+
+
 def docker_answers(url: str) -> bool:
     import docker  # heavy import, only for the commands that talk to the engine
 
