@@ -67,6 +67,7 @@ class BuildRecord:
     reason: str | None = None  # why it failed: build_failed, build_timeout, ...
     image_id: str | None = None  # the engine's id of the image, once built
     deleted_at: str | None = None
+    attempts: int = 0  # builds started, counted by its lease (store/build_leases.py)
 
     def to_redis(self) -> dict[str, str]:
         return BUILD_FIELDS.encode(self)

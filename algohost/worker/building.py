@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from algohost.archive import read_archive
@@ -16,6 +18,7 @@ from algohost.config import Settings
 from algohost.errors import AlgohostError
 from algohost.manifest import Manifest
 from algohost.sandbox.base import ContainerSpec
+from algohost.store.build_leases import BuildLeases
 from algohost.store.registry import BuildStatus, Registry
 
 log = logging.getLogger(__name__)
@@ -27,16 +30,40 @@ class Builder(Protocol):
 
 
 class BuildRunner:
-    def __init__(self, registry: Registry, builder: Builder, settings: Settings) -> None:
+    def __init__(self, registry: Registry, builder: Builder, settings: Settings,
+                 leases: BuildLeases) -> None:
         self.registry, self.builder, self.settings = registry, builder, settings
+        self.leases = leases
 
     def run(self, build_id: str) -> None:
-        build = self.registry.get_build(build_id)
-        if build.status is not BuildStatus.QUEUED:
-            log.info("build %s is %s; nothing to do", build_id, build.status)
+        lease_s = self.settings.lease_s
+        attempt = self.leases.claim(build_id, time.time() + lease_s, now_iso())
+        if not attempt:
+            log.info("build %s is %s; nothing to do", build_id,
+                     self.registry.get_build(build_id).status)
             return
-        self.registry.update_build(build_id, status=BuildStatus.BUILDING.value,
-                                   started_at=now_iso())
+        done = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(build_id, done),
+                                   name=f"lease-{build_id}", daemon=True)
+        renewer.start()
+        try:
+            self._build(build_id)
+        finally:
+            done.set()
+            renewer.join()
+            self.leases.release(build_id)
+
+    def _renew(self, build_id: str, done: threading.Event) -> None:
+        """Keep the build's lease while it builds; a worker killed mid-build stops renewing
+        and the reaper gives the build to another."""
+        while not done.wait(self.settings.lease_s / 3):
+            try:
+                self.leases.renew(build_id, time.time() + self.settings.lease_s)
+            except AlgohostError as exc:
+                log.warning("could not renew the lease of build %s: %s", build_id, exc.message)
+
+    def _build(self, build_id: str) -> None:
+        build = self.registry.get_build(build_id)
         try:
             files = read_archive(self.registry.source(build_id), self.settings.max_upload_bytes)
             image_id = self.builder.build(build_id, build.image, files, build.manifest,
@@ -85,3 +112,19 @@ class ImageRestorer:
                                  self.settings.max_upload_bytes)
             self.builder.build(build.id, build.image, files, build.manifest,
                                lambda line: None, owner=build.owner)
+
+
+def reap_expired_builds(leases: BuildLeases, enqueue: Callable[[str], None],
+                        max_attempts: int, now: float | None = None) -> list[str]:
+    """Builds whose worker stopped renewing go back to the queue; past `max_attempts`
+    they fail with a reason instead of staying `building` forever."""
+    error = (f"the worker building it was lost {max_attempts} times "
+             "(killed, or its host went away); publish again to retry")
+    reaped = []
+    for build_id, moved in leases.reap(max_attempts, now_iso(), error, now):
+        if moved == "queued":
+            enqueue(build_id)
+        else:
+            log.warning("build %s failed: %s", build_id, error)
+        reaped.append(build_id)
+    return reaped

@@ -40,6 +40,7 @@ from algohost.sandbox.pool import WarmPool
 from algohost.secrets import VaultReader, VaultSecretSource
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
+from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, FairShareHook
 from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
@@ -47,7 +48,7 @@ from algohost.store.registry import Registry
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
-from algohost.worker.building import BuildRunner, ImageRestorer
+from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
 from algohost.worker.execution import JobRunner, reap_expired_leases
 from algohost.worker.webhook_tasks import make_notifier
 
@@ -111,7 +112,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                        hooks=[WebhookHook(notifier), FairShareHook(fair)], outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
-    builds = BuildRunner(registry, builder, settings)
+    builds = BuildRunner(registry, builder, settings, BuildLeases(client))
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
                    notifier, fair, threading.Event())
 
@@ -151,6 +152,7 @@ def _reap(rt: Runtime, dispatcher: CeleryDispatcher) -> None:
     reap_expired_leases(rt.jobs, dispatcher.enqueue_run, rt.settings.max_attempts)
     reap_expired_chunks(rt.chunks, dispatcher.enqueue_batch, rt.settings.max_attempts)
     rt.fair.repair(lambda job_id: _status(rt.jobs, job_id), stale_s=rt.settings.lease_s)
+    reap_expired_builds(rt.builds.leases, dispatcher.enqueue_build, rt.settings.max_attempts)
     rt.notifier.resend_overdue()
 
 
