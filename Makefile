@@ -13,9 +13,9 @@ endif
 ALGOHOST_STATE_DIR ?= $(HOME)/.local/state/algohost
 export ALGOHOST_STATE_DIR
 
-LINT_PATHS := $(wildcard algohost tests bench)
+LINT_PATHS := $(wildcard algohost tests bench faults)
 
-.PHONY: help setup demo test lint bench down clean
+.PHONY: help setup demo test lint bench faults down clean
 
 help:
 	@echo "make setup   install system packages (if missing) and the .venv"
@@ -23,6 +23,7 @@ help:
 	@echo "make test    start the local stack, lint, run the whole test suite"
 	@echo "make lint    ruff and mypy"
 	@echo "make bench   start the local stack and run the benchmarks"
+	@echo "make faults  the fault-injection suite on its own stack (about 20 minutes)"
 	@echo "make down    stop the API and workers"
 	@echo "make clean   stop them and remove the .venv and caches"
 
@@ -53,3 +54,8 @@ down:
 clean: down
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +
+
+# Not part of `make test`: slow and disruptive. Starts its own Redis (AOF), dockerd, OpenBao,
+# API and workers, breaks one part at a time under load, and prints what was lost.
+faults: setup
+	$(BIN)/python -m faults

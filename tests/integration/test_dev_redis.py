@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from algohost.cli import stack
-from algohost.cli.dev import PERSISTENCE_WARNING, ensure_redis, parts
 from algohost.config import Settings
+from algohost.dev import stack
+from algohost.dev.commands import PERSISTENCE_WARNING, ensure_redis, parts
 from tests.stack import free_port
 
 pytestmark = pytest.mark.integration
