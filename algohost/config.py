@@ -95,6 +95,7 @@ class Settings:
     secret_token_ttl_s: int = 300
     webhook_allow_private: bool = False
     webhook_schedule_s: str = "5,30,120,600,1800,3600"
+    webhook_owner_slots: int = 2  # one owner's attempts under way at once, across workers
     max_batch_inputs: int = 100_000
     max_batch_values: int = 1_000_000  # JSON values in one batch body, counted before parsing
     max_page_bytes: int = 8 * MiB  # stored JSON in one page of jobs or batch results

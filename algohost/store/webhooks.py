@@ -86,6 +86,7 @@ class WebhookStore:
         self.retention_s = retention_s
         self._record = client.register_script(lua("delivery_record_attempt"))
         self._take_overdue = client.register_script(lua("delivery_take_overdue"))
+        self._take_slot = client.register_script(lua("delivery_take_owner_slot"))
 
     @staticmethod
     def _secret_key(owner: str) -> str:
@@ -193,6 +194,33 @@ class WebhookStore:
         The mark expires after `hold_s`, so an attempt whose worker died can be made again."""
         return bool(self.redis.set(self.in_flight_key(delivery_id, generation, attempt), "1",
                                    nx=True, ex=hold_s))
+
+    @translate_errors
+    def end_attempt(self, delivery_id: str, generation: int, attempt: int) -> None:
+        """Drop the in-flight mark of an attempt that was not made after all."""
+        self.redis.delete(self.in_flight_key(delivery_id, generation, attempt))
+
+    @staticmethod
+    def busy_key(owner: str) -> str:
+        """The owner's attempts under way, by when their slot expires."""
+        return f"{PREFIX}webhooks:busy:{owner}"
+
+    @translate_errors
+    def take_owner_slot(self, owner: str, slot: str, limit: int, hold_s: int) -> bool:
+        """True when fewer than `limit` of the owner's attempts are under way (this one joins
+        them until released, or for `hold_s` at most)."""
+        now = time.time()
+        return bool(self._take_slot(keys=[self.busy_key(owner)],
+                                    args=[slot, repr(now), limit, repr(now + hold_s), hold_s]))
+
+    @translate_errors
+    def release_owner_slot(self, owner: str, slot: str) -> None:
+        self.redis.zrem(self.busy_key(owner), slot)
+
+    @translate_errors
+    def postpone(self, delivery_id: str, due: float) -> None:
+        """A deferred attempt is due again at `due`, so the overdue sweep leaves it alone."""
+        self.redis.zadd(PENDING_KEY, {delivery_id: due}, xx=True)
 
     @translate_errors
     def take_overdue(self, cutoff: float, due_again_at: float,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from algohost.clock import iso, now_iso
-from algohost.store.webhooks import AttemptEntry, DeliveryState, WebhookStore
+from algohost.store.webhooks import AttemptEntry, DeliveryRecord, DeliveryState, WebhookStore
 from algohost.webhooks.delivery import TIMEOUT_S, AttemptResult
 from algohost.webhooks.schedule import next_delay
 from algohost.webhooks.signing import signature_headers
@@ -39,12 +39,29 @@ class Poster(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> AttemptResult: ...
 
 
+class Defer(Protocol):
+    def __call__(self, delivery_id: str, generation: int, attempt: int,
+                 countdown_s: float = 0.0) -> None: ...
+
+
+# How long an attempt waits for its owner's slot to free: short against the 15 s an attempt
+# may take, long enough that waiting attempts do not spin on the queue.
+DEFER_S = 1.0
+
+
 class Deliverer:
+    """Makes attempts; with `owner_slots`, at most that many of one owner's attempts are
+    under way at once (across workers), so one owner's slow receiver holds at most that
+    many delivery threads and never delays other owners' deliveries. An attempt over the
+    limit goes back to the queue through `defer`, unspent."""
+
     def __init__(self, store: WebhookStore, poster: Poster, schedule: Sequence[float],
                  rand: Callable[[], float] = random.random,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 owner_slots: int = 0, defer: Defer | None = None) -> None:
         self.store, self.poster, self.schedule = store, poster, tuple(schedule)
         self.rand, self.clock = rand, clock
+        self.owner_slots, self.defer = owner_slots, defer
 
     def attempt(self, delivery_id: str, generation: int, attempt: int) -> float | None:
         """Make attempt number `attempt` (0-based, over the delivery's life).
@@ -58,11 +75,27 @@ class Deliverer:
                 or delivery.attempts != attempt):
             log.info("stale message for delivery %s; dropping", delivery_id)
             return None
-        if not self.store.begin_attempt(delivery_id, generation, attempt,
-                                        in_flight_s(self.poster.timeout_s)):
+        hold_s = in_flight_s(self.poster.timeout_s)
+        if not self.store.begin_attempt(delivery_id, generation, attempt, hold_s):
             log.info("attempt %d of delivery %s is under way; dropping a copy", attempt,
                      delivery_id)
             return None
+        if self.owner_slots <= 0 or self.defer is None:
+            return self._post(delivery, generation, attempt)
+        owner, slot = delivery.owner, f"{delivery_id}:{generation}:{attempt}"
+        if not self.store.take_owner_slot(owner, slot, self.owner_slots, hold_s):
+            # Not begun after all: the deferred message must find the attempt free.
+            self.store.end_attempt(delivery_id, generation, attempt)
+            self.store.postpone(delivery_id, self.clock() + DEFER_S)
+            self.defer(delivery_id, generation, attempt, DEFER_S)
+            return None
+        try:
+            return self._post(delivery, generation, attempt)
+        finally:
+            self.store.release_owner_slot(owner, slot)
+
+    def _post(self, delivery: DeliveryRecord, generation: int, attempt: int) -> float | None:
+        delivery_id = delivery.id
         body = delivery.body
         headers = {
             **signature_headers(self.store.secret(delivery.owner), delivery_id, self.clock(),

@@ -34,7 +34,9 @@ def deliverer() -> Deliverer:
             settings: Settings = celery.conf.algohost_settings
             store = WebhookStore(connect(settings), settings.job_retention_s)
             _deliverer = Deliverer(store, HttpPoster(settings.webhook_allow_private),
-                                   settings.webhook_schedule)
+                                   settings.webhook_schedule,
+                                   owner_slots=settings.webhook_owner_slots,
+                                   defer=CeleryDispatcher(celery).enqueue_webhook)
         return _deliverer
 
 

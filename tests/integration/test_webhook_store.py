@@ -234,3 +234,34 @@ def test_the_in_flight_mark_is_held_until_a_slow_attempt_ends(notifier, store, r
     assert seen["ttl"] > SlowPoster.timeout_s and seen["copy"] is None
     assert len(poster.sent) == 1 and len(store.attempts(delivery_id)) == 1
     assert store.get(delivery_id).state == DeliveryState.DELIVERED
+
+
+def test_one_owners_slow_receiver_holds_its_slots_and_never_another_owners(notifier, store,
+                                                                          dispatcher):
+    first = notifier.job(JOB, "completed")
+    second = notifier.job(replace(JOB, id="j_2"), "completed")
+    other = notifier.job(replace(JOB, id="j_3", owner="bob"), "completed")
+    deferred, during = [], {}
+
+    def slotted(poster):
+        return Deliverer(store, poster, SCHEDULE, rand=lambda: 0.5, owner_slots=1,
+                         defer=lambda *message: deferred.append(message))
+
+    class SlowPoster(ScriptedPoster):
+        def post(self, url, body, headers):
+            # While alice's receiver holds her only slot, her next attempt waits its turn
+            # and bob's goes out at once.
+            during["alice"] = slotted(ScriptedPoster(answer(200))).attempt(second, 0, 0)
+            bob = ScriptedPoster(answer(200))
+            slotted(bob).attempt(other, 0, 0)
+            during["bob sent"] = len(bob.sent)
+            return super().post(url, body, headers)
+
+    assert slotted(SlowPoster(answer(200))).attempt(first, 0, 0) is None
+    assert during == {"alice": None, "bob sent": 1}
+    assert deferred == [(second, 0, 0, 1.0)]
+    assert store.get(second).state == DeliveryState.PENDING
+    assert store.get(other).state == DeliveryState.DELIVERED
+    poster = ScriptedPoster(answer(200))  # the deferred message, once alice's slot is free
+    assert slotted(poster).attempt(*deferred[0][:3]) is None
+    assert len(poster.sent) == 1 and store.get(second).state == DeliveryState.DELIVERED
