@@ -6,6 +6,7 @@ same webhook-id received twice with a 2xx answered, which is what a receiver wou
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -21,41 +22,63 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
 class CountingReceiver(Receiver):
-    """Answers after `delay_s`, or trickles its answer a byte per `trickle_s`, until `heal()`;
-    records (webhook-id, when) of each request it answered 2xx in full."""
+    """Answers after `delay_s`, or trickles its answer a byte per `trickle_s`, until `heal()`.
+    Notes each request it reads in full — (job id, webhook-id, when) — before answering, as a
+    receiver that acts on what it is sent would."""
 
     def __init__(self, delay_s: float = 0.0, trickle_s: float = 0.0) -> None:
         super().__init__()
         self.delay_s, self.trickle_s = delay_s, trickle_s
-        self.delivered: list[tuple[str, float]] = []
+        self.got: list[tuple[str, str, float]] = []
         self.healed = threading.Event()
 
     def heal(self) -> None:
         self.healed.set()
 
     def respond(self, request: BaseHTTPRequestHandler) -> None:
-        request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        with self._lock:
+            self.got.append((str(json.loads(body).get("id")),
+                             str(request.headers["webhook-id"]), time.monotonic()))
         try:
             if not self.healed.is_set() and self.trickle_s:
                 for byte in ANSWER:
                     if self.healed.wait(self.trickle_s):
-                        return  # healed mid-answer: this one never completes
+                        break  # healed mid-answer: the rest at once
                     request.wfile.write(bytes([byte]))
                     request.wfile.flush()
-            else:
-                if not self.healed.is_set() and self.delay_s:
-                    self.healed.wait(self.delay_s)
-                request.wfile.write(ANSWER)
-                request.wfile.flush()
+            elif not self.healed.is_set() and self.delay_s:
+                self.healed.wait(self.delay_s)
+            request.wfile.write(ANSWER)
+            request.wfile.flush()
         except OSError:
-            return  # the sender hung up (its deadline): not delivered
-        with self._lock:
-            self.delivered.append((str(request.headers["webhook-id"]), time.monotonic()))
+            pass  # the sender hung up at its deadline
         request.close_connection = True
 
     def ids(self) -> Counter[str]:
+        """How many times each webhook-id arrived."""
         with self._lock:
-            return Counter(webhook_id for webhook_id, _ in self.delivered)
+            return Counter(webhook_id for _, webhook_id, _ in self.got)
+
+    def first_arrival(self) -> dict[str, float]:
+        with self._lock:
+            arrivals: dict[str, float] = {}
+            for job_id, _, at in self.got:
+                arrivals.setdefault(job_id, at)
+            return arrivals
+
+    def ids_per_job(self) -> dict[str, set[str]]:
+        with self._lock:
+            per_job: dict[str, set[str]] = {}
+            for job_id, webhook_id, _ in self.got:
+                per_job.setdefault(job_id, set()).add(webhook_id)
+            return per_job
+
+
+def undelivered(stack: FaultStack, job_ids: list[str]) -> list[str]:
+    """Jobs whose completed event the platform has not recorded as delivered."""
+    return [job_id for job_id in job_ids
+            if not any(d["state"] == "delivered" for d in deliveries_of(stack, job_id))]
 
 
 def deliveries_of(stack: FaultStack, job_id: str) -> list[dict[str, Any]]:
@@ -75,16 +98,17 @@ def webhook_worker_mid_delivery(stack: FaultStack, refs: dict[str, str], jobs: i
         stack.kill("worker-webhooks")
         stack.start_worker_for("webhooks")
         try:
-            wait_until(lambda: len(receiver.ids()) >= jobs, 240, "every event delivered", 0.2)
+            wait_until(lambda: not undelivered(stack, ids), 240, "every event delivered", 0.5)
         except RuntimeError:
             pass
         row.recovery_s = time.monotonic() - killed_at
+        missing = undelivered(stack, ids)
+        row.lost = len(missing)
         received = receiver.ids()
-        row.lost = jobs - len(received)
         row.duplicated = f"{sum(n - 1 for n in received.values())} received twice"
-        row.outcome = f"{len(received)} of {jobs} events delivered"
+        row.outcome = f"{jobs - len(missing)} of {jobs} events delivered"
         row.note = ("attempts the killed worker held are sent again by the overdue sweep, "
-                    "with the same webhook-id; one the receiver had already answered arrives "
+                    "with the same webhook-id; one the receiver had already read arrives "
                     "twice (receivers deduplicate on webhook-id, as Standard Webhooks asks)")
     finally:
         receiver.stop()
@@ -103,55 +127,51 @@ def slow_receivers(stack: FaultStack, refs: dict[str, str], per_receiver: int = 
     down = CountingReceiver()  # not listening until healed
     receivers = {"down": down, "slow": slow, "trickling": trickling}
     try:
-        submitted_at: dict[str, float] = {}
+        jobs: dict[str, list[str]] = {name: [] for name in receivers}
         for name, receiver in receivers.items():
             for n in range(per_receiver):
-                stack.submit(refs["hello"], f"{name}{n}", webhook=receiver.url)
+                jobs[name].append(stack.submit(refs["hello"], f"{name}{n}",
+                                               webhook=receiver.url)["id"])
         started = time.monotonic()
         other = stack.other_session()
-        others = []
+        submitted_at: dict[str, float] = {}
         for n in range(per_receiver * 2):
             time.sleep(heal_after_s / (per_receiver * 2) / 2)
             reply = other.post(stack.url("/v1/jobs"), timeout=30,
                                json={"algorithm": refs["other_hello"], "input": f"o{n}",
                                      "webhook": prompt.url})
             reply.raise_for_status()
-            others.append(reply.json()["id"])
             submitted_at[reply.json()["id"]] = time.monotonic()
         wait_until(lambda: time.monotonic() - started >= heal_after_s, heal_after_s + 5, "heal")
         healed_at = time.monotonic()
         down.start()
         slow.heal()
         trickling.heal()
-        expected = per_receiver * len(receivers)
+        everything = [job_id for ids in jobs.values() for job_id in ids]
         try:
-            wait_until(lambda: sum(len(r.ids()) for r in receivers.values()) >= expected, 240,
-                       "every event delivered after healing", 0.2)
+            wait_until(lambda: not undelivered(stack, everything), 240,
+                       "every event delivered after healing", 0.5)
         except RuntimeError:
             pass
         row.recovery_s = time.monotonic() - healed_at
-        delivered = {name: r.ids() for name, r in receivers.items()}
-        row.lost = expected - sum(len(ids) for ids in delivered.values()) + (
-            len(others) - len(prompt.ids()))
-        twice = sum(n - 1 for ids in [*delivered.values(), prompt.ids()] for n in ids.values())
-        row.duplicated = f"{twice} received twice"
-        waits = sorted(at - submitted_at.get(_job_of(stack, others, wid), at)
-                       for wid, at in prompt.delivered)
-        row.outcome = (", ".join(f"{name} {len(ids)}/{per_receiver}"
-                                 for name, ids in delivered.items())
-                       + f"; other owner {len(prompt.ids())}/{len(others)}, slowest "
-                       f"{waits[-1] if waits else float('nan'):.1f} s from submit")
-        row.note = ("each event keeps its webhook-id across attempts; the other owner's time "
-                    "is from submit to receipt (the call itself included)")
+        arrivals = prompt.first_arrival()
+        row.lost = len(undelivered(stack, everything)) + sum(
+            1 for job_id in submitted_at if job_id not in arrivals)
+        every = (*receivers.values(), prompt)
+        twice = sum(n - 1 for r in every for n in r.ids().values())
+        changed = sum(1 for r in every for ids in r.ids_per_job().values() if len(ids) > 1)
+        row.duplicated = f"{twice} received again"
+        waits = [arrivals[job_id] - at for job_id, at in submitted_at.items()
+                 if job_id in arrivals]
+        row.outcome = (", ".join(f"{name} {len(ids) - len(undelivered(stack, ids))}/"
+                                 f"{len(ids)}" for name, ids in jobs.items())
+                       + f" delivered; {changed} events changed webhook-id; other owner "
+                       f"{len(arrivals)}/{len(submitted_at)}, slowest "
+                       f"{max(waits, default=float('nan')):.1f} s from submit")
+        row.note = ("an attempt the receiver read but answered past the deadline counts as "
+                    "failed and is sent again: 'received again'; the other owner's time runs "
+                    "from submit to receipt, the call itself included")
     finally:
         for receiver in (*receivers.values(), prompt):
             receiver.stop()
     return row
-
-
-def _job_of(stack: FaultStack, job_ids: list[str], webhook_id: str) -> str:
-    for job_id in job_ids:
-        if any(d["id"] == webhook_id for d in deliveries_of(stack, job_id)):
-            return job_id
-    return ""
-
