@@ -30,7 +30,7 @@ class TricklingReceiver:
     def serve(self) -> None:
         conn, _ = self.listener.accept()
         with conn:
-            conn.recv(65536)
+            read_request(conn)
             for byte in ANSWER:
                 if self.stop.wait(self.gap_s):
                     return
@@ -50,6 +50,18 @@ class TricklingReceiver:
     def close(self) -> None:
         self.stop.set()
         self.listener.close()
+
+
+def read_request(conn: socket.socket) -> None:
+    """All of it: closing with unread bytes would reset the connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += conn.recv(65536)
 
 
 @pytest.fixture
