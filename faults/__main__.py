@@ -37,6 +37,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="run these rows only")
     parser.add_argument("--fuzz-examples", type=int, default=2000,
                         help="schemathesis examples per operation for the long fuzz run")
+    parser.add_argument("--set", action="append", default=[], metavar="ALGOHOST_X=VALUE",
+                        help="a setting for the suite's stack (e.g. to compare a row with "
+                             "ALGOHOST_WEBHOOK_OWNER_SLOTS=0)")
     return parser.parse_args(argv)
 
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         redis.start()
         dockerd.start()
         dockerd.load_image(shared.sandbox.base_image, shared.sandbox.docker_url)
-        stack = FaultStack(state, redis.url, dockerd.url, **STACK_ENV)
+        overrides = dict(item.split("=", 1) for item in args.set)
+        stack = FaultStack(state, redis.url, dockerd.url, **{**STACK_ENV, **overrides})
         stack.start_workers()
         stack.start_api()
         refs = {"hello": stack.publish(EXAMPLES / "hello"),

@@ -102,8 +102,10 @@ def dockerd_restart(stack: FaultStack, dockerd: Dockerd, refs: dict[str, str],
     row.outcome = f"in flight: {describe(counts)}" + (f" ({why})" if why else "") + \
         "; next call succeeded"
     row.duplicated = f"{reruns(final)} re-run"
+    messages = sorted({str((job.get("error") or {}).get("message"))
+                       for job in final.values() if job and job["status"] == "failed"})
     row.note = ("`lost` counts jobs left queued or running; a job that failed with its reason "
-                "was answered, not lost")
+                "was answered, not lost. Their errors: " + "; ".join(messages))
     return row
 
 

@@ -96,6 +96,10 @@ class Dockerd:
                                capture_output=True)
         if probe.returncode == 0:
             return
+        if subprocess.run(["docker", "--host", source_url, "image", "inspect", image],
+                          capture_output=True).returncode:
+            raise RuntimeError(f"the base image {image} is not in the engine at {source_url}: "
+                               "`algohost dev up` makes it")
         save = subprocess.Popen(["docker", "--host", source_url, "save", image],
                                 stdout=subprocess.PIPE)
         subprocess.run(["docker", "--host", self.url, "load", "-q"], stdin=save.stdout,
