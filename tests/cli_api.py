@@ -32,6 +32,7 @@ from algohost.sandbox.stub import StubSandbox
 from algohost.secrets import MemorySecrets, VaultSecretSource
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
+from algohost.store.build_leases import BuildLeases
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
@@ -105,7 +106,7 @@ class InlineWorker:
         self.builder = SourceBuilder(self.sandbox)
         self.pool = WarmPool(self.sandbox, settings.sandbox)
         source = VaultSecretSource(secrets)
-        self.builds = BuildRunner(self.registry, self.builder, settings)
+        self.builds = BuildRunner(self.registry, self.builder, settings, BuildLeases(client))
         self.jobs = JobRunner(JobStore(client, settings.job_retention_s), self.registry,
                               self.pool, settings, "cli-test", secrets=source)
         self.chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), self.registry,
