@@ -63,14 +63,16 @@ def redis_restart(stack: FaultStack, redis: Redis, refs: dict[str, str],
     def lost(group: list[str]) -> int:
         return sum(1 for job_id in group if (final[job_id] or {}).get("status") != "succeeded")
 
-    row.lost = lost(old)
+    row.lost = lost(old) + lost(after)  # the last second alone may be lost
     row.load = f"one client submitting non-stop ({len(accepted)} accepted, {refused} refused)"
     row.outcome = (f"older than 1 s: {len(old)} accepted, {lost(old)} lost; last second: "
                    f"{len(last)} accepted, {lost(last)} lost; after restart: {len(after)} "
                    f"accepted, {lost(after)} lost; {describe(statuses(final))}")
     row.duplicated = f"{reruns(final)} re-run"
-    row.note = ("`lost` counts jobs accepted more than a second before the kill; AOF with "
-                "appendfsync everysec may drop the last second, reported beside it")
+    row.note = ("`lost` counts jobs accepted more than a second before the kill or after the "
+                "restart; AOF with appendfsync everysec may drop the last second, reported "
+                "beside it. Jobs accepted after the restart but left queued mean a worker "
+                "stopped consuming when its broker connection dropped")
     return row
 
 

@@ -113,7 +113,7 @@ def builds_worker_mid_build(stack: FaultStack, example: Path) -> Row:
     row.outcome = f"build {final['status']}" + (f" ({final.get('error')})"
                                                if final["status"] != "succeeded" else "")
     row.lost = 0 if final["status"] == "succeeded" else 1
-    attempts = int(Registry(stack.redis).get_build(build["id"]).get("attempts") or 1)
+    attempts = max(Registry(stack.redis).get_build(build["id"]).attempts, 1)
     row.duplicated = f"{attempts - 1} rebuilt"
     row.note = ("the killed build's lease expired and the reaper queued it again "
                 f"(lease {stack.settings.lease_s} s); a build is deterministic, so building "
