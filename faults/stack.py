@@ -133,7 +133,8 @@ class FaultStack(Stack):
         name = WORKERS[queue]
         threads = concurrency or {"calls": self.settings.worker_concurrency, "builds": 2,
                                   "webhooks": 4}[queue]
-        return procs.spawn(self.parts[name], dev.worker_argv(name, queue, threads), self.env)
+        return procs.spawn(self.parts[name], dev.worker_argv(name, queue, threads, self.state),
+                           self.env)
 
     def start_workers(self) -> None:
         for queue in WORKERS:

@@ -46,7 +46,8 @@ if tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') < tonumber(ARGV[3]) 
   redis.call('HSET', KEYS[1], 'status', '"queued"')
   return 'queued'
 end
-redis.call('HSET', KEYS[1], 'status', '"failed"', 'finished_at', ARGV[4], 'error', ARGV[5])
+redis.call('HSET', KEYS[1], 'status', '"failed"', 'finished_at', ARGV[4], 'error', ARGV[5],
+           'reason', '"worker_lost"')
 return 'failed'
 """
 

@@ -27,7 +27,7 @@ class FakeBuilder:
     def __init__(self, leases):
         self.leases, self.held = leases, []
 
-    def build(self, build_id, tag, source_files, manifest, on_log):
+    def build(self, build_id, tag, source_files, manifest, on_log, owner=None):
         self.held.append(self.leases.held(build_id))
         return "sha256:fake"
 
