@@ -12,19 +12,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from algohost.config import load_settings
+from algohost.sandbox.egress import ensure_networks
 from faults import services, webhooks, workers
 from faults.fuzz import fuzz_row
 from faults.report import Row, render
 from faults.stack import Dockerd, FaultStack, Redis
 from tests.stack import EXAMPLES, TEST_ALGORITHMS
 
+NETWORKS = ("afault-calls", "afault-builds")
 ROWS = ("mid-job", "mid-batch", "mid-build", "api", "webhook-worker", "receivers", "vault",
         "dockerd", "redis", "fuzz")
 # Short leases and webhook schedules keep the run near 20 minutes; the behaviour measured
 # is the same as with production values, only sooner.
 STACK_ENV = {"ALGOHOST_LEASE_S": "10", "ALGOHOST_WEBHOOK_SCHEDULE_S": "1,2,4,8,15,30,30",
              "ALGOHOST_WORKER_CONCURRENCY": "8", "ALGOHOST_BATCH_CHUNK_SIZE": "200",
-             "ALGOHOST_WEBHOOK_ALLOW_PRIVATE": "1"}
+             "ALGOHOST_WEBHOOK_ALLOW_PRIVATE": "1",
+             # Bridges are named after their networks: never reuse the shared engine's names.
+             "ALGOHOST_CALLS_NETWORK": NETWORKS[0], "ALGOHOST_BUILDS_NETWORK": NETWORKS[1]}
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         dockerd.load_image(shared.sandbox.base_image, shared.sandbox.docker_url)
         overrides = dict(item.split("=", 1) for item in args.set)
         stack = FaultStack(state, redis.url, dockerd.url, **{**STACK_ENV, **overrides})
+        ensure_networks(stack.docker, stack.settings.sandbox)
         stack.start_workers()
         stack.start_api()
         refs = {"hello": stack.publish(EXAMPLES / "hello"),
@@ -96,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.stop_processes()
             stack.close()
         dockerd.stop()
-        dockerd.remove_bridge()
+        dockerd.remove_bridge(*NETWORKS)
         redis.stop()
     print(render(rows))
     print(f"\n`make faults`: {len(rows)} rows in {(time.monotonic() - started) / 60:.1f} min")

@@ -109,8 +109,9 @@ class Dockerd:
     def stop(self) -> None:
         procs.stop_all([self.part], grace_s=30)
 
-    def remove_bridge(self) -> None:
-        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
+    def remove_bridge(self, *others: str) -> None:
+        for bridge in (BRIDGE, *others):
+            subprocess.run(["ip", "link", "delete", bridge], capture_output=True)
 
 
 class FaultStack(Stack):
