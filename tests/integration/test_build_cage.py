@@ -25,6 +25,7 @@ from algohost.manifest import Manifest, manifest_from_dict
 from algohost.sandbox.builder import LABEL_BUILD_STEP, ImageBuilder, cache_scope
 from algohost.sandbox.buildplan import Step
 from algohost.semver import Bump
+from algohost.store.build_leases import BuildLeases
 from algohost.store.registry import Registry
 from algohost.worker.building import BuildRunner
 from tests.conftest import TEST_REDIS_URL
@@ -248,7 +249,8 @@ def test_a_build_past_its_deadline_is_killed_and_recorded_as_build_timeout(
     timed = replace(settings, build_timeout_s=4)
     builder = ImageBuilder(timed)
     try:
-        BuildRunner(registry, builder, Settings(sandbox=timed)).run(build.id)
+        BuildRunner(registry, builder, Settings(sandbox=timed),
+                    BuildLeases(registry.redis)).run(build.id)
     finally:
         builder.remove_cache(owner, "hello")
     record = registry.get_build(build.id)
