@@ -118,9 +118,10 @@ def validate_secret_name(secret: str) -> str:
 
 _REF_BODY = rf"({_SLUG})/({_SLUG})(?:@({LATEST}|{_NUMBER}(?:\.{_NUMBER}(?:\.{_NUMBER})?)?))?"
 _REF = re.compile(_REF_BODY)
-# For JSON Schema (OpenAPI): the references a call may name today, anchored.
-REF_PATTERN = rf"^{_SLUG}/{_SLUG}(@({LATEST}|{_NUMBER}\.{_NUMBER}\.{_NUMBER}))?$"
-REF_FORMS = "owner/name, owner/name@latest or owner/name@1.2.3"
+# For JSON Schema (OpenAPI): the references a call may name, anchored.
+REF_PATTERN = rf"^{_SLUG}/{_SLUG}(@({LATEST}|{_NUMBER}(\.{_NUMBER}(\.{_NUMBER})?)?))?$"
+REF_FORMS = ("owner/name, owner/name@latest, owner/name@1.2.3, or a range: owner/name@1 "
+             "or owner/name@1.2 (the newest successful, unyanked version in it)")
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,11 @@ class Build(BaseModel):
     error: str | None
     reason: str | None = Field(default=None, description="Why a build failed: build_failed, "
                                "build_timeout, ...")
+    yanked: bool = Field(default=False, description="Hidden from ranges and @latest; exact "
+                         "references still call it")
+    yanked_at: str | None = None
+    royalty_micros: int = Field(default=0, description="What each call by another owner pays "
+                                "the author, in millionths of the currency unit")
     logs: str | None = Field(default=None, description="Build output; only on a single version")
 
 

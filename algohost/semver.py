@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from algohost.names import VERSION
+from algohost.names import VERSION, VERSION_RANGE
 
 FIRST = "0.1.0"
 
@@ -51,3 +51,29 @@ def next_version(existing: list[str], part: Bump) -> str:
 
 def newest(versions: list[str]) -> str | None:
     return str(max(Version.parse(v) for v in versions)) if versions else None
+
+
+@dataclass(frozen=True)
+class Range:
+    """`MAJOR` or `MAJOR.MINOR` (names.VERSION_RANGE): the versions that start with it."""
+
+    major: int
+    minor: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Range:
+        match = VERSION_RANGE.match(text, value=str(text)[:64])
+        major, minor = match.groups()
+        return cls(int(major), None if minor is None else int(minor))
+
+    def __contains__(self, version: Version) -> bool:
+        return version.major == self.major and self.minor in (None, version.minor)
+
+    def __str__(self) -> str:
+        return str(self.major) if self.minor is None else f"{self.major}.{self.minor}"
+
+
+def newest_in(versions: list[str], wanted: Range) -> list[str]:
+    """The versions inside `wanted`, newest first."""
+    inside = [parsed for parsed in map(Version.parse, versions) if parsed in wanted]
+    return [str(v) for v in sorted(inside, reverse=True)]

@@ -30,7 +30,7 @@ from algohost.archive import content_hash, read_archive
 from algohost.clock import now_iso
 from algohost.errors import InvalidManifest, ServiceUnavailable
 from algohost.manifest import Manifest, check_caps, loads_manifest
-from algohost.names import validate_algorithm_name, validate_owner
+from algohost.names import LATEST, VERSION_RANGE, validate_algorithm_name, validate_owner
 from algohost.store.registry import BuildStatus
 
 log = logging.getLogger(__name__)
@@ -126,16 +126,33 @@ def list_versions(owner: str, name: str) -> Reply:
 
 
 @route(bp, "GET", "/v1/algorithms/<owner>/<name>/versions/<version>",
-       summary="Read one version's build, with its logs ('latest': newest successful)",
+       summary="Read one version's build, with its logs ('latest', or a range such as 1 or "
+               "1.2: the version a call would run)",
        responses={200: Build}, errors=(403, 404))
 def get_version(owner: str, name: str, version: str) -> Reply:
     require_owner(owner, f"algorithm {owner}/{name}")
     registry = services().registry
-    if version == "latest":
-        build = registry.resolve(owner, name, None)
+    if version == LATEST or VERSION_RANGE.matches(version):
+        build = registry.resolve(owner, name, version)
     else:
         build = registry.find(owner, name, version)
     return Reply(public_build(build, logs=registry.logs(build.id)))
+
+
+@route(bp, "POST", "/v1/algorithms/<owner>/<name>/versions/<version>/yank",
+       summary="Yank a version: ranges and @latest skip it; exact references still call it",
+       responses={200: Build}, errors=(403, 404))
+def yank_version(owner: str, name: str, version: str) -> Reply:
+    require_owner(owner, f"algorithm {owner}/{name}")
+    return Reply(public_build(services().registry.yank(owner, name, version)))
+
+
+@route(bp, "POST", "/v1/algorithms/<owner>/<name>/versions/<version>/unyank",
+       summary="Undo a yank: ranges and @latest may pick the version again",
+       responses={200: Build}, errors=(403, 404))
+def unyank_version(owner: str, name: str, version: str) -> Reply:
+    require_owner(owner, f"algorithm {owner}/{name}")
+    return Reply(public_build(services().registry.yank(owner, name, version, yanked=False)))
 
 
 @route(bp, "DELETE", "/v1/algorithms/<owner>/<name>/versions/<version>",

@@ -207,7 +207,7 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     batch = parse_request(body, request.mimetype, query, svc.settings)
     check_max_timeout(query.timeout_s, svc.settings.max_timeout_s, "query parameters")
     check_max_timeout(batch.timeout_s, svc.settings.max_timeout_s, "batch")
-    ref = AlgorithmRef.parse(batch.algorithm)
+    ref = AlgorithmRef.parse(batch.algorithm, ranges=True)
     require_owner(ref.owner, f"algorithm {ref.base}")
     if batch.webhook is not None:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)

@@ -66,7 +66,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
     svc = services()
     wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)
     check_max_timeout(body.timeout_s, svc.settings.max_timeout_s, "request body")
-    ref = AlgorithmRef.parse(body.algorithm)
+    ref = AlgorithmRef.parse(body.algorithm, ranges=True)
     require_owner(ref.owner, f"algorithm {ref.base}")
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)

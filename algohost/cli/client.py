@@ -179,6 +179,11 @@ class ApiClient:
         return self._model(_BUILD, self._json(
             "DELETE", f"/v1/algorithms/{owner}/{name}/versions/{version}"))
 
+    def yank(self, owner: str, name: str, version: str, undo: bool = False) -> Build:
+        action = "unyank" if undo else "yank"
+        return self._model(_BUILD, self._json(
+            "POST", f"/v1/algorithms/{owner}/{name}/versions/{version}/{action}"))
+
     def versions(self, owner: str, name: str) -> list[Build]:
         body = self._json("GET", f"/v1/algorithms/{owner}/{name}/versions")
         return self._model(_BUILDS, body.get("versions"))

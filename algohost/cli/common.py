@@ -102,9 +102,9 @@ def json_input_callback(ctx: click.Context, param: click.Parameter, value: str) 
 
 
 def parse_algorithm_ref(value: str, allow_version: bool = True) -> AlgorithmRef:
-    """`owner/name`, optionally with `@version` or `@latest` when allowed."""
+    """`owner/name`, optionally with `@version`, `@latest` or a range (`@1`, `@1.2`)."""
     try:
-        return AlgorithmRef.parse(value, versioned=allow_version)
+        return AlgorithmRef.parse(value, versioned=allow_version, ranges=True)
     except InvalidRequest as exc:
         raise click.BadParameter(exc.message) from exc
 

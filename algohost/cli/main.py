@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from algohost.cli.batch import batch
+from algohost.cli.catalogue import CATALOGUE_COMMANDS
 from algohost.cli.commands import API_COMMANDS
 from algohost.cli.common import CliContext
 from algohost.cli.data import data
@@ -42,6 +43,6 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks, secrets, keys, limits,
-                dev, egress, prune, gc, models, data):
+for command in (*API_COMMANDS, *CATALOGUE_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks,
+                secrets, keys, limits, dev, egress, prune, gc, models, data):
     cli.add_command(command)

@@ -69,7 +69,7 @@ def versions_table(builds: Sequence[Build]) -> Table:
     for build in builds:
         table.add_row(
             build.version,
-            status_text(build.status),
+            Text.assemble(status_text(build.status), " (yanked)" if build.yanked else ""),
             build.id,
             short_time(build.created_at),
         )

@@ -26,7 +26,7 @@ from algohost.errors import (
     VersionNotFound,
 )
 from algohost.manifest import Manifest, manifest_from_dict
-from algohost.names import AlgorithmRef
+from algohost.names import VERSION_RANGE, AlgorithmRef
 from algohost.store import PREFIX, RecordFields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
@@ -68,6 +68,17 @@ class BuildRecord:
     image_id: str | None = None  # the engine's id of the image, once built
     deleted_at: str | None = None
     attempts: int = 0  # builds started, counted by its lease (store/build_leases.py)
+    # Hidden from ranges and @latest; an exact reference still calls it.
+    yanked: bool = False
+    yanked_at: str | None = None
+    # What each call by another owner pays the author, in millionths of the currency
+    # unit; set by the manifest, so fixed for this version.
+    royalty_micros: int = 0
+
+    @property
+    def listed(self) -> bool:
+        """May a range or @latest pick this build?"""
+        return self.status is BuildStatus.SUCCEEDED and not self.yanked
 
     def to_redis(self) -> dict[str, str]:
         return BUILD_FIELDS.encode(self)
@@ -207,6 +218,8 @@ class Registry:
                              blocking_timeout=30):
             self.update_build(build_id, status=BuildStatus.SUCCEEDED.value, **values)
             current = self.redis.hget(algo, "latest_version")
+            if build.yanked:
+                return
             if current is None or semver.Version.parse(build.version) > semver.Version.parse(
                     current):
                 self.redis.hset(algo, mapping={"latest_version": build.version,
@@ -228,16 +241,34 @@ class Registry:
             if self.redis.hget(f"{algo}:hashes", build.content_hash) == build.id:
                 self.redis.hdel(f"{algo}:hashes", build.content_hash)
             if self.redis.hget(algo, "latest_build") == build.id:
-                self.redis.hdel(algo, "latest_build", "latest_version")
-                for other in self.versions(owner, name):
-                    if other.status is BuildStatus.SUCCEEDED:
-                        self.redis.hset(algo, mapping={"latest_version": other.version,
-                                                       "latest_build": other.id})
-                        break
+                self._repoint_latest(owner, name)
             self.redis.delete(f"{self._build(build.id)}:source")
             self.redis.srem(self._owner_builds(owner), build.id)
         self.forget(build.id)
         return self.get_build(build.id)
+
+    @translate_errors
+    def yank(self, owner: str, name: str, version: str, yanked: bool = True) -> BuildRecord:
+        """Hide a version from ranges and @latest (or show it again); exact references
+        keep calling it, so nothing that pinned it breaks."""
+        build = self.find(owner, name, version)
+        if build.status is BuildStatus.DELETED:
+            raise VersionNotFound(f"{build.ref} was deleted")
+        with self.redis.lock(f"{PREFIX}lock:{owner}/{name}", timeout=30, blocking_timeout=30):
+            self.update_build(build.id, yanked=yanked, yanked_at=now_iso() if yanked else None)
+            self._repoint_latest(owner, name)
+        self.forget(build.id)
+        return self.get_build(build.id)
+
+    def _repoint_latest(self, owner: str, name: str) -> None:
+        """Point @latest at the newest listed build, or at nothing; under the lock."""
+        algo = self._algo(owner, name)
+        newest = next((b for b in self.versions(owner, name) if b.listed), None)
+        if newest is None:
+            self.redis.hdel(algo, "latest_build", "latest_version")
+        else:
+            self.redis.hset(algo, mapping={"latest_version": newest.version,
+                                           "latest_build": newest.id})
 
     def forget(self, build_id: str) -> None:
         """Drop a build from this process's cache (it was deleted)."""
@@ -282,7 +313,10 @@ class Registry:
 
     @translate_errors
     def resolve(self, owner: str, name: str, version: str | None) -> BuildRecord:
-        """The build a call should run: an exact version, or @latest (newest success)."""
+        """The build a call should run: an exact version, the newest listed one in a range
+        (`1`, `1.2`), or @latest (the newest listed one)."""
+        if version and VERSION_RANGE.matches(version):
+            return self._newest_in_range(owner, name, semver.Range.parse(version))
         if version and version != "latest":
             build_id = self.redis.hget(f"{self._algo(owner, name)}:versions", version)
             build = self.build_for_call(build_id) if build_id else self.find(
@@ -296,11 +330,22 @@ class Registry:
         latest = self.redis.hget(self._algo(owner, name), "latest_build")
         if latest:
             build = self.build_for_call(latest)
-            if build.status is BuildStatus.SUCCEEDED:
+            if build.listed:
                 return build
         for build in self.versions(owner, name):
-            if build.status is BuildStatus.SUCCEEDED:
+            if build.listed:
                 # Records written before the pointer existed get it now.
                 self.redis.hsetnx(self._algo(owner, name), "latest_build", build.id)
                 return build
         raise VersionNotFound(f"{owner}/{name} has no successful build yet")
+
+    def _newest_in_range(self, owner: str, name: str, wanted: semver.Range) -> BuildRecord:
+        if not self.exists(owner, name):
+            raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")
+        mapping = self.redis.hgetall(f"{self._algo(owner, name)}:versions")
+        for version in semver.newest_in(list(mapping), wanted):
+            build = self.get_build(mapping[version])  # fresh: a yank is news
+            if build.listed:
+                return build
+        raise VersionNotFound(f"{owner}/{name} has no successful, unyanked version in "
+                              f"range {wanted}", range=str(wanted))

@@ -88,7 +88,8 @@ def test_unusable_input_is_a_usage_error_not_a_traceback(given: str, api: CliApi
 
 @pytest.mark.parametrize("args", [["call", "hello", "1"], ["versions", "alice/hello@1.0.0"],
                                   ["call", "alice/", "1"], ["publish", "/nonexistent/dir"],
-                                  ["call", "alice/hello\n", "1"], ["call", "alice/hello@1.2", "1"],
+                                  ["call", "alice/hello\n", "1"],
+                                  ["call", "alice/hello@1.2.x", "1"],
                                   ["delete", "alice/hello@latest"], ["delete", "alice/hello"],
                                   ["secrets", "list", "alice/hello\x1b"]])
 def test_malformed_arguments_exit_2(args: list[str], api: CliApi) -> None:
