@@ -35,6 +35,7 @@ from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
 from algohost.store.webhooks import WebhookStore
+from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
 
 __all__ = ["create_app"]
@@ -87,9 +88,11 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = (
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
+    job_store = JobStore(client, settings.job_retention_s)
+    fair = FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key(""))
     app.extensions[EXTENSION] = Services(
         settings=settings,
-        jobs=JobStore(client, settings.job_retention_s),
+        jobs=job_store,
         registry=Registry(client, connect_raw(settings), cache_s=API_CACHE_S),
         keys=KeyStore(client, cache_s=API_CACHE_S),
         dispatcher=dispatcher,
@@ -99,7 +102,10 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         batches=BatchStore(client, settings.job_retention_s),
         notifier=WebhookNotifier(webhook_store, dispatcher.enqueue_webhook),
         limits=owner_limits,
-        fair=FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key("")),
+        fair=fair,
+        # Looked up per send, so a test that swaps the dispatcher's method is heard.
+        submitter=JobSubmitter(job_store, fair, lambda job_id: dispatcher.enqueue_run(job_id),
+                               settings.max_timeout_s),
         openapi=openapi_document({"timeout_s": settings.max_timeout_s}),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=artifact_store,

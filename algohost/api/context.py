@@ -26,6 +26,7 @@ from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
 from algohost.store.webhooks import WebhookStore
+from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
 
 EXTENSION = "algohost"
@@ -45,6 +46,7 @@ class Services:
     notifier: WebhookNotifier
     limits: LimitStore
     fair: FairShare
+    submitter: JobSubmitter
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
     artifacts: ArtifactStore | None = None

@@ -7,7 +7,6 @@ never on Celery; a job that cannot be enqueued is failed, never left queued fore
 from __future__ import annotations
 
 import logging
-import uuid
 
 from flask import Blueprint, request
 
@@ -29,7 +28,6 @@ from algohost.clock import now_iso
 from algohost.errors import (
     JobNotCancelable,
     JobNotFound,
-    ServiceUnavailable,
 )
 from algohost.names import AlgorithmRef
 from algohost.store.jobs import JobRecord, JobStatus
@@ -42,10 +40,6 @@ PREFER = Header("Prefer", "`wait=N` waits up to N seconds (at most the server's 
                           "for the job to finish; `respond-async` answers at once. Other "
                           "preferences are ignored", "wait=10", pattern=PREFER_PATTERN)
 CANCELABLE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
-
-
-def new_job_id() -> str:
-    return "j_" + uuid.uuid4().hex[:24]
 
 
 def owned_job(job_id: str) -> JobRecord:
@@ -71,18 +65,9 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
-    job = JobRecord(
-        id=new_job_id(), owner=ref.owner, status=JobStatus.QUEUED, requested=body.algorithm,
-        algorithm=build.ref, build_id=build.id, image=build.image, input=body.input,
-        created_at=now_iso(),
-        timeout_s=body.timeout_s or min(build.manifest.resources.timeout_s,
-                                         svc.settings.max_timeout_s),
-        webhook=body.webhook, webhook_events=list(body.webhook_events) if body.webhook else [],
-    )
-    svc.jobs.create(job)
-    # Over a limit, the admission removes the record it was just given and raises.
-    if svc.fair.admit(ref.owner, job.id, svc.jobs.owner_index_key(ref.owner)).sent:
-        _enqueue(job.id, ref.owner)
+    job = svc.submitter.submit(ref.owner, body.algorithm, build, body.input,
+                               timeout_s=body.timeout_s, webhook=body.webhook,
+                               webhook_events=body.webhook_events)
     headers = {"Location": f"/v1/jobs/{job.id}"}
     status = 202
     if wait_s > 0:
@@ -93,24 +78,6 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         else:
             headers["Retry-After"] = "1"
     return Reply(public_job(job, query.include == "input"), status, headers)
-
-
-def _enqueue(job_id: str, owner: str) -> None:
-    svc = services()
-    try:
-        svc.dispatcher.enqueue_run(job_id)
-    except Exception as exc:  # the broker's errors vary by transport
-        log.exception("could not enqueue job %s", job_id)
-        svc.jobs.transition(job_id, JobStatus.FAILED, {JobStatus.QUEUED},
-                            finished_at=now_iso(), reason="enqueue_failed",
-                            error={"type": "EnqueueFailed", "message": str(exc),
-                                   "traceback": None})
-        try:
-            svc.fair.finished(owner, job_id)
-        except Exception:  # the lease reaper's repair gives the slot back later
-            log.exception("releasing the slot of job %s failed", job_id)
-        raise ServiceUnavailable("the job queue is unreachable; the job was not started",
-                                 job_id=job_id) from exc
 
 
 @route(bp, "GET", "/v1/jobs", summary="List your jobs, newest first", query=JobListQuery,

@@ -121,6 +121,7 @@ class JobRecord:
     webhook_events: list[str] = field(default_factory=list)
     worker: str | None = None  # the worker that claimed it last
     artifacts: list[ArtifactInfo] = field(default_factory=list)
+    parent: str | None = None  # what submitted it besides a caller: "sweep:<id>"
 
     def to_redis(self) -> dict[str, str]:
         return JOB_FIELDS.encode(self)
