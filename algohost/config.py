@@ -80,6 +80,9 @@ class Settings:
     owner_submits_per_s: float = 500.0  # sustained submits per owner (429 + Retry-After)
     owner_submit_burst: int = 5000  # submits an owner may make at once above that rate
     owner_max_builds: int = 500  # stored builds (sources and images) per owner
+    owner_compute_s_per_day: float = 0.0  # compute-seconds an owner may spend a day; 0: any
+    metrics_retention_days: int = 90  # hourly per-build metrics are kept this long
+    usage_retention_days: int = 400  # daily usage totals are kept this long
     worker_concurrency: int = 8
     calls_workers: int = 1  # calls worker processes in `dev up`; 0: one per core, at most 4
     lease_s: int = 60

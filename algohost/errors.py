@@ -30,6 +30,8 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── TooManyValues (too_many_values)
     │   └── BlobTooLarge (blob_too_large)
     │       └── QuotaExceeded (quota_exceeded)
+    ├── PaymentRequired (402 payment_required)
+    │   └── BudgetExhausted (budget_exhausted)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── TooManyRequests (429 too_many_requests)
     │   ├── RateLimited (rate_limited; Retry-After)
@@ -199,6 +201,17 @@ class QuotaExceeded(BlobTooLarge):
     """The owner's artifact quota would be exceeded."""
 
     code = "quota_exceeded"
+
+
+class PaymentRequired(AlgohostError):
+    http_status = 402
+    code = "payment_required"
+
+
+class BudgetExhausted(PaymentRequired):
+    """The owner spent its compute-seconds for the day; calls are refused until it turns."""
+
+    code = "budget_exhausted"
 
 
 class UnsupportedMediaType(AlgohostError):

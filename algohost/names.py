@@ -100,6 +100,9 @@ DATA_PREFIX_PATTERN = rf"^/*(?:{_DOC_SEGMENT}(?:/{_DOC_SEGMENT})*)?/*$"
 # The mount /models/<key>.
 MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}",
                     "1-63 letters, digits, '_', '.' or '-' (not . or ..)", 63)
+# A custom metric an algorithm reports during a call (`algohost_runtime.log_metric`).
+METRIC_NAME = Grammar("a metric name", r"[a-z][a-z0-9_.]{0,62}", "1-63 lowercase letters, "
+                      "digits, '_' or '.', starting with a letter", 63)
 ENTRYPOINT = Grammar("an entrypoint", r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*",
                      "'module:function'", 255)
 

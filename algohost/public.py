@@ -67,6 +67,9 @@ class Job(BaseModel):
     webhook_events: list[str] | None = Field(default=None, description="Which events are sent")
     artifacts: list[JobArtifact] = Field(
         default_factory=list, description="Files the call left under /outputs")
+    custom_metrics: dict[str, float] = Field(
+        default_factory=dict, description="What the algorithm reported with "
+        "algohost_runtime.log_metric: the last value per name")
 
 
 # Every field of the reply is a field of the record (a unit test holds them together).

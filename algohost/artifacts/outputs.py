@@ -12,7 +12,7 @@ import binascii
 import mimetypes
 import posixpath
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, NoReturn
 
 from algohost.artifacts.blobs import read_chunks
@@ -41,6 +41,22 @@ def checked_name(name: Any) -> str:
     if normal.startswith(("/", "../")) or normal in (".", ".."):
         raise CallAborted(ExitReason.CRASHED, f"an artifact name outside /outputs: {name!r}")
     return normal
+
+
+class RequestRouter:
+    """A call's requests, each op to its handler; an op without one is refused."""
+
+    def __init__(self, handlers: Mapping[str, Requests]) -> None:
+        self.handlers = dict(handlers)
+
+    def __call__(self, msg: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        handler = self.handlers.get(str(msg.get("op")))
+        if handler is None:
+            error = protocol.error_info("ValueError",
+                                        f"unknown request {str(msg.get('op'))[:40]!r}")
+            return [{"type": protocol.RESPONSE, "id": msg.get("id", ""), "ok": False,
+                     "end": True, "error": error}]
+        return handler(msg)
 
 
 class JobOutputs(CallPeer):
@@ -147,8 +163,12 @@ class Outputs:
             mounts.append((str(self.model_cache.path(version)), f"/models/{key}"))
         return tuple(mounts)
 
-    def for_job(self, job: JobRecord, build: BuildRecord) -> JobOutputs:
-        requests = (DataReads(self.data, job.owner, build.owner)
-                    if self.data is not None else None)
+    def for_job(self, job: JobRecord, build: BuildRecord,
+                requests: Mapping[str, Requests] | None = None) -> JobOutputs:
+        """The call's peer: its artifacts, `data://` reads, and the `requests` (by op)
+        the caller adds."""
+        handlers = dict(requests or {})
+        if self.data is not None:
+            handlers[protocol.OP_DATA_READ] = DataReads(self.data, job.owner, build.owner)
         return JobOutputs(self.store, self.lineage, job, build, self.max_count,
-                          self.max_bytes, requests)
+                          self.max_bytes, RequestRouter(handlers) if handlers else None)

@@ -122,6 +122,9 @@ class JobRecord:
     worker: str | None = None  # the worker that claimed it last
     artifacts: list[ArtifactInfo] = field(default_factory=list)
     parent: str | None = None  # what submitted it besides a caller: "sweep:<id>"
+    # What the algorithm reported with algohost_runtime.log_metric: the last value per name.
+    custom_metrics: dict[str, float] = field(default_factory=dict)
+    royalty_micros: int = 0  # what the caller owes the algorithm's owner for this call
 
     def to_redis(self) -> dict[str, str]:
         return JOB_FIELDS.encode(self)

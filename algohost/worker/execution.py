@@ -19,6 +19,7 @@ from algohost.config import Settings
 from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, NoFreeSlot
 from algohost.names import AlgorithmRef
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
+from algohost.sandbox.runner import protocol
 from algohost.store.jobs import (
     ArtifactInfo,
     ErrorInfo,
@@ -29,6 +30,7 @@ from algohost.store.jobs import (
 )
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
 from algohost.worker.redacting import Redactor
+from algohost.worker.reported import ReportedMetrics
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +164,10 @@ class JobRunner:
         call_started = now_iso()
         outcome = CallOutcome(ExitReason.CRASHED)
         peer: JobOutputs | None = None
+        reported = ReportedMetrics()
         try:
-            peer = self.outputs.for_job(job, build) if self.outputs is not None else None
+            peer = (self.outputs.for_job(job, build, {protocol.OP_METRIC_LOG: reported})
+                    if self.outputs is not None else None)
             outcome = session.call(job.input, float(job.timeout_s), watch, peer)
         finally:
             self.pool.release(session, outcome.reusable)
@@ -185,7 +189,8 @@ class JobRunner:
         logs = startup + redactor.logs(outcome.logs, max_logs, outcome.logs_dropped)
         self._finish(job, status, outcome.reason.value, output=redactor.output(outcome.output),
                      error=redactor.error(outcome.error, max_logs), logs=logs, warm=warm,
-                     metrics=metrics, artifacts=peer.artifacts if peer else [])
+                     metrics=metrics, artifacts=peer.artifacts if peer else [],
+                     custom_metrics=reported.values)
 
     def _acquire(self, spec: ContainerSpec, watch: CancelWatch) -> tuple[Session, bool] | None:
         """A container for the call; while every slot is busy, keep the lease alive
@@ -200,7 +205,8 @@ class JobRunner:
     def _finish(self, job: JobRecord, status: JobStatus, reason: str, *,
                 output: Any = None, error: ErrorInfo | None = None, logs: str = "",
                 warm: bool | None = None, metrics: Metrics | None = None,
-                artifacts: list[ArtifactInfo] | None = None) -> None:
+                artifacts: list[ArtifactInfo] | None = None,
+                custom_metrics: dict[str, float] | None = None) -> None:
         finished = now_iso()
         full_metrics: Metrics = {"queue_ms": 0.0, "cold_start_ms": 0.0, "run_ms": 0.0,
                                  "peak_memory_bytes": 0, **(metrics or {}),
@@ -208,13 +214,14 @@ class JobRunner:
         fields: dict[str, Any] = {"finished_at": finished, "reason": reason,
                   "output": output if status is JobStatus.SUCCEEDED else None,
                   "error": error, "logs": logs, "warm": warm, "metrics": full_metrics,
-                  "artifacts": artifacts or []}
+                  "artifacts": artifacts or [], "custom_metrics": custom_metrics or {}}
         if self.jobs.transition(job.id, status, {JobStatus.RUNNING}, **fields):
             # What was just written is the whole record: no need to read it back.
             self._emit("job_finished", replace(job, status=status, **fields))
             return
         # Canceled meanwhile: keep the cancel, but record what the run measured.
-        self.jobs.update(job.id, logs=logs, warm=warm, metrics=full_metrics)
+        self.jobs.update(job.id, logs=logs, warm=warm, metrics=full_metrics,
+                         custom_metrics=custom_metrics or {})
         record = self.jobs.get(job.id)
         if record is not None and self.hooks:
             self._emit("job_finished", record)

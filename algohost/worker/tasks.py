@@ -44,12 +44,15 @@ from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, FairShareHook
 from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
+from algohost.store.metrics import BuildMetrics
 from algohost.store.registry import Registry
+from algohost.store.usage import UsageLedger
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
-from algohost.worker.execution import JobRunner, reap_expired_leases
+from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
+from algohost.worker.metering import MetricsHook, UsageHook
 from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
@@ -108,8 +111,11 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                       DataStore(client, artifacts))
     fair = FairShare(client, LimitStore(client, settings, cache_s=LIMITS_CACHE_S),
                      CeleryDispatcher(celery).enqueue_run, JobStore.key(""))
+    hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
+             MetricsHook(BuildMetrics.from_settings(client, settings)),
+             UsageHook(UsageLedger.from_settings(client, settings))]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
-                       hooks=[WebhookHook(notifier), FairShareHook(fair)], outputs=outputs)
+                       hooks=hooks, outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings, BuildLeases(client))

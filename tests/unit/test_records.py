@@ -62,7 +62,8 @@ def test_a_job_written_by_the_previous_code_loads_unchanged():
     assert job.status is JobStatus.SUCCEEDED and job.output == {"y": 2}
     assert job.metrics is not None and job.metrics["total_ms"] == 3.0
     assert job.artifacts == [] and job.parent is None  # written before these fields
-    assert job.to_redis() == {**OLD_JOB_HASH, "artifacts": "[]", "parent": "null"}
+    assert job.to_redis() == {**OLD_JOB_HASH, "artifacts": "[]", "parent": "null",
+                              "custom_metrics": "{}", "royalty_micros": "0"}
 
 
 def test_a_job_missing_later_fields_loads_with_their_defaults():

@@ -1,4 +1,5 @@
-"""What an algorithm may ask of the platform during a call: read `data://`, write artifacts.
+"""What an algorithm may ask of the platform during a call: read `data://`, write artifacts,
+report metrics.
 
 Standard library only: copied into every image beside the runner, which makes it
 importable as `algohost_runtime`. A read travels as a request over the runner's channel
@@ -8,6 +9,7 @@ holds a token or can reach a store.
     import algohost_runtime as ah
     with ah.open("data://alice/sets/iris.csv") as f: ...
     with open(ah.output_path("plot.svg"), "w") as f: ...   # becomes a job artifact
+    ah.log_metric("accuracy", 0.93)                         # stored with the job
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import builtins
 import io
+import math
 import os
 import tempfile
 import uuid
@@ -67,7 +70,8 @@ def open(path: Any, mode: str = "r", encoding: str | None = None,  # noqa: A001
 
 def _fetch(uri: str) -> IO[bytes]:
     request_id = uuid.uuid4().hex
-    _channel.send({"type": _protocol.REQUEST, "id": request_id, "op": "data.read", "uri": uri})
+    _channel.send({"type": _protocol.REQUEST, "id": request_id, "op": _protocol.OP_DATA_READ,
+                   "uri": uri})
     spool = tempfile.TemporaryFile(prefix="algohost-data-")
     try:
         while True:
@@ -88,3 +92,27 @@ def _fetch(uri: str) -> IO[bytes]:
         raise
     spool.seek(0)
     return spool
+
+
+def log_metric(name: str, value: float) -> None:
+    """Report a number for this call (the last value per name is kept with the job, and
+    compared across builds). The worker checks the name and the count and refuses with
+    ValueError; outside an algohost call this does nothing."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"a metric's value is a number; got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"a metric's value is a finite number; got {value!r}")
+    if _channel is None:
+        return
+    request_id = uuid.uuid4().hex
+    _channel.send({"type": _protocol.REQUEST, "id": request_id, "op": _protocol.OP_METRIC_LOG,
+                   "name": str(name), "value": float(value)})
+    while True:
+        msg = _channel.read()
+        if msg is None:
+            raise ConnectionError("the worker closed the channel during log_metric")
+        if msg.get("type") == _protocol.RESPONSE and msg.get("id") == request_id:
+            break
+    if not msg.get("ok"):
+        error = msg.get("error") or {}
+        raise ValueError(f"log_metric({name!r}): {error.get('message', 'refused')}")

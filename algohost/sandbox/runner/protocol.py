@@ -79,11 +79,21 @@ class ArtifactMessage(TypedDict):
     end: bool  # the file's last part
 
 
-class RequestMessage(TypedDict):
+# Request ops, runner -> worker.
+OP_DATA_READ = "data.read"  # answered with the file in parts
+OP_METRIC_LOG = "metric.log"  # answered with one RESPONSE, ok or refused
+
+
+class _RequestBase(TypedDict):
     type: str
     id: str  # the request's own id, echoed by each RESPONSE part
-    op: str  # "data.read"
-    uri: str
+    op: str  # one of the OP_ names
+
+
+class RequestMessage(_RequestBase, total=False):
+    uri: str  # data.read
+    name: str  # metric.log
+    value: float  # metric.log
 
 
 class ResponseMessage(TypedDict, total=False):
