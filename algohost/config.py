@@ -67,6 +67,7 @@ class Settings:
     api_key: str = ""
     state_dir: str = str(Path.home() / ".local" / "state" / "algohost")
     job_retention_s: int = 7 * 24 * 3600
+    idempotency_ttl_s: int = 24 * 3600  # how long an Idempotency-Key names its job or batch
     max_input_bytes: int = 5 * MiB
     max_upload_bytes: int = 50 * MiB
     max_wait_s: int = 60

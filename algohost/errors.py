@@ -24,7 +24,9 @@ into these where they are caught, with `raise ... from exc`.
     ├── Conflict (409 conflict)
     │   ├── JobNotCancelable (job_not_cancelable)
     │   ├── BuildNotReady (build_not_ready)
-    │   └── BatchNotCancelable (batch_not_cancelable)
+    │   ├── BatchNotCancelable (batch_not_cancelable)
+    │   └── IdempotencyKeyInUse (idempotency_key_in_use; Retry-After)
+    ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── PayloadTooLarge (413 payload_too_large)
     │   ├── TooManyInputs (too_many_inputs)
     │   ├── TooManyValues (too_many_values)
@@ -176,6 +178,19 @@ class BuildNotReady(Conflict):
 
 class BatchNotCancelable(Conflict):
     code = "batch_not_cancelable"
+
+
+class IdempotencyKeyInUse(Conflict):
+    """The same request under the same Idempotency-Key is being made right now; retry."""
+
+    code = "idempotency_key_in_use"
+
+
+class IdempotencyKeyReused(AlgohostError):
+    """An Idempotency-Key already names a different request of this owner."""
+
+    http_status = 422
+    code = "idempotency_key_reused"
 
 
 class PayloadTooLarge(AlgohostError):

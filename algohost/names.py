@@ -103,6 +103,9 @@ MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}
 # A custom metric an algorithm reports during a call (`algohost_runtime.log_metric`).
 METRIC_NAME = Grammar("a metric name", r"[a-z][a-z0-9_.]{0,62}", "1-63 lowercase letters, "
                       "digits, '_' or '.', starting with a letter", 63)
+IDEMPOTENCY_KEY = Grammar("an Idempotency-Key", r"[A-Za-z0-9_.:~+/=-]{1,255}",
+                          "1-255 letters, digits or '_.:~+/=-' (a UUID is a good one)", 255)
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:~+/=-]{1,255}$"  # the same, for the document
 ENTRYPOINT = Grammar("an entrypoint", r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*",
                      "'module:function'", 255)
 

@@ -30,6 +30,7 @@ from algohost.secrets.vault import VaultSecretStore
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
 from algohost.store.fairshare import FairShare
+from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
@@ -106,6 +107,9 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         # Looked up per send, so a test that swaps the dispatcher's method is heard.
         submitter=JobSubmitter(job_store, fair, lambda job_id: dispatcher.enqueue_run(job_id),
                                settings.max_timeout_s),
+        job_keys=IdempotencyKeys(client, "job", JobStore.key(""), settings.idempotency_ttl_s),
+        batch_keys=IdempotencyKeys(client, "batch", BatchStore.key(""),
+                                   settings.idempotency_ttl_s),
         openapi=openapi_document({"timeout_s": settings.max_timeout_s}),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=artifact_store,

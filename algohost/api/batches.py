@@ -18,6 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from algohost.api.auth import require_owner
 from algohost.api.context import services
+from algohost.api.idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+    released_on_failure,
+    request_fingerprint,
+    requested_key,
+    reserve,
+)
 from algohost.api.routing import Reply, Upload, field_errors, route
 from algohost.api.schemas import (
     JsonValue,
@@ -200,10 +208,13 @@ def encode_inputs(inputs: list[Any], max_input_bytes: int) -> list[str]:
 
 
 @route(bp, "POST", "/v1/batches", summary="Submit a batch: many inputs to one algorithm",
-       body=BODY, query=BatchUploadQuery, responses={202: Batch},
-       response_headers={"Location": "The batch's URL"}, errors=(403, 404, 409, 503))
+       body=BODY, query=BatchUploadQuery, headers=(IDEMPOTENCY_HEADER,),
+       responses={202: Batch, 200: Batch},
+       response_headers={"Location": "The batch's URL", **REPLAYED_HEADER},
+       errors=(403, 404, 409, 422, 503))
 def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     svc = services()
+    key = requested_key()
     batch = parse_request(body, request.mimetype, query, svc.settings)
     check_max_timeout(query.timeout_s, svc.settings.max_timeout_s, "query parameters")
     check_max_timeout(batch.timeout_s, svc.settings.max_timeout_s, "batch")
@@ -221,15 +232,25 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
                                          svc.settings.max_timeout_s),
         webhook=batch.webhook,
         webhook_events=list(batch.webhook_events) if batch.webhook else [])
-    svc.batches.create(record, encoded)
-    try:
-        svc.dispatcher.enqueue_batch(record.id,
-                                     chunk_ranges(len(encoded), svc.settings.batch_chunk_size))
-    except Exception as exc:  # the broker's errors vary by transport
-        log.exception("could not enqueue batch %s", record.id)
-        svc.batches.cancel(record.id, now_iso(), reason="enqueue_failed")
-        raise ServiceUnavailable("the job queue is unreachable; the batch was not started",
-                                 batch_id=record.id) from exc
+    earlier = None if key is None else reserve(
+        svc.batch_keys, key, request_fingerprint(batch), record.id)
+    if earlier is not None:
+        record = svc.batches.get(earlier) or record
+        counts = svc.batches.counts(record.id)
+        return Reply(public_batch(record, counts), 202 if record.status is BatchStatus.RUNNING
+                     else 200, {"Location": f"/v1/batches/{record.id}",
+                                "Idempotent-Replayed": "true"})
+    with released_on_failure(svc.batch_keys, key, record.id):
+        svc.batches.create(record, encoded)
+        try:
+            svc.dispatcher.enqueue_batch(record.id,
+                                         chunk_ranges(len(encoded),
+                                                      svc.settings.batch_chunk_size))
+        except Exception as exc:  # the broker's errors vary by transport
+            log.exception("could not enqueue batch %s", record.id)
+            svc.batches.cancel(record.id, now_iso(), reason="enqueue_failed")
+            raise ServiceUnavailable("the job queue is unreachable; the batch was not started",
+                                     batch_id=record.id) from exc
     return Reply(public_batch(record, {}), 202, {"Location": f"/v1/batches/{record.id}"})
 
 

@@ -21,6 +21,7 @@ from algohost.dispatch import Dispatcher
 from algohost.secrets.base import SecretStore
 from algohost.store.batches import BatchStore
 from algohost.store.fairshare import FairShare
+from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
@@ -47,6 +48,8 @@ class Services:
     limits: LimitStore
     fair: FairShare
     submitter: JobSubmitter
+    job_keys: IdempotencyKeys
+    batch_keys: IdempotencyKeys
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
     artifacts: ArtifactStore | None = None

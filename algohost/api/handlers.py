@@ -36,7 +36,7 @@ def render_error(exc: errors.AlgohostError) -> Response:
     headers = {}
     if isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="algohost"'
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, errors.RateLimited | errors.IdempotencyKeyInUse):
         headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
     return _json_error(exc.http_status, exc.to_dict(), headers)
 

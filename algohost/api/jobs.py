@@ -12,6 +12,14 @@ from flask import Blueprint, request
 
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
+from algohost.api.idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+    released_on_failure,
+    request_fingerprint,
+    requested_key,
+    reserve,
+)
 from algohost.api.prefer import PATTERN as PREFER_PATTERN
 from algohost.api.prefer import parse_prefer
 from algohost.api.routing import Header, Reply, route
@@ -31,6 +39,7 @@ from algohost.errors import (
 )
 from algohost.names import AlgorithmRef
 from algohost.store.jobs import JobRecord, JobStatus
+from algohost.submission import new_job_id
 from algohost.webhooks.urls import refused_literal
 
 log = logging.getLogger(__name__)
@@ -51,27 +60,39 @@ def owned_job(job_id: str) -> JobRecord:
 
 
 @route(bp, "POST", "/v1/jobs", summary="Submit a call of an algorithm", body=JobCreate,
-       query=JobView, headers=(PREFER,), responses={202: Job, 200: Job},
+       query=JobView, headers=(PREFER, IDEMPOTENCY_HEADER), responses={202: Job, 200: Job},
        response_headers={"Location": "The job's URL",
                          "Retry-After": "Seconds to wait before polling, when still running",
-                         "Preference-Applied": "The wait that was honoured"},
-       errors=(403, 404, 409, 429, 503))
+                         "Preference-Applied": "The wait that was honoured",
+                         **REPLAYED_HEADER},
+       errors=(403, 404, 409, 422, 429, 503))
 def create_job(body: JobCreate, query: JobView) -> Reply:
     svc = services()
     wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)
+    key = requested_key()
     check_max_timeout(body.timeout_s, svc.settings.max_timeout_s, "request body")
     ref = AlgorithmRef.parse(body.algorithm, ranges=True)
     require_owner(ref.owner, f"algorithm {ref.base}")
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
-    job = svc.submitter.submit(ref.owner, body.algorithm, build, body.input,
-                               timeout_s=body.timeout_s, webhook=body.webhook,
-                               webhook_events=body.webhook_events)
-    headers = {"Location": f"/v1/jobs/{job.id}"}
-    status = 202
+    job_id = new_job_id()
+    earlier = None if key is None else reserve(
+        svc.job_keys, key, request_fingerprint(body), job_id)
+    replayed = svc.jobs.get(earlier) if earlier is not None else None
+    if replayed is not None:
+        job = replayed
+        headers = {"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"}
+    else:
+        with released_on_failure(svc.job_keys, key, job_id):
+            job = svc.submitter.submit(ref.owner, body.algorithm, build, body.input,
+                                       timeout_s=body.timeout_s, webhook=body.webhook,
+                                       webhook_events=body.webhook_events, job_id=job_id)
+        headers = {"Location": f"/v1/jobs/{job.id}"}
+    status = 200 if replayed is not None and job.status.terminal else 202
     if wait_s > 0:
-        job = svc.jobs.wait_terminal(job.id, wait_s) or job
+        if not job.status.terminal:
+            job = svc.jobs.wait_terminal(job.id, wait_s) or job
         headers["Preference-Applied"] = f"wait={wait_s}"
         if job.status.terminal:
             status = 200

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -35,6 +37,14 @@ _BATCH = TypeAdapter(Batch)
 _RESULTS = TypeAdapter(BatchResults)
 _DELIVERY = TypeAdapter(Delivery)
 _DELIVERIES = TypeAdapter(list[Delivery])
+# A submit is retried after these pauses when the API could not be reached or answered
+# that it could not finish it now; its Idempotency-Key makes every retry the same submit.
+SUBMIT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
+RETRIED = frozenset({(409, "idempotency_key_in_use"), (502, ""), (503, ""), (504, "")})
+
+
+def retryable(exc: ApiError) -> bool:
+    return (exc.status, exc.code) in RETRIED or (exc.status, "") in RETRIED
 
 
 class ApiError(click.ClickException):
@@ -54,10 +64,11 @@ class ApiUnreachable(click.ClickException):
 
     exit_code = 1
 
-    def __init__(self, base_url: str, reason: str = "") -> None:
+    def __init__(self, base_url: str, reason: str = "", *, retryable: bool = True) -> None:
         message = f"cannot reach the algohost API at {base_url}; is `algohost dev up` running?"
         super().__init__(f"{message} ({reason})" if reason else message)
         self.base_url = base_url
+        self.retryable = retryable
 
 
 class MissingApiKey(click.ClickException):
@@ -99,6 +110,22 @@ class ApiClient:
         self.api_key = api_key
         self.http = http or requests.Session()
         self.timeout_s = timeout_s
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def _submit(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """POST a submit with a fresh Idempotency-Key, retried under that same key."""
+        headers = {**kwargs.pop("headers", {}), "Idempotency-Key": str(uuid.uuid4())}
+        for delay in (*SUBMIT_RETRY_DELAYS_S, None):
+            try:
+                return self._json("POST", path, headers=headers, **kwargs)
+            except ApiUnreachable as exc:
+                if delay is None or not exc.retryable:
+                    raise
+            except ApiError as exc:
+                if delay is None or not retryable(exc):
+                    raise
+            self.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def request(
         self,
@@ -124,7 +151,7 @@ class ApiClient:
         except requests.Timeout as exc:
             raise ApiUnreachable(self.base_url, "timed out") from exc
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
-            raise ApiUnreachable(self.base_url, "invalid URL") from exc
+            raise ApiUnreachable(self.base_url, "invalid URL", retryable=False) from exc
         if not resp.ok:
             raise error_from_response(resp)
         return resp
@@ -196,9 +223,8 @@ class ApiClient:
         if timeout_s is not None:
             request["timeout_s"] = timeout_s
         headers = {"Prefer": f"wait={wait_s}"} if wait_s > 0 else {}
-        body = self._json(
-            "POST", "/v1/jobs", json=request, headers=headers, timeout_s=wait_s + self.timeout_s
-        )
+        body = self._submit("/v1/jobs", json=request, headers=headers,
+                            timeout_s=wait_s + self.timeout_s)
         return self._model(_JOB, body)
 
     def job(self, job_id: str) -> Job:
@@ -259,8 +285,8 @@ class ApiClient:
             params["webhook"] = webhook
         if timeout_s is not None:
             params["timeout_s"] = timeout_s
-        return self._model(_BATCH, self._json(
-            "POST", "/v1/batches", params=params, data=jsonl,
+        return self._model(_BATCH, self._submit(
+            "/v1/batches", params=params, data=jsonl,
             headers={"Content-Type": "application/x-ndjson"}, timeout_s=max(self.timeout_s, 300)))
 
     def batch(self, batch_id: str) -> Batch:

@@ -205,6 +205,33 @@ def test_submit_prints_only_the_job_id(api: CliApi, echo: str) -> None:
         result.stdout.strip()
 
 
+def test_a_submit_whose_reply_was_lost_is_retried_under_the_same_key(
+        api: CliApi, echo: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("algohost.cli.client.SUBMIT_RETRY_DELAYS_S", (0.0, 0.0))
+    lost: list[str] = []
+
+    def lose_the_first_reply(request: requests.PreparedRequest) -> None:
+        if request.method == "POST" and not lost:
+            lost.append(request.headers["Idempotency-Key"])
+            raise requests.ConnectionError("the connection closed before the reply")
+
+    api.transport.after = lose_the_first_reply
+    result = api.run(["submit", "alice/echo", "{}"])
+    assert result.exit_code == 0, result.output
+    first, second = api.requests_to("POST", "/v1/jobs")
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"] == lost[0]
+    listed = api.app.test_client().get("/v1/jobs", headers={
+        "Authorization": f"Bearer {api.key}"}).get_json()["jobs"]
+    assert [job["id"] for job in listed] == [result.stdout.strip()]
+
+
+def test_each_submit_has_its_own_key(api: CliApi, echo: str) -> None:
+    for _ in range(2):
+        assert api.run(["submit", "alice/echo", "{}"]).exit_code == 0
+    first, second = api.requests_to("POST", "/v1/jobs")
+    assert first.headers["Idempotency-Key"] != second.headers["Idempotency-Key"]
+
+
 def test_jobs_passes_the_limit(api: CliApi, echo: str) -> None:
     job_id = api.run(["submit", "alice/echo", "1"]).stdout.strip()
     result = api.run(["jobs", "--limit", "5"])
