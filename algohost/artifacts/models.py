@@ -24,6 +24,7 @@ from algohost.names import MODEL_REF
 from algohost.store import PREFIX, translate_errors
 
 FILE, DIRECTORY = "file", "directory"
+MODELS_DIR = "/models"  # a build's model KEY is mounted read-only at MODELS_DIR/KEY
 TAR_MEDIA_TYPE = "application/x-tar"
 
 

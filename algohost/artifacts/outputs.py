@@ -18,7 +18,7 @@ from typing import IO, Any, NoReturn
 from algohost.artifacts.blobs import read_chunks
 from algohost.artifacts.data import DataReads, DataStore
 from algohost.artifacts.lineage import LineageEntry, LineageIndex, input_digest
-from algohost.artifacts.models import ModelCache, ModelRegistry
+from algohost.artifacts.models import MODELS_DIR, ModelCache, ModelRegistry
 from algohost.artifacts.records import Lineage
 from algohost.artifacts.store import ArtifactStore
 from algohost.errors import BlobTooLarge
@@ -160,7 +160,7 @@ class Outputs:
         mounts = []
         for key, ref in sorted(build.manifest.models.items()):
             version = self.models.resolve(build.owner, ref)
-            mounts.append((str(self.model_cache.path(version)), f"/models/{key}"))
+            mounts.append((str(self.model_cache.path(version)), f"{MODELS_DIR}/{key}"))
         return tuple(mounts)
 
     def for_job(self, job: JobRecord, build: BuildRecord,

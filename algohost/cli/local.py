@@ -16,20 +16,22 @@ from typing import Any
 import click
 
 from algohost.archive import content_hash, read_archive
+from algohost.artifacts.models import MODELS_DIR
 from algohost.cli.archive import MANIFEST, pack_directory
 from algohost.cli.commands import finish_job
 from algohost.cli.common import CliContext, err, json_input_callback, json_option, pass_ctx
+from algohost.cli.localruns import LocalRuns
 from algohost.cli.secrets import drop_final_newline
 from algohost.clock import now_iso
 from algohost.config import SandboxSettings
 from algohost.errors import AlgohostError, ContainerStartFailed, SandboxUnavailable
 from algohost.manifest import Manifest, loads_manifest
-from algohost.names import validate_secret_name
+from algohost.names import MODEL_KEY, validate_secret_name
 from algohost.public import Job, JobError, JobMetrics
 from algohost.sandbox.base import ContainerSpec, ExitReason, Limits
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.buildplan import ALGORITHM_DIR, VENV
-from algohost.sandbox.docker import DockerSandbox, docker_client
+from algohost.sandbox.docker import DockerSandbox, DockerSession, docker_client
 from algohost.sandbox.local import LocalEngine
 from algohost.secrets.redaction import redact, redact_text
 from algohost.store.registry import image_tag
@@ -43,6 +45,7 @@ DOCKER_HINT = (
     "(https://docs.docker.com/engine/install/ or `apt-get install docker.io`), start it, "
     "and set ALGOHOST_DOCKER_URL if it does not listen on unix:///var/run/docker.sock."
 )
+Mounts = tuple[tuple[str, str], ...]
 OUTCOME_STATUS = {ExitReason.SUCCEEDED: "succeeded", ExitReason.TIMEOUT: "timed_out",
                   ExitReason.CANCELED: "canceled"}
 
@@ -63,7 +66,7 @@ class LocalAlgorithm:
     def image(self) -> str:
         return image_tag(LOCAL_OWNER, self.manifest.name, self.content_hash)
 
-    def spec(self, secrets: dict[str, str]) -> ContainerSpec:
+    def spec(self, secrets: dict[str, str], mounts: Mounts = ()) -> ContainerSpec:
         return ContainerSpec(
             build_id=self.build_id,
             image=self.image,
@@ -72,6 +75,7 @@ class LocalAlgorithm:
                     LABEL_LOCAL: "1"},
             secrets=secrets,
             secrets_as_env=self.manifest.secrets.as_env,
+            mounts=mounts,
         )
 
 
@@ -162,40 +166,86 @@ def read_secrets(values: tuple[str, ...], manifest: Manifest) -> dict[str, str]:
     return secrets
 
 
-def _job(algorithm: LocalAlgorithm, created: str, **fields: Any) -> Job:
+def _job(algorithm: LocalAlgorithm, created: str, warm: bool = False, **fields: Any) -> Job:
     name = f"{LOCAL_OWNER}/{algorithm.manifest.name}"
     return Job(id=algorithm.build_id, algorithm=name, requested=name, created_at=created,
-               started_at=created, finished_at=now_iso(), warm=False, attempts=1,
+               started_at=created, finished_at=now_iso(), warm=warm, attempts=1,
                timeout_s=algorithm.manifest.resources.timeout_s, **fields)
 
 
-def call_once(algorithm: LocalAlgorithm, settings: SandboxSettings, client: Any, payload: Any,
-              secrets: dict[str, str]) -> Job:
-    """One call in a new hardened container, removed afterwards; the record `call` prints."""
-    hidden = list(secrets.values())
-    created, started = now_iso(), time.monotonic()
+def read_models(values: tuple[str, ...], manifest: Manifest) -> Mounts:
+    """--model KEY=PATH as the worker mounts a pinned model: read-only at /models/KEY."""
+    mounts: dict[str, str] = {}
+    for item in values:
+        key, sep, source = item.partition("=")
+        if not sep or not source:
+            raise click.BadParameter(f"{item!r} is not KEY=PATH", param_hint="--model")
+        try:
+            MODEL_KEY.check(key, AlgohostError, "--model")
+        except AlgohostError as exc:
+            raise click.BadParameter(exc.message, param_hint="--model") from exc
+        if key not in manifest.models:
+            raise click.BadParameter(f"{key} is not in [models] of {MANIFEST}; the platform "
+                                     "would not mount it", param_hint="--model")
+        path = Path(source).expanduser().resolve()
+        if not (path.is_file() or path.is_dir()):
+            raise click.BadParameter(f"{source} is not a file or directory",
+                                     param_hint="--model")
+        mounts[key] = str(path)
+    for key in sorted(set(manifest.models) - set(mounts)):
+        err.print(f"[models] {key} has no --model {key}=PATH: /models/{key} is absent this run")
+    return tuple((path, f"{MODELS_DIR}/{key}") for key, path in sorted(mounts.items()))
+
+
+def start_session(algorithm: LocalAlgorithm, settings: SandboxSettings, client: Any,
+                  secrets: dict[str, str], mounts: Mounts = ()) -> DockerSession | Job:
+    """A warm container of the algorithm, or the failed record `call` would print."""
+    created = now_iso()
     sandbox = DockerSandbox(settings, f"{LOCAL_OWNER}-{algorithm.build_id}", client)
     try:
-        session = sandbox.start(algorithm.spec(secrets))
+        return sandbox.start(algorithm.spec(secrets, mounts))
     except ContainerStartFailed as exc:
-        error = exc.details.get("error") or {"type": "ContainerStartFailed",
-                                             "message": exc.message, "traceback": None}
-        return _job(algorithm, created, status="failed", reason=ExitReason.START_FAILED.value,
-                    output=None, error=JobError(**redact(error, hidden)),
-                    logs=redact_text(str(exc.details.get("logs", "")), hidden), metrics=None)
-    try:
-        outcome = session.call(payload, algorithm.manifest.resources.timeout_s)
-    finally:
-        session.close()
-    metrics = JobMetrics(queue_ms=0.0, cold_start_ms=round(session.cold_start_ms, 3),
+        return start_failure(algorithm, created, exc, list(secrets.values()))
+
+
+def start_failure(algorithm: LocalAlgorithm, created: str, exc: ContainerStartFailed,
+                  hidden: list[str]) -> Job:
+    error = exc.details.get("error") or {"type": "ContainerStartFailed",
+                                         "message": exc.message, "traceback": None}
+    return _job(algorithm, created, status="failed", reason=ExitReason.START_FAILED.value,
+                output=None, error=JobError(**redact(error, hidden)),
+                logs=redact_text(str(exc.details.get("logs", "")), hidden), metrics=None)
+
+
+def call_session(algorithm: LocalAlgorithm, session: DockerSession, payload: Any,
+                 secrets: dict[str, str], cold_start_ms: float, startup_logs: str = "") -> Job:
+    """One call on a started session; the record `call` prints, secrets masked."""
+    hidden = list(secrets.values())
+    created, started = now_iso(), time.monotonic()
+    outcome = session.call(payload, algorithm.manifest.resources.timeout_s)
+    metrics = JobMetrics(queue_ms=0.0, cold_start_ms=round(cold_start_ms, 3),
                          run_ms=round(outcome.run_ms, 3),
-                         total_ms=round((time.monotonic() - started) * 1000.0, 3),
+                         total_ms=round((time.monotonic() - started) * 1000.0 + cold_start_ms,
+                                        3),
                          peak_memory_bytes=outcome.peak_memory_bytes)
     error = redact(outcome.error, hidden)
     return _job(algorithm, created, status=OUTCOME_STATUS.get(outcome.reason, "failed"),
                 reason=outcome.reason.value, output=redact(outcome.output, hidden),
                 error=JobError(**error) if error else None, metrics=metrics,
-                logs=redact_text(session.startup_logs + outcome.logs, hidden))
+                logs=redact_text(startup_logs + outcome.logs, hidden), warm=cold_start_ms == 0)
+
+
+def call_once(algorithm: LocalAlgorithm, settings: SandboxSettings, client: Any, payload: Any,
+              secrets: dict[str, str], mounts: Mounts = ()) -> Job:
+    """One call in a new hardened container, removed afterwards; the record `call` prints."""
+    session = start_session(algorithm, settings, client, secrets, mounts)
+    if isinstance(session, Job):
+        return session
+    try:
+        return call_session(algorithm, session, payload, secrets, session.cold_start_ms,
+                            session.startup_logs)
+    finally:
+        session.close()
 
 
 @click.command("run")
@@ -205,10 +255,17 @@ def call_once(algorithm: LocalAlgorithm, settings: SandboxSettings, client: Any,
               default=None, help="Read the JSON input from this file.")
 @click.option("--secret", "secret_values", multiple=True, metavar="NAME=@FILE",
               help="A secret for this run, read from FILE; repeatable.")
+@click.option("--model", "model_values", multiple=True, metavar="KEY=PATH",
+              help="A model of [models] for this run, mounted read-only at /models/KEY "
+                   "from a local file or directory; repeatable.")
+@click.option("--watch", is_flag=True,
+              help="Keep a warm container and call it again on each save: code changes are "
+                   "reloaded in it, an algorithm.toml change rebuilds. Ctrl-C ends.")
 @json_option
 @pass_ctx
 def run(ctx: CliContext, directory: Path, payload: str | None, input_file: Path | None,
-        secret_values: tuple[str, ...], as_json: bool) -> None:
+        secret_values: tuple[str, ...], model_values: tuple[str, ...], watch: bool,
+        as_json: bool) -> None:
     """Build DIR as the platform would and call it once with INPUT (JSON, `-`, `@file`).
 
     No API, Redis or Vault is needed: only a Docker engine. Output goes to stdout;
@@ -221,14 +278,34 @@ def run(ctx: CliContext, directory: Path, payload: str | None, input_file: Path 
     settings = ctx.settings.sandbox
     algorithm = read_algorithm(directory, ctx.settings.max_upload_bytes)
     secrets = read_secrets(secret_values, algorithm.manifest)
+    mounts = read_models(model_values, algorithm.manifest)
     client = engine_client(settings)
     settings = local_networks(settings, client)
+    runs = LocalRuns(ctx.settings.state_dir)
+    if watch:
+        from algohost.cli.watch import Watcher
+
+        Watcher(directory, ctx.settings.max_upload_bytes, settings, client, runs,
+                Inputs(value, secret_values, model_values)).run()
+        return
     ensure_image(algorithm, settings, client)
-    job = call_once(algorithm, settings, client, value, secrets)
-    if job.status == "succeeded" and job.logs and not as_json:
-        err.rule("logs")
-        click.echo(job.logs.rstrip("\n"), err=True)  # verbatim: no markup
+    job = call_once(algorithm, settings, client, value, secrets, mounts)
+    if job.status == "succeeded":
+        runs.record(directory, algorithm.content_hash)
+        if job.logs and not as_json:
+            err.rule("logs")
+            click.echo(job.logs.rstrip("\n"), err=True)  # verbatim: no markup
     finish_job(job, as_json, show_metrics=True)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What each call of a watched directory gets; secrets and models are read again on
+    each change, since the manifest may name others."""
+
+    payload: Any
+    secret_values: tuple[str, ...]
+    model_values: tuple[str, ...]
 
 
 @click.command("test", context_settings={"ignore_unknown_options": True})
@@ -261,6 +338,8 @@ def test(ctx: CliContext, directory: Path, timeout_s: int, pytest_args: tuple[st
         raise click.ClickException(exc.message) from exc
     if result.timed_out:
         raise click.ClickException(f"the tests did not finish within {timeout_s} s")
+    if result.exit_code == 0:
+        LocalRuns(ctx.settings.state_dir).record(directory, algorithm.content_hash)
     sys.exit(result.exit_code)
 
 

@@ -5,7 +5,10 @@ It never writes into a directory that exists, so nothing of the user's is overwr
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -96,15 +99,67 @@ An algohost algorithm ({template} template).
     algohost publish {name}                    # a new version on ALGOHOST_API_URL
 """
 
-TEMPLATES = {
+NOTEBOOK_MANIFEST = MANIFEST.replace('entrypoint = "main:apply"',
+                                     'entrypoint = "analysis.ipynb"  # a notebook algorithm')
+
+
+def _cell(cell_id: str, source: str, tags: tuple[str, ...] = ()) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"tags": list(tags)} if tags else {}
+    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": metadata,
+            "outputs": [], "source": source.splitlines(keepends=True)}
+
+
+def notebook(name: str) -> str:
+    """nbformat 4 as JSON: the call's input replaces the `parameters` cell's defaults
+    (papermill's convention) and the variable `result` is the call's output."""
+    return json.dumps({
+        "cells": [
+            {"cell_type": "markdown", "id": "about", "metadata": {},
+             "source": [f"# {name}\n", "\n",
+                        "The cell tagged `parameters` holds the defaults; a call's input "
+                        "overrides them. The value of `result` is the call's output."]},
+            _cell("parameters", 'name = "world"  # who to greet\nrepeat = 1  # how many times\n',
+                  ("parameters",)),
+            _cell("compute", 'greeting = " ".join([f"hello {name}"] * int(repeat))\n'
+                  "print(greeting)  # prints go to the job's logs\n"),
+            _cell("result", 'result = {"greeting": greeting}\n'),
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                    "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }, indent=1) + "\n"
+
+
+NOTEBOOK_TEST = '''\
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "analysis.ipynb"
+
+
+def test_the_parameters_cell_is_tagged_and_holds_the_defaults():
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c["metadata"].get("tags", [])]
+    assert len(tagged) == 1
+    namespace = {{}}
+    exec("".join(tagged[0]["source"]), namespace)
+    assert namespace["name"] == "world"
+'''
+
+TEMPLATES: dict[str, dict[str, str | Callable[[str], str]]] = {
     "function": {"main.py": FUNCTION, "tests/test_main.py": FUNCTION_TEST},
     "model": {"main.py": MODEL, "tests/test_main.py": MODEL_TEST},
+    "notebook": {"algorithm.toml": NOTEBOOK_MANIFEST, "analysis.ipynb": notebook,
+                 "tests/test_analysis.py": NOTEBOOK_TEST},
 }
 
 
 def write_template(target: Path, name: str, template: str) -> list[Path]:
     """Create `target` with the template's files; refuses a path that exists."""
-    files = {"algorithm.toml": MANIFEST, "README.md": README, **TEMPLATES[template]}
+    files: dict[str, str | Callable[[str], str]] = {"algorithm.toml": MANIFEST, "README.md": README,
+                                                  **TEMPLATES[template]}
     try:
         target.mkdir(parents=True, exist_ok=False)
     except FileExistsError as exc:
@@ -113,7 +168,8 @@ def write_template(target: Path, name: str, template: str) -> list[Path]:
     for relative, text in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text.format(name=name, template=template), encoding="utf-8")
+        content = text(name) if callable(text) else text.format(name=name, template=template)
+        path.write_text(content, encoding="utf-8")
         written.append(path)
     return written
 

@@ -7,6 +7,7 @@ configuration, environment, labels or logs.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -298,6 +299,35 @@ class DockerSession(Session):
                 return self._kill(ExitReason.TIMEOUT, message, started)
             if should_cancel():
                 return self._kill(ExitReason.CANCELED, "the call was canceled", started)
+
+    def reload(self, files: dict[str, bytes]) -> float:
+        """Have the runner import `files` in place of its code, keeping the container warm
+        (`algohost run --watch`); returns the import's milliseconds. A load error raises
+        ContainerStartFailed and leaves the previous code serving."""
+        encoded = {name: base64.b64encode(data).decode("ascii") for name, data in files.items()}
+        try:
+            self._channel.send(protocol.encode({"type": protocol.RELOAD, "files": encoded}))
+        except OSError as exc:
+            self.close()
+            raise ContainerStartFailed("the container ended before the reload",
+                                       build_id=self.spec.build_id) from exc
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        while time.monotonic() < deadline and not self._channel.eof:
+            try:
+                msg = self._channel.receive(max(0.0, min(POLL_S, deadline - time.monotonic())))
+            except (OSError, ProtocolViolation):
+                break
+            if msg is not None and msg["type"] == protocol.READY:
+                return float(msg.get("import_ms") or 0.0)
+            if msg is not None and msg["type"] == protocol.LOAD_ERROR:
+                error = msg.get("error") or exit_error(ExitReason.START_FAILED, "reload failed")
+                raise ContainerStartFailed(f"{error.get('type')}: {error.get('message')}",
+                                           build_id=self.spec.build_id, error=error,
+                                           logs=str(msg.get("logs", "")))
+        self.close()
+        raise ContainerStartFailed("the runner did not take the new code within "
+                                   f"{self.settings.start_timeout_s:g} s",
+                                   build_id=self.spec.build_id)
 
     def _peak_memory(self) -> int:
         """The cgroup's peak: of this call where it could be reset, else of the container."""

@@ -14,6 +14,7 @@ INIT = "init"
 CALL = "call"
 SHUTDOWN = "shutdown"
 RESPONSE = "response"  # the answer to a REQUEST, in one or more parts
+RELOAD = "reload"  # new source files to import in place of the current ones (local --watch)
 # Message types, runner -> worker.
 READY = "ready"
 LOAD_ERROR = "load_error"
@@ -32,6 +33,7 @@ ENTRYPOINT_ENV = "ALGOHOST_ENTRYPOINT"
 ALGORITHM_DIR_ENV = "ALGOHOST_ALGORITHM_DIR"
 SECRETS_DIR_ENV = "ALGOHOST_SECRETS_DIR"
 DEFAULT_ALGORITHM_DIR = "/opt/algorithm"
+RELOAD_DIR = "algohost-reload"  # under the container's /tmp: the root filesystem is read-only
 DEFAULT_SECRETS_DIR = "/run/secrets"
 OUTPUTS_DIR_ENV = "ALGOHOST_OUTPUTS_DIR"
 DEFAULT_OUTPUTS_DIR = "/outputs"

@@ -238,12 +238,13 @@ def write_secrets(secrets: dict[str, str], as_env: bool) -> None:
             os.environ[name] = value
 
 
-def load_entrypoint() -> Callable[[Any], Any]:
+def load_entrypoint(directory: str | None = None) -> Callable[[Any], Any]:
     spec = os.environ.get(protocol.ENTRYPOINT_ENV, "")
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name:
         raise ValueError(f"{protocol.ENTRYPOINT_ENV} must be 'module:function', got {spec!r}")
-    directory = os.environ.get(protocol.ALGORITHM_DIR_ENV, protocol.DEFAULT_ALGORITHM_DIR)
+    if directory is None:
+        directory = os.environ.get(protocol.ALGORITHM_DIR_ENV, protocol.DEFAULT_ALGORITHM_DIR)
     os.chdir(directory)
     sys.path.insert(0, directory)
     module = importlib.import_module(module_name)
@@ -254,6 +255,35 @@ def load_entrypoint() -> Callable[[Any], Any]:
     if callable(load):
         load()
     return func  # type: ignore[no-any-return]
+
+
+def write_reload(files: dict[str, str], generation: int) -> str:
+    """The reloaded source, written under /tmp (the image's copy is read-only); the
+    previous reload's directory goes, so /tmp holds one copy at a time."""
+    root = os.path.join(tempfile.gettempdir(), protocol.RELOAD_DIR)
+    directory = os.path.join(root, str(generation))
+    shutil.rmtree(root, ignore_errors=True)
+    for name, data in files.items():
+        path = os.path.normpath(os.path.join(directory, name))
+        if not path.startswith(directory + os.sep):
+            raise ValueError(f"source path {name!r} leaves the algorithm directory")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+    return directory
+
+
+def forget_modules(*directories: str) -> None:
+    """Drop every module imported from `directories` and take them off sys.path, so the
+    next import reads the new code."""
+    prefixes = tuple(os.path.abspath(d) + os.sep for d in directories)
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None) or ""
+        if path and os.path.abspath(path).startswith(prefixes):
+            del sys.modules[name]
+    sys.path[:] = [p for p in sys.path
+                   if not (os.path.abspath(p or ".") + os.sep).startswith(prefixes)]
+    importlib.invalidate_caches()
 
 
 def run_call(
@@ -339,12 +369,39 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
     logs, dropped = capture.collect()
     channel.send({"type": protocol.READY, "import_ms": import_ms, "logs": logs,
                   "logs_dropped": dropped})
+    directory = os.getcwd()
+    generation = 0
     while True:
         msg = channel.read()
         if msg is None or msg["type"] == protocol.SHUTDOWN:
             return 0
         if msg["type"] == protocol.CALL:
             channel.send(run_call(func, msg, capture, max_output, channel, limits))
+        elif msg["type"] == protocol.RELOAD:
+            generation += 1
+            loaded = reload(msg, directory, generation, capture)
+            channel.send(loaded[0])
+            if loaded[1] is not None:
+                func, directory = loaded[1], loaded[2]
+
+
+def reload(msg: dict[str, Any], directory: str, generation: int, capture: Capture
+           ) -> tuple[dict[str, Any], Callable[[Any], Any] | None, str]:
+    """Import the source a RELOAD message carries in place of the current one. On an error
+    the reply says why and the caller keeps the previous code, so the next save can fix it."""
+    capture.reset()
+    started = time.perf_counter()
+    try:
+        forget_modules(directory, os.path.join(tempfile.gettempdir(), protocol.RELOAD_DIR))
+        new_directory = write_reload(msg.get("files") or {}, generation)
+        func = load_entrypoint(new_directory)
+    except BaseException as exc:
+        logs, dropped = capture.collect()
+        return ({"type": protocol.LOAD_ERROR, "error": _error(exc, capture.max_bytes),
+                 "logs": logs, "logs_dropped": dropped}, None, directory)
+    logs, dropped = capture.collect()
+    return ({"type": protocol.READY, "import_ms": (time.perf_counter() - started) * 1000.0,
+             "logs": logs, "logs_dropped": dropped}, func, new_directory)
 
 
 def main() -> int:
