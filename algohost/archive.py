@@ -12,6 +12,8 @@ import io
 import json
 import tarfile
 import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -51,13 +53,19 @@ def _tarinfo(path: Path, arcname: str) -> tarfile.TarInfo:
     return info
 
 
+@contextmanager
+def _writing(buffer: io.BytesIO) -> Iterator[tarfile.TarFile]:
+    with gzip.GzipFile(filename="", fileobj=buffer, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        yield tar
+
+
 def make_archive(root: Path) -> bytes:
     """tar.gz of `root` (paths relative to it), the same bytes for the same tree."""
     if not root.is_dir():
         raise InvalidArchive(f"{root} is not a directory")
     buffer = io.BytesIO()
-    with gzip.GzipFile(filename="", fileobj=buffer, mode="wb", mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with _writing(buffer) as tar:
         for path in _included(root):
             info = _tarinfo(path, path.relative_to(root).as_posix())
             if info.isdir():
@@ -65,6 +73,19 @@ def make_archive(root: Path) -> bytes:
             else:
                 with path.open("rb") as handle:
                     tar.addfile(info, handle)
+    return buffer.getvalue()
+
+
+def archive_of_files(files: Mapping[str, bytes]) -> bytes:
+    """tar.gz of files given by relative path (the console's editor); names are checked
+    when the archive is read, as any upload's are."""
+    buffer = io.BytesIO()
+    with _writing(buffer) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+            info.size, info.mode = len(files[name]), 0o644
+            tar.addfile(info, io.BytesIO(files[name]))
     return buffer.getvalue()
 
 

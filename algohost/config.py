@@ -108,6 +108,8 @@ class Settings:
     artifact_quota_bytes: int = 10 * 1024 * MiB
     artifact_gc_grace_s: int = 24 * 3600
     artifact_gc_interval_s: int = 3600
+    console_session_s: int = 8 * 3600  # how long a console sign-in lasts
+    console_secure_cookie: bool = False  # send the console's cookie over HTTPS only
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
 
     def __post_init__(self) -> None:

@@ -14,7 +14,8 @@ into these where they are caught, with `raise ... from exc`.
     │   └── WebhookRefused (webhook_refused)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
-    │   └── SecretsForbidden (secrets_forbidden)
+    │   ├── SecretsForbidden (secrets_forbidden)
+    │   └── CsrfRefused (csrf_refused)
     ├── NotFound (404 not_found)
     │   ├── AlgorithmNotFound, VersionNotFound, JobNotFound, BuildNotFound
     │   ├── SecretNotFound (secret_not_found)
@@ -115,6 +116,12 @@ class SecretsForbidden(Forbidden):
     """Vault refused a token scoped to one algorithm: a misconfiguration or an attack."""
 
     code = "secrets_forbidden"
+
+
+class CsrfRefused(Forbidden):
+    """A console form arrived without the session's CSRF token: another site may have sent it."""
+
+    code = "csrf_refused"
 
 
 class NotFound(AlgohostError):

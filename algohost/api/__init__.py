@@ -35,6 +35,7 @@ from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
+from algohost.store.sessions import SessionStore
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
@@ -116,9 +117,14 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         lineage=LineageIndex(client),
         models=ModelRegistry(client),
         data=DataStore(client, artifact_store),
+        sessions=SessionStore(client, settings.console_session_s),
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
                       webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp):
         app.register_blueprint(blueprint)
+    # Imported here: the console imports the API's views, which import this package.
+    from algohost.console import console
+
+    app.register_blueprint(console)
     return app

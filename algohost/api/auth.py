@@ -18,9 +18,19 @@ def authenticate() -> str:
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    return act_as(owner_of_key(key))
+
+
+def owner_of_key(key: str) -> str:
+    """The owner of a presented key (the header's, or the console's sign-in form's)."""
     owner = services().keys.owner_of(key)
     if owner is None:
         raise Unauthorized("the API key is not valid")
+    return owner
+
+
+def act_as(owner: str) -> str:
+    """Make `owner` the caller of this request: every view's owner check compares with it."""
     g.algohost_owner = owner
     return owner
 

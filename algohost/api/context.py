@@ -26,6 +26,7 @@ from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
 from algohost.store.registry import Registry
+from algohost.store.sessions import SessionStore
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
@@ -56,6 +57,7 @@ class Services:
     lineage: LineageIndex | None = None
     models: ModelRegistry | None = None
     data: DataStore | None = None
+    sessions: SessionStore | None = None  # the web console's sign-ins
 
 
 def services() -> Services:

@@ -10,7 +10,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from flask import Blueprint, Response, request
 from pydantic import BaseModel, ValidationError
@@ -86,6 +86,7 @@ class BinaryContent(BaseModel):
 
 
 View = Callable[..., Reply | Streamed]
+M = TypeVar("M", bound=BaseModel)
 ROUTES: list[RouteSpec] = []
 
 
@@ -116,13 +117,13 @@ def _arguments(spec: RouteSpec, path: dict[str, str]) -> dict[str, Any]:
         authenticate()
     arguments: dict[str, Any] = dict(path)
     if spec.query is not None:
-        arguments["query"] = _validate(spec.query, request.args.to_dict(), "query parameters")
+        arguments["query"] = validate(spec.query, request.args.to_dict(), "query parameters")
     if isinstance(spec.body, Upload) and spec.body.streamed:
         arguments["body"] = open_upload(spec.body)
     elif isinstance(spec.body, Upload):
         arguments["body"] = read_upload(spec.body)
     elif spec.body is not None:
-        arguments["body"] = _validate(spec.body, read_json(), "request body")
+        arguments["body"] = validate(spec.body, read_json(), "request body")
     return arguments
 
 
@@ -214,7 +215,8 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
                                     include_context=False)]
 
 
-def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+def validate(model: type[M], data: Any, where: str) -> M:
+    """`data` as `model`, or a 400 invalid_request naming each bad field."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

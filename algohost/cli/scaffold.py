@@ -156,10 +156,17 @@ TEMPLATES: dict[str, dict[str, str | Callable[[str], str]]] = {
 }
 
 
-def write_template(target: Path, name: str, template: str) -> list[Path]:
-    """Create `target` with the template's files; refuses a path that exists."""
+def template_files(name: str, template: str) -> dict[str, str]:
+    """A new algorithm's files by relative path (`algohost init` and the console's editor)."""
     files: dict[str, str | Callable[[str], str]] = {"algorithm.toml": MANIFEST, "README.md": README,
                                                   **TEMPLATES[template]}
+    return {path: text(name) if callable(text) else text.format(name=name, template=template)
+            for path, text in files.items()}
+
+
+def write_template(target: Path, name: str, template: str) -> list[Path]:
+    """Create `target` with the template's files; refuses a path that exists."""
+    files = template_files(name, template)
     try:
         target.mkdir(parents=True, exist_ok=False)
     except FileExistsError as exc:
@@ -168,8 +175,7 @@ def write_template(target: Path, name: str, template: str) -> list[Path]:
     for relative, text in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        content = text(name) if callable(text) else text.format(name=name, template=template)
-        path.write_text(content, encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
 

@@ -71,7 +71,11 @@ class KeyStore:
 
     @translate_errors
     def owner_of(self, key: str) -> str | None:
-        digest = hash_key(key)
+        return self.owner_of_digest(hash_key(key))
+
+    @translate_errors
+    def owner_of_digest(self, digest: str) -> str | None:
+        """The owner of the key with this SHA-256 (what a console session keeps)."""
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]

@@ -16,6 +16,7 @@ GROUND_FLOOR = ("algohost.config", "algohost.errors", "algohost.clock", "algohos
 RULES = [
     ("algohost.secrets", ("algohost.store", "algohost.api", "algohost.worker", "algohost.dev")),
     ("algohost.api", ("algohost.worker", "algohost.sandbox", "algohost.dev")),
+    ("algohost.console", ("algohost.worker", "algohost.sandbox", "algohost.dev")),
     ("algohost.sandbox", ("algohost.store", "algohost.secrets", "algohost.api",
                           "algohost.worker", "algohost.dev")),
     ("algohost.store", ("algohost.api", "algohost.worker", "algohost.dev")),

@@ -1,0 +1,81 @@
+"""The console's blueprint and what every page shares: assets, headers, HTML errors.
+
+Pages are rendered on the server from the API's own reply models; the only scripts are
+the bundled static files, so the Content-Security-Policy allows nothing inline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, g, render_template, request, url_for
+
+from algohost.errors import AlgohostError
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+# Asset URLs carry their content's hash, so browsers may keep them for a long time.
+ASSET_MAX_AGE_S = 7 * 24 * 3600
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+
+
+class ConsoleBlueprint(Blueprint):
+    def get_send_file_max_age(self, filename: str | None) -> int | None:
+        return ASSET_MAX_AGE_S
+
+
+bp = ConsoleBlueprint("console", __name__, url_prefix="/console", template_folder="templates",
+                      static_folder="static", static_url_path="/static")
+
+
+# Pages add themselves here: the top navigation, and the links on an algorithm's page.
+NAV: list[tuple[str, str]] = [("console.algorithms", "Algorithms"), ("console.jobs", "Jobs")]
+ALGORITHM_LINKS: list[tuple[str, str]] = []
+
+
+@bp.context_processor
+def _navigation() -> dict[str, Any]:
+    return {"console_nav": NAV, "algorithm_links": ALGORITHM_LINKS}
+
+
+@cache
+def _digest(name: str) -> str:
+    return hashlib.sha256((STATIC / name).read_bytes()).hexdigest()[:12]
+
+
+@bp.app_template_global()
+def asset(name: str) -> str:
+    return url_for("console.static", filename=name, v=_digest(name))
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.endswith(".json") or request.is_json or \
+        request.accept_mimetypes.best == "application/json"
+
+
+@bp.errorhandler(AlgohostError)
+def _error(exc: AlgohostError) -> Any:
+    """The API's errors, as a page (or JSON for the pages' own scripts), same status and code."""
+    if exc.http_status >= 500:
+        log.error("%s %s failed: %s", request.method, request.path, exc.message,
+                  exc_info=exc if exc.http_status == 500 else None)
+    if wants_json():
+        return {"error": exc.to_dict()}, exc.http_status
+    return render_template("error.html", error=exc, owner=g.get("algohost_owner")), \
+        exc.http_status

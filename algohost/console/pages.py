@@ -1,0 +1,114 @@
+"""Pages to look at: algorithms and their builds (live build logs), jobs (a live list) and
+one job with everything it left behind, artifacts shown inline when they are images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, redirect, render_template, request, url_for
+
+from algohost.api import algorithms as algorithms_api
+from algohost.api import artifacts as artifacts_api
+from algohost.api import jobs as jobs_api
+from algohost.api import webhooks as webhooks_api
+from algohost.api.schemas import AlgorithmList, Build, BuildList, JobList, JobListQuery
+from algohost.console.blueprint import bp
+from algohost.console.calls import answer, stream
+from algohost.console.session import current_session
+from algohost.public import DeliveryList, Job, public_job
+from algohost.store.jobs import JobStatus
+
+# Shown inline on the console's origin; anything else (SVG and HTML too) is a download.
+INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+JOBS_SCANNED = 200  # the newest jobs the list page filters
+
+
+@bp.route("/")
+def home() -> Any:
+    return redirect(url_for("console.algorithms"))
+
+
+@bp.route("/algorithms")
+def algorithms() -> str:
+    listing = answer(algorithms_api.list_algorithms, AlgorithmList)
+    return render_template("algorithms.html", algorithms=listing.algorithms,
+                           owner=current_session().owner)
+
+
+@bp.route("/algorithms/<owner>/<name>")
+def algorithm(owner: str, name: str) -> str:
+    versions = answer(algorithms_api.list_versions, BuildList, owner=owner, name=name).versions
+    latest = next((b for b in versions if b.status == "succeeded"), None)
+    return render_template("algorithm.html", algo_owner=owner, name=name, versions=versions,
+                           latest=latest, owner=current_session().owner)
+
+
+def _build(owner: str, name: str, version: str) -> Build:
+    return answer(algorithms_api.get_version, Build, owner=owner, name=name, version=version)
+
+
+@bp.route("/algorithms/<owner>/<name>/versions/<version>")
+def build(owner: str, name: str, version: str) -> str:
+    return render_template("build.html", build=_build(owner, name, version),
+                           owner=current_session().owner)
+
+
+@bp.route("/algorithms/<owner>/<name>/versions/<version>/log.json")
+def build_log(owner: str, name: str, version: str) -> dict[str, Any]:
+    found = _build(owner, name, version)
+    return {"version": found.version, "ref": found.ref, "status": found.status.value,
+            "error": found.error, "reason": found.reason, "logs": found.logs or ""}
+
+
+def _row(job: Job) -> dict[str, Any]:
+    total = job.metrics.total_ms if job.metrics else None
+    return {"id": job.id, "algorithm": job.algorithm, "status": job.status.value,
+            "created_at": job.created_at, "total_ms": total,
+            "url": url_for("console.job", job_id=job.id)}
+
+
+def _filtered_jobs() -> list[Job]:
+    status, algorithm = request.args.get("status", ""), request.args.get("algorithm", "")
+    listing = answer(jobs_api.list_jobs, JobList, query=JobListQuery(limit=JOBS_SCANNED))
+    return [job for job in listing.jobs
+            if (not status or job.status.value == status)
+            and (not algorithm or algorithm in job.algorithm)]
+
+
+@bp.route("/jobs")
+def jobs() -> str:
+    return render_template("jobs.html", jobs=[_row(j) for j in _filtered_jobs()],
+                           statuses=[s.value for s in JobStatus],
+                           status=request.args.get("status", ""),
+                           algorithm=request.args.get("algorithm", ""),
+                           owner=current_session().owner)
+
+
+@bp.route("/jobs.json")
+def jobs_json() -> dict[str, Any]:
+    return {"jobs": [_row(j) for j in _filtered_jobs()]}
+
+
+@bp.route("/jobs/<job_id>")
+def job(job_id: str) -> str:
+    found = public_job(jobs_api.owned_job(job_id), include_input=True)
+    deliveries = answer(webhooks_api.job_deliveries, DeliveryList, job_id=job_id).deliveries
+    return render_template("job.html", job=found, deliveries=deliveries,
+                           inline_images=INLINE_IMAGES, owner=current_session().owner)
+
+
+@bp.route("/jobs/<job_id>/status.json")
+def job_status(job_id: str) -> dict[str, Any]:
+    found = public_job(jobs_api.owned_job(job_id))
+    return {"id": found.id, "status": found.status.value, "terminal": found.status.terminal}
+
+
+@bp.route("/artifacts/<sha256>")
+def artifact(sha256: str) -> Response:
+    reply = stream(artifacts_api.download_artifact, sha256=sha256)
+    headers = dict(reply.headers)
+    if reply.media_type in INLINE_IMAGES and "download" not in request.args:
+        headers["Content-Disposition"] = "inline"
+    return Response(reply.chunks, headers=headers, mimetype=reply.media_type,
+                    direct_passthrough=True)

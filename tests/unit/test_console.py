@@ -1,0 +1,147 @@
+"""The web console over Flask's test client, on the real API with its inline worker: sign in,
+CSRF, owner isolation, the editor's build and try-it, and what a page may never show."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from algohost.store.keys import KeyStore
+from algohost.store.sessions import SessionStore
+
+
+def token_in(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found.group(1)
+
+
+def sign_in(client, key: str):
+    page = client.get("/console/signin")
+    return client.post("/console/signin", data={"key": key,
+                                                "csrf_token": token_in(page.text)})
+
+
+@pytest.fixture
+def console(api):
+    client = api.app.test_client()
+    assert sign_in(client, api.key).status_code == 302
+    return client
+
+
+def csrf_of(client) -> str:
+    return token_in(client.get("/console/algorithms").text)
+
+
+def publish_from_editor(client, api, name="hello", body='return {"hi": x}'):
+    files = {"algorithm.toml": f'name = "{name}"\nentrypoint = "main:apply"\n',
+             "main.py": f"def apply(x):\n    {body}\n"}
+    return client.post(f"/console/algorithms/{api.owner}/{name}/build",
+                       json={"files": files}, headers={"X-CSRF-Token": csrf_of(client)})
+
+
+def test_pages_ask_to_sign_in_and_json_says_401(api):
+    client = api.app.test_client()
+    page = client.get("/console/jobs")
+    assert page.status_code == 302 and "/console/signin" in page.headers["Location"]
+    assert client.get("/console/jobs.json").status_code == 401
+
+
+def test_signing_in_sets_only_an_httponly_strict_session_id(api):
+    client = api.app.test_client()
+    reply = sign_in(client, api.key)
+    cookie = next(h for h in reply.headers.getlist("Set-Cookie")
+                  if h.startswith("algohost_console="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert api.key not in cookie
+    session_id = cookie.split(";")[0].split("=", 1)[1]
+    stored = SessionStore(api.worker.registry.redis, 60).get(session_id)
+    assert stored is not None and stored.owner == api.owner
+    assert api.key not in stored.to_json()
+
+
+def test_a_wrong_key_is_refused_with_401(api):
+    client = api.app.test_client()
+    reply = sign_in(client, "ak_not-a-key")
+    assert reply.status_code == 401 and "not valid" in reply.text
+
+
+def test_sign_in_without_its_csrf_token_is_refused(api):
+    client = api.app.test_client()
+    client.get("/console/signin")
+    reply = client.post("/console/signin", data={"key": api.key})
+    assert reply.status_code == 403 and "csrf_refused" in reply.text
+
+
+def test_a_form_without_the_session_csrf_token_is_refused(console):
+    assert console.post("/console/signout").status_code == 403
+    assert console.post("/console/signout", data={"csrf_token": "forged"}).status_code == 403
+    assert console.get("/console/jobs").status_code == 200  # still signed in
+
+
+def test_sign_out_ends_the_session(console):
+    reply = console.post("/console/signout", data={"csrf_token": csrf_of(console)})
+    assert reply.status_code == 302
+    assert console.get("/console/jobs.json").status_code == 401
+
+
+def test_a_revoked_key_ends_its_sessions(api, console):
+    # Through the app's own key store: another process's revocation takes its cache's 5 s.
+    api.app.extensions["algohost"].keys.revoke(api.key)
+    assert console.get("/console/jobs.json").status_code == 401
+
+
+def test_build_from_the_editor_then_try_it(api, console):
+    reply = publish_from_editor(console, api)
+    assert reply.status_code == 202, reply.get_json()
+    build = reply.get_json()["build"]
+    log = console.get(build["log_url"]).get_json()
+    assert log["status"] == "succeeded"
+    called = console.post("/console/try", json={"algorithm": f"{api.owner}/hello@latest",
+                                                "input": 7},
+                          headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})
+    assert called.status_code == 200, called.get_json()
+    assert called.get_json()["job"]["output"] == {"hi": 7}
+    assert api.owner + "/hello" in console.get("/console/algorithms").text
+    editor = console.get(f"/console/algorithms/{api.owner}/hello/edit")
+    assert editor.status_code == 200 and "def apply(x)" in editor.text
+
+
+def test_try_it_validates_with_the_api_rules(api, console):
+    reply = console.post("/console/try", json={"algorithm": "not a ref", "input": 1},
+                         headers={"X-CSRF-Token": csrf_of(console)})
+    assert reply.status_code == 400
+    assert reply.get_json()["error"]["code"] == "invalid_request"
+
+
+def test_a_failing_job_shows_its_traceback(api, console):
+    publish_from_editor(console, api, "boom", 'raise ValueError("no good")')
+    called = console.post("/console/try", json={"algorithm": f"{api.owner}/boom", "input": 1},
+                          headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})
+    job = called.get_json()["job"]
+    assert job["status"] == "failed"
+    page = console.get(f"/console/jobs/{job['id']}")
+    assert "ValueError" in page.text and "Traceback" in page.text
+
+
+def test_another_owners_job_and_algorithm_are_refused(api, console, redis_client):
+    other = api.app.test_client()
+    sign_in(other, KeyStore(redis_client).create("mallory"))
+    publish_from_editor(console, api)
+    called = console.post("/console/try", json={"algorithm": f"{api.owner}/hello", "input": 1},
+                          headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})
+    job_id = called.get_json()["job"]["id"]
+    assert other.get(f"/console/jobs/{job_id}").status_code == 403
+    assert other.get(f"/console/jobs/{job_id}/status.json").status_code == 403
+    assert job_id not in other.get("/console/jobs.json").text
+    assert other.get(f"/console/algorithms/{api.owner}/hello").status_code == 403
+    assert other.get(f"/console/algorithms/{api.owner}/hello/edit").status_code == 403
+    denied = publish_from_editor(other, api)
+    assert denied.status_code == 403
+
+
+def test_pages_forbid_inline_script_and_are_not_cached(console):
+    page = console.get("/console/jobs")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
