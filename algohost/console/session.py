@@ -2,7 +2,7 @@
 
 The key is checked by the API's own rule (`owner_of_key`) and never stored: a Redis record
 keeps the owner and the key's hash under a random id, the cookie holds only that id
-(HttpOnly, SameSite=Strict). Every POST carries the session's CSRF token.
+(HttpOnly, SameSite=Strict). Every request that changes something carries the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ SIGNIN_COOKIE = "algohost_console_signin"  # the sign-in form's own CSRF token (
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 OPEN_ENDPOINTS = frozenset({"console.signin", "console.static"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def session_store() -> SessionStore:
@@ -72,7 +73,7 @@ def _guard() -> Any:
         if request.method == "GET" and not request.path.endswith(".json"):
             return redirect(url_for("console.signin", next=request.full_path.rstrip("?")))
         raise Unauthorized("sign in to the console first")
-    if request.method == "POST":
+    if request.method not in SAFE_METHODS:
         given = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
         if not _same(given, found.csrf_token):
             raise CsrfRefused("the form did not carry this session's CSRF token; reload the "

@@ -145,3 +145,55 @@ def test_pages_forbid_inline_script_and_are_not_cached(console):
     page = console.get("/console/jobs")
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_a_secret_is_set_listed_and_deleted_and_its_value_never_comes_back(api, console):
+    publish_from_editor(console, api)
+    page = f"/console/algorithms/{api.owner}/hello/secrets"
+    value = "s3cr3t-value-that-must-not-show"
+    answers = [console.post(page, data={"name": "DB_PASSWORD", "value": value,
+                                        "csrf_token": csrf_of(console)},
+                            follow_redirects=True)]
+    assert answers[0].status_code == 200 and "DB_PASSWORD is set (version 1)" in answers[0].text
+    answers.append(console.get(page))
+    assert "DB_PASSWORD" in answers[-1].text
+    answers.append(console.post(f"{page}/DB_PASSWORD/delete",
+                                data={"csrf_token": csrf_of(console)}, follow_redirects=True))
+    assert "DB_PASSWORD is deleted" in answers[-1].text
+    assert not any(value in reply.text for reply in answers)
+    assert not any(value in location for reply in answers
+                   for location in reply.request.url.split("?"))
+
+
+def test_a_secret_without_the_csrf_token_is_not_set(api, console):
+    publish_from_editor(console, api)
+    page = f"/console/algorithms/{api.owner}/hello/secrets"
+    assert console.post(page, data={"name": "X", "value": "v"}).status_code == 403
+    assert "<code>X</code>" not in console.get(page).text
+
+
+def test_another_owners_secrets_page_is_refused(api, console, redis_client):
+    publish_from_editor(console, api)
+    other = api.app.test_client()
+    sign_in(other, KeyStore(redis_client).create("mallory"))
+    assert other.get(f"/console/algorithms/{api.owner}/hello/secrets").status_code == 403
+
+
+def test_a_collection_is_made_uploaded_to_listed_and_downloaded(api, console):
+    made = console.post("/console/data", data={"name": "inputs", "access": "private",
+                                               "csrf_token": csrf_of(console)})
+    assert made.status_code == 303
+    url = f"/console/data/{api.owner}/inputs"
+    put = console.put(f"{url}/files/a/b.csv", data=b"x,y\n1,2\n",
+                      headers={"Content-Type": "text/csv", "X-CSRF-Token": csrf_of(console)})
+    assert put.status_code == 201, put.get_json()
+    assert "a/b.csv" in console.get(url).text
+    got = console.get(f"{url}/files/a/b.csv")
+    assert got.data == b"x,y\n1,2\n" and got.headers["Content-Disposition"].startswith("attachment")
+    assert console.put(f"{url}/files/c.csv", data=b"1").status_code == 403
+
+
+def test_a_collection_with_an_unknown_access_rule_is_a_400(console):
+    reply = console.post("/console/data", data={"name": "x", "access": "everyone",
+                                                "csrf_token": csrf_of(console)})
+    assert reply.status_code == 400 and "invalid_request" in reply.text

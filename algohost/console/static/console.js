@@ -161,7 +161,25 @@
     });
   }
 
+  // Data upload: the file's bytes as the body, so its own media type is kept.
+  function uploadForm(form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const file = $("u-file").files[0]; if (!file) return;
+      const path = ($("u-path").value.trim() || file.name).split("/").map(encodeURIComponent).join("/");
+      $("upload-state").textContent = "uploading…";
+      const response = await fetch(form.dataset.upload.replace("PATH", path), {
+        method: "PUT", body: file, credentials: "same-origin",
+        headers: {"Content-Type": file.type || "application/octet-stream",
+                  "X-CSRF-Token": form.dataset.csrf, Accept: "application/json"}});
+      if (response.ok) { window.location.reload(); return; }
+      const data = await response.json();
+      $("upload-state").textContent = data.error.code + ": " + data.error.message;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    const upload = $("upload-form"); if (upload) uploadForm(upload);
     const jobs = document.querySelector("[data-live-jobs]"); if (jobs) liveJobs(jobs);
     const log = $("build-log");
     if (log && !TERMINAL_BUILD.includes(log.dataset.status)) followBuild(log.dataset.buildLog, log, $("build-status"));
