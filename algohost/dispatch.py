@@ -23,10 +23,11 @@ WEBHOOK_TASK = "algohost.deliver_webhook"
 BATCH_CHUNK_TASK = "algohost.run_batch_chunk"
 WEBHOOKS_QUEUE = "webhooks"
 REMOVE_IMAGE_TASK = "algohost.remove_image"
+PIPELINE_TASK = "algohost.advance_pipeline"
 CLOSE_BUILD_COMMAND = "algohost_close_build"
 QUEUES = (CALLS_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
 TASK_MODULES = ["algohost.worker.tasks", "algohost.worker.webhook_tasks",
-                "algohost.worker.batch_tasks"]
+                "algohost.worker.batch_tasks", "algohost.worker.pipeline_tasks"]
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -45,6 +46,7 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={RUN_TASK: {"queue": CALLS_QUEUE}, BUILD_TASK: {"queue": BUILDS_QUEUE},
                      WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
                      BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE},
+                     PIPELINE_TASK: {"queue": CALLS_QUEUE},
                      REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE}},
         broker_connection_retry_on_startup=True,
         # The job record's lease, not the broker's visibility timeout, recovers
@@ -69,6 +71,8 @@ class Dispatcher(Protocol):
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None: ...
 
     def retire_build(self, build_id: str) -> None: ...
+
+    def enqueue_pipeline(self, run_id: str) -> None: ...
 
 
 class CeleryDispatcher:
@@ -97,6 +101,10 @@ class CeleryDispatcher:
         self.app.control.broadcast(CLOSE_BUILD_COMMAND, arguments={"build_id": build_id})
         self.app.send_task(REMOVE_IMAGE_TASK, args=[build_id], queue=BUILDS_QUEUE, countdown=5)
 
+    def enqueue_pipeline(self, run_id: str) -> None:
+        """Advance a pipeline run: a small task on the calls queue, next to its steps."""
+        self.app.send_task(PIPELINE_TASK, args=[run_id], queue=CALLS_QUEUE)
+
 
 class RecordingDispatcher:
     """Keeps what would have been sent; for tests without a broker."""
@@ -107,6 +115,7 @@ class RecordingDispatcher:
         self.webhooks: list[tuple[str, int, int, float]] = []
         self.batches: list[tuple[str, list[tuple[int, int]]]] = []
         self.retired: list[str] = []
+        self.pipelines: list[str] = []
 
     def enqueue_run(self, job_id: str) -> None:
         self.runs.append(job_id)
@@ -123,3 +132,6 @@ class RecordingDispatcher:
 
     def retire_build(self, build_id: str) -> None:
         self.retired.append(build_id)
+
+    def enqueue_pipeline(self, run_id: str) -> None:
+        self.pipelines.append(run_id)

@@ -11,7 +11,10 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── InvalidManifest (invalid_manifest)
     │   ├── InvalidPrefer (invalid_prefer)
     │   ├── InvalidArchive (invalid_archive)
-    │   └── WebhookRefused (webhook_refused)
+    │   ├── WebhookRefused (webhook_refused)
+    │   └── InvalidPipeline (invalid_pipeline)
+    │       ├── UnknownStep, UnknownReference (unknown_step, unknown_reference)
+    │       └── PipelineCycle (pipeline_cycle)
     ├── Unauthorized (401 unauthorized)
     ├── Forbidden (403 forbidden)
     │   ├── SecretsForbidden (secrets_forbidden)
@@ -20,7 +23,9 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── AlgorithmNotFound, VersionNotFound, JobNotFound, BuildNotFound
     │   ├── SecretNotFound (secret_not_found)
     │   ├── BatchNotFound, DeliveryNotFound
-    │   └── ArtifactNotFound (artifact_not_found)
+    │   ├── ArtifactNotFound (artifact_not_found)
+    │   ├── UnknownAlgorithm (unknown_algorithm: a pipeline step's algorithm)
+    │   └── PipelineNotFound, PipelineRunNotFound (pipeline_*not_found)
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── JobNotCancelable (job_not_cancelable)
@@ -102,6 +107,30 @@ class WebhookRefused(BadRequest):
     code = "webhook_refused"
 
 
+class InvalidPipeline(BadRequest):
+    """A pipeline spec that cannot run; `details.problems` names every offending place."""
+
+    code = "invalid_pipeline"
+
+
+class UnknownStep(InvalidPipeline):
+    """A `$steps.NAME...` reference to a step the pipeline does not have."""
+
+    code = "unknown_step"
+
+
+class UnknownReference(InvalidPipeline):
+    """A `$...` string that is neither `$input...` nor `$steps.NAME.output...`."""
+
+    code = "unknown_reference"
+
+
+class PipelineCycle(InvalidPipeline):
+    """Steps that depend on each other in a circle: none of them could ever start."""
+
+    code = "pipeline_cycle"
+
+
 class Unauthorized(AlgohostError):
     http_status = 401
     code = "unauthorized"
@@ -127,6 +156,12 @@ class CsrfRefused(Forbidden):
 class NotFound(AlgohostError):
     http_status = 404
     code = "not_found"
+
+
+class UnknownAlgorithm(NotFound):
+    """A pipeline's step names an algorithm its owner has not published."""
+
+    code = "unknown_algorithm"
 
 
 class AlgorithmNotFound(NotFound):
@@ -163,6 +198,14 @@ class ArtifactNotFound(NotFound):
     """No such blob for this owner: another owner's blob is not found either."""
 
     code = "artifact_not_found"
+
+
+class PipelineNotFound(NotFound):
+    code = "pipeline_not_found"
+
+
+class PipelineRunNotFound(NotFound):
+    code = "pipeline_run_not_found"
 
 
 class MethodNotAllowed(AlgohostError):

@@ -106,6 +106,12 @@ METRIC_NAME = Grammar("a metric name", r"[a-z][a-z0-9_.]{0,62}", "1-63 lowercase
 IDEMPOTENCY_KEY = Grammar("an Idempotency-Key", r"[A-Za-z0-9_.:~+/=-]{1,255}",
                           "1-255 letters, digits or '_.:~+/=-' (a UUID is a good one)", 255)
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:~+/=-]{1,255}$"  # the same, for the document
+# A pipeline's name, and a step's name inside it (it appears in `$steps.NAME.output`).
+PIPELINE_NAME = Grammar("a pipeline name", _SLUG, "1-63 lowercase letters, digits, '-' or "
+                        "'_', starting with a letter or digit", 63)
+STEP_NAME = Grammar("a step name", r"[a-z0-9][a-z0-9_]{0,62}", "1-63 lowercase letters, "
+                    "digits or '_', starting with a letter or digit", 63)
+STEP_NAME_PATTERN = r"^[a-z0-9][a-z0-9_]{0,62}$"  # for JSON Schema (OpenAPI)
 ENTRYPOINT = Grammar("an entrypoint", r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*",
                      "'module:function'", 255)
 

@@ -12,8 +12,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from algohost.clock import ms_between
+from algohost.pipeline import Graph
 from algohost.store.batches import ITEM_STATUSES, BatchRecord, BatchStatus, ItemResult
 from algohost.store.jobs import JobRecord, JobStatus
+from algohost.store.pipelines import (
+    PipelineRunRecord,
+    PipelineVersionRecord,
+    RunStatus,
+    StepStatus,
+)
 from algohost.store.registry import BuildRecord, BuildStatus
 from algohost.store.webhooks import AttemptEntry, DeliveryRecord, DeliveryState
 
@@ -220,3 +228,95 @@ def public_result(index: int, stored: ItemResult | None) -> BatchResult:
 class BatchResults(BaseModel):
     results: list[BatchResult] = Field(description="In input order; unfinished ones pending")
     next_cursor: str | None = Field(description="null on the last page")
+
+
+# Pipelines -----------------------------------------------------------------------------
+
+
+class PipelineVersion(BaseModel):
+    owner: str
+    name: str
+    version: int = Field(description="Versions count from 1; publishing the latest spec "
+                                     "again keeps its version")
+    digest: str = Field(description="SHA-256 of the spec's canonical JSON")
+    created_at: str
+    order: list[str] = Field(description="The steps in an order they can run in")
+    needs: dict[str, list[str]] = Field(description="Each step's dependencies")
+    spec: dict[str, Any]
+
+
+def public_pipeline(record: PipelineVersionRecord, graph: Graph) -> PipelineVersion:
+    return PipelineVersion(owner=record.owner, name=record.name, version=record.version,
+                           digest=record.digest, created_at=record.created_at,
+                           order=list(graph.order),
+                           needs={name: list(needs) for name, needs in graph.needs.items()},
+                           spec=record.spec)
+
+
+class PipelineStep(BaseModel):
+    name: str
+    algorithm: str = Field(description="The exact build it calls, pinned when the run started")
+    needs: list[str] = Field(description="Steps it waits for")
+    status: StepStatus
+    reason: str | None = Field(description="Why it ended so: cached, upstream_failed, the "
+                                           "job's reason...")
+    job_id: str | None = Field(description="Its job (null while pending, and when cached)")
+    cached: bool
+    cache_source: str | None = Field(description="The earlier job whose result it reuses")
+    attempts: int
+    started_at: str | None
+    finished_at: str | None
+    duration_ms: float | None
+    metrics: JobMetrics | None
+    artifacts: list[JobArtifact]
+    error: JobError | None
+
+
+class PipelineRun(BaseModel):
+    id: str
+    pipeline: str = Field(description="owner/name")
+    version: int
+    status: RunStatus
+    reason: str | None = Field(description="step_failed, output_unresolved...")
+    failed_step: str | None = Field(description="The first step that failed, once one has")
+    error: JobError | None = Field(description="Which step failed and why")
+    cache: bool
+    input: Any = Field(default=None, description="Only with ?include=input")
+    output: Any = Field(description="The spec's output template, resolved once it succeeded")
+    created_at: str
+    finished_at: str | None
+    steps: list[PipelineStep] = Field(description="In an order they can run in")
+
+
+def public_pipeline_run(record: PipelineRunRecord, graph: Graph,
+                        live: Mapping[str, JobRecord | None] | None = None,
+                        include_input: bool = False) -> PipelineRun:
+    """The run's graph; a step whose job is under way shows that job's status as it is now
+    (`live`, by job id), not as the scheduler last saw it."""
+    live = live or {}
+    steps = []
+    for name in graph.order:
+        state = record.steps[name]
+        status, started = state.status, state.started_at
+        job = live.get(state.job_id or "")
+        if state.status.active and job is not None and not job.status.terminal:
+            status, started = StepStatus(job.status.value), job.started_at
+        duration = (ms_between(state.started_at, state.finished_at)
+                    if state.started_at and state.finished_at else None)
+        steps.append(PipelineStep(
+            name=name, algorithm=state.algorithm, needs=list(graph.needs[name]), status=status,
+            reason=state.reason, job_id=state.job_id, cached=state.cached,
+            cache_source=state.cache_source, attempts=state.attempts, started_at=started,
+            finished_at=state.finished_at, duration_ms=duration,
+            metrics=None if state.metrics is None else JobMetrics.model_validate(state.metrics),
+            artifacts=[JobArtifact.model_validate(a) for a in state.artifacts],
+            error=None if state.error is None else JobError.model_validate(state.error)))
+    run = PipelineRun(
+        id=record.id, pipeline=record.pipeline, version=record.version, status=record.status,
+        reason=record.reason, failed_step=record.failed_step,
+        error=None if record.error is None else JobError.model_validate(record.error),
+        cache=record.cache, output=record.output, created_at=record.created_at,
+        finished_at=record.finished_at, steps=steps)
+    if include_input:
+        run.input = record.input
+    return run

@@ -13,7 +13,18 @@ from typing import Any
 import redis
 from flask import Flask
 
-from algohost.api import algorithms, artifacts, batches, data, jobs, limits, meta, models, webhooks
+from algohost.api import (
+    algorithms,
+    artifacts,
+    batches,
+    data,
+    jobs,
+    limits,
+    meta,
+    models,
+    pipelines,
+    webhooks,
+)
 from algohost.api import secrets as secret_routes
 from algohost.api.context import EXTENSION, Services
 from algohost.api.handlers import register_error_handlers
@@ -34,6 +45,7 @@ from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
+from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
 from algohost.store.webhooks import WebhookStore
@@ -118,10 +130,11 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         models=ModelRegistry(client),
         data=DataStore(client, artifact_store),
         sessions=SessionStore(client, settings.console_session_s),
+        pipelines=PipelineStore(client, settings.job_retention_s),
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
-                      webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp):
+                      webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp, pipelines.bp):
         app.register_blueprint(blueprint)
     # Imported here: the console imports the API's views, which import this package.
     from algohost.console import console

@@ -25,6 +25,7 @@ from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
+from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
 from algohost.store.webhooks import WebhookStore
@@ -58,6 +59,7 @@ class Services:
     models: ModelRegistry | None = None
     data: DataStore | None = None
     sessions: SessionStore | None = None  # the web console's sign-ins
+    pipelines: PipelineStore | None = None
 
 
 def services() -> Services:

@@ -45,14 +45,17 @@ from algohost.store.fairshare import FairShare, FairShareHook
 from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
 from algohost.store.metrics import BuildMetrics
+from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.usage import UsageLedger
+from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
 from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
 from algohost.worker.metering import MetricsHook, UsageHook
+from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
 from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class Runtime:
     builds: BuildRunner
     notifier: WebhookNotifier
     fair: FairShare
+    pipelines: Scheduler
     stop: threading.Event
 
 
@@ -109,18 +113,23 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                       settings.sandbox.max_artifact_bytes, ModelRegistry(client),
                       ModelCache(Path(settings.state_dir) / "models", artifacts.blobs),
                       DataStore(client, artifacts))
+    dispatcher = CeleryDispatcher(celery)
     fair = FairShare(client, LimitStore(client, settings, cache_s=LIMITS_CACHE_S),
-                     CeleryDispatcher(celery).enqueue_run, JobStore.key(""))
+                     dispatcher.enqueue_run, JobStore.key(""))
+    pipelines = Scheduler(PipelineStore(client, settings.job_retention_s), jobs, registry,
+                          JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s),
+                          settings.lease_s)
     hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
              MetricsHook(BuildMetrics.from_settings(client, settings)),
-             UsageHook(UsageLedger.from_settings(client, settings))]
+             UsageHook(UsageLedger.from_settings(client, settings)),
+             PipelineHook(dispatcher.enqueue_pipeline)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
                        hooks=hooks, outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings, BuildLeases(client))
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, fair, threading.Event())
+                   notifier, fair, pipelines, threading.Event())
 
 
 @celery.task(name=RUN_TASK)
@@ -159,6 +168,7 @@ def _reap(rt: Runtime, dispatcher: CeleryDispatcher) -> None:
     reap_expired_chunks(rt.chunks, dispatcher.enqueue_batch, rt.settings.max_attempts)
     rt.fair.repair(lambda job_id: _status(rt.jobs, job_id), stale_s=rt.settings.lease_s)
     reap_expired_builds(rt.builds.leases, dispatcher.enqueue_build, rt.settings.max_attempts)
+    redrive_due_runs(rt.pipelines.runs, dispatcher.enqueue_pipeline, rt.settings.lease_s)
     rt.notifier.resend_overdue()
 
 
