@@ -101,6 +101,14 @@ DATA_PREFIX_PATTERN = rf"^/*(?:{_DOC_SEGMENT}(?:/{_DOC_SEGMENT})*)?/*$"
 MODEL_KEY = Grammar("a model key", r"(?!\.\.?$)[A-Za-z0-9_.][A-Za-z0-9_.-]{0,62}",
                     "1-63 letters, digits, '_', '.' or '-' (not . or ..)", 63)
 # A custom metric an algorithm reports during a call (`algohost_runtime.log_metric`).
+# Where a version's source came from, as `algohost publish --git` reports it (metadata only:
+# the server never runs git). SHA-1 ids are 40 hex digits, SHA-256 repositories' 64.
+_GIT_COMMIT = r"[0-9a-f]{40}(?:[0-9a-f]{24})?"
+_GIT_REF = r"[A-Za-z0-9_][A-Za-z0-9_./@+~^-]{0,254}"
+GIT_COMMIT = Grammar("a git commit id", _GIT_COMMIT, "40 or 64 lowercase hex digits", 64)
+GIT_COMMIT_PATTERN = rf"^{_GIT_COMMIT}$"
+GIT_REF = Grammar("a git ref", _GIT_REF, "1-255 letters, digits or '_./@+~^-'", 255)
+GIT_REF_PATTERN = rf"^{_GIT_REF}$"
 METRIC_NAME = Grammar("a metric name", r"[a-z][a-z0-9_.]{0,62}", "1-63 lowercase letters, "
                       "digits, '_' or '.', starting with a letter", 63)
 IDEMPOTENCY_KEY = Grammar("an Idempotency-Key", r"[A-Za-z0-9_.:~+/=-]{1,255}",

@@ -122,6 +122,13 @@ class Build(BaseModel):
     royalty_micros: int = Field(default=0, description="What each call by another owner pays "
                                 "the author, in millionths of the currency unit")
     logs: str | None = Field(default=None, description="Build output; only on a single version")
+    local_hash: str | None = Field(default=None, description="The content hash of the last "
+                                   "successful local `algohost run`/`test`, sent with the publish")
+    matches_local: bool | None = Field(
+        default=None, description="true when the platform built exactly the source (and "
+        "manifest) that last ran locally; false when it differs; null when none was reported")
+    git_commit: str | None = Field(default=None, description="The commit it was published from")
+    git_ref: str | None = Field(default=None, description="The ref that named that commit")
 
 
 _BUILD_FIELDS = tuple(name for name in Build.model_fields if name not in ("manifest", "logs"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import posixpath
 from dataclasses import replace
+from typing import Any
 
 from flask import Blueprint
 
@@ -31,7 +32,7 @@ from algohost.clock import now_iso
 from algohost.errors import InvalidManifest, ServiceUnavailable
 from algohost.manifest import Manifest, check_caps, loads_manifest
 from algohost.names import LATEST, VERSION_RANGE, validate_algorithm_name, validate_owner
-from algohost.store.registry import BuildStatus
+from algohost.store.registry import BuildRecord, BuildStatus
 
 log = logging.getLogger(__name__)
 bp = Blueprint("algorithms", __name__)
@@ -67,6 +68,23 @@ def manifest_of(files: dict[str, bytes], name: str) -> Manifest:
     return manifest
 
 
+def record_origin(build: BuildRecord, created: bool, source_hash: str,
+                  query: PublishQuery) -> BuildRecord:
+    """What the publish says of the source: the hash that ran locally, the git commit.
+
+    Publishing the same content again returns its build; a new local hash replaces the
+    old one (the newest claim is the one to check), the first commit recorded stays."""
+    origin: dict[str, Any] = {"source_hash": source_hash} if created else {}
+    if query.local_hash:
+        origin["local_hash"] = query.local_hash
+    if query.git_commit and (created or not build.git_commit):
+        origin.update(git_commit=query.git_commit, git_ref=query.git_ref)
+    if not origin:
+        return build
+    services().registry.update_build(build.id, **origin)
+    return replace(build, **origin)
+
+
 @route(bp, "POST", "/v1/algorithms/<owner>/<name>/versions",
        summary="Publish a new version from a source archive", body=SOURCE, query=PublishQuery,
        responses={202: BuildReply, 200: BuildReply}, errors=(403, 429, 503))
@@ -84,6 +102,7 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     build, created = svc.registry.publish(owner, name, content_hash(files, manifest.to_dict()),
                                           manifest, body, query.bump,
                                           max_builds=svc.limits.for_owner(owner).max_builds)
+    build = record_origin(build, created, content_hash(files, parsed.to_dict()), query)
     ensure_policy_quietly(owner, name)
     if svc.artifacts is not None:
         for version in pinned.values():

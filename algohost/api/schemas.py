@@ -25,7 +25,15 @@ from algohost.artifacts.models import ModelVersion
 from algohost.artifacts.records import ArtifactRecord
 from algohost.errors import InvalidRequest, WebhookRefused
 from algohost.jsonlimits import MAX_JSON_DEPTH, nesting_depth
-from algohost.names import DATA_PREFIX_PATTERN, REF_FORMS, REF_PATTERN, SHA256_PATTERN, DataUri
+from algohost.names import (
+    DATA_PREFIX_PATTERN,
+    GIT_COMMIT_PATTERN,
+    GIT_REF_PATTERN,
+    REF_FORMS,
+    REF_PATTERN,
+    SHA256_PATTERN,
+    DataUri,
+)
 from algohost.public import Build, Job, JobError, JobMetrics, public_build, public_job
 from algohost.semver import Bump
 from algohost.webhooks import EVENTS, Event
@@ -138,6 +146,14 @@ class PublishQuery(BaseModel):
 
     bump: Bump = Field(default=Bump.PATCH,
                        description="Which part of the newest version a new build increments")
+    local_hash: str | None = Field(
+        default=None, pattern=SHA256_PATTERN,
+        description="The content hash `algohost run`/`test` last passed with locally; the "
+                    "version records whether it is this source's (matches_local)")
+    git_commit: str | None = Field(default=None, pattern=GIT_COMMIT_PATTERN,
+                                   description="The commit the archive was made from")
+    git_ref: str | None = Field(default=None, pattern=GIT_REF_PATTERN, max_length=255,
+                                description="The branch, tag or ref that named the commit")
 
 
 # Responses -----------------------------------------------------------------------------

@@ -187,11 +187,13 @@ class ApiClient:
     def limits(self) -> dict[str, Any]:
         return self._json("GET", "/v1/limits")
 
-    def publish(self, owner: str, name: str, archive: bytes, bump: str) -> Build:
+    def publish(self, owner: str, name: str, archive: bytes, bump: str,
+                origin: dict[str, str] | None = None) -> Build:
+        """`origin`: what the CLI knows of the source (local_hash, git_commit, git_ref)."""
         body = self._json(
             "POST",
             f"/v1/algorithms/{owner}/{name}/versions",
-            params={"bump": bump},
+            params={"bump": bump, **(origin or {})},
             data=archive,
             headers={"Content-Type": "application/gzip"},
             timeout_s=max(self.timeout_s, 120),

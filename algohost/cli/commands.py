@@ -103,35 +103,6 @@ def report_build_failure(build: Build) -> None:
 
 
 @click.command()
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default="patch",
-              show_default=True, help="Which part of the version to increase.")
-@click.option("--no-wait", is_flag=True, help="Return once the build is queued.")
-@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=1800,
-              show_default=True, help="Seconds to wait for the build.")
-@json_option
-@pass_ctx
-def publish(
-    ctx: CliContext, directory: Path, bump: str, no_wait: bool, timeout_s: int, as_json: bool
-) -> None:
-    """Publish DIR (with an algorithm.toml) as a new version and wait for its build."""
-    client = ctx.client()
-    build = start_publish(client, directory, bump)
-    if not no_wait and build.status not in BUILD_TERMINAL:
-        build = wait_build(client, build, timeout_s)
-    if as_json:
-        emit_json(build)
-    elif build.status != "failed":
-        click.echo(build.ref)
-    if build.status == "failed":
-        if not as_json:
-            report_build_failure(build)
-        raise BuildFailedError(build)
-    if no_wait and not as_json:
-        err.print(f"build {build.id} {build.status}")
-
-
-@click.command()
 @click.argument("algorithm", callback=unversioned_ref_callback)
 @json_option
 @pass_ctx
@@ -299,4 +270,4 @@ def delete_version(ctx: CliContext, ref: str, as_json: bool) -> None:
         click.echo(f"{build.ref} {build.status}")
 
 
-API_COMMANDS = (publish, versions, call, submit, job, jobs, cancel, delete_version)
+API_COMMANDS = (versions, call, submit, job, jobs, cancel, delete_version)

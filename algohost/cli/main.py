@@ -20,6 +20,7 @@ from algohost.cli.limits import limits
 from algohost.cli.local import LOCAL_COMMANDS
 from algohost.cli.models import models
 from algohost.cli.prune import prune
+from algohost.cli.publishing import publish
 from algohost.cli.scaffold import init
 from algohost.cli.secrets import secrets
 from algohost.cli.webhooks import webhooks
@@ -43,6 +44,6 @@ def cli(ctx: click.Context) -> None:
             raise click.ClickException(f"bad configuration: {exc}") from exc
 
 
-for command in (*API_COMMANDS, *CATALOGUE_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks,
+for command in (publish, *API_COMMANDS, *CATALOGUE_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks,
                 secrets, keys, limits, dev, egress, prune, gc, models, data):
     cli.add_command(command)

@@ -68,6 +68,17 @@ class BuildRecord:
     image_id: str | None = None  # the engine's id of the image, once built
     deleted_at: str | None = None
     attempts: int = 0  # builds started, counted by its lease (store/build_leases.py)
+    source_hash: str = ""  # of the source and manifest as sent (before models are pinned)
+    local_hash: str | None = None  # what `algohost run` last passed with, as the publish said
+    git_commit: str | None = None  # where the source came from, as the publish said
+    git_ref: str | None = None
+
+    @property
+    def matches_local(self) -> bool | None:
+        """Did the platform build what ran locally? None: no local run was reported."""
+        if self.local_hash is None:
+            return None
+        return self.local_hash == (self.source_hash or self.content_hash)
     # Hidden from ranges and @latest; an exact reference still calls it.
     yanked: bool = False
     yanked_at: str | None = None

@@ -146,7 +146,8 @@ def test_document_describes_parameters_and_errors(document):
         .endswith("/ErrorBody")
     publish = document["paths"]["/v1/algorithms/{owner}/{name}/versions"]["post"]
     names = {(p["name"], p["in"]) for p in publish["parameters"]}
-    assert names == {("owner", "path"), ("name", "path"), ("bump", "query")}
+    assert names == {("owner", "path"), ("name", "path"), ("bump", "query"),
+                     ("local_hash", "query"), ("git_commit", "query"), ("git_ref", "query")}
     assert "application/gzip" in publish["requestBody"]["content"]
     assert "415" in publish["responses"]
     job_input = document["components"]["schemas"]["JobCreate"]

@@ -1,0 +1,84 @@
+"""`algohost publish`: a directory or a git commit becomes a new version, built on the server.
+
+What the command line knows of the source travels with it as metadata: the content hash
+that last ran locally (so the version says whether the platform built that) and, for
+`--git`, the commit and its ref.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from algohost.cli.archive import pack_directory, read_name
+from algohost.cli.client import BUILD_TERMINAL, Build
+from algohost.cli.commands import BuildFailedError, report_build_failure, wait_build
+from algohost.cli.common import CliContext, emit_json, err, json_option, pass_ctx
+from algohost.cli.gitsource import read_git_source
+from algohost.cli.localruns import LocalRuns
+
+
+def report_local_match(build: Build, directory: Path | None) -> None:
+    if build.matches_local is True:
+        err.print(f"{build.ref} is the source that last ran locally "
+                  f"(content hash {build.local_hash and build.local_hash[:16]})")
+    elif build.matches_local is False:
+        err.print(f"[yellow]{build.ref} is not the source that last ran locally: "
+                  f"`algohost run {directory}` or `algohost test {directory}` checks it"
+                  "[/yellow]")
+    elif directory is not None:
+        err.print(f"no local run of {directory} recorded: `algohost run` or `algohost test` "
+                  "it first to have the version say it matches")
+
+
+@click.command()
+@click.argument("directory", required=False, default=None,
+                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--git", "git_location", metavar="PATH_OR_URL", default=None,
+              help="Publish a commit of this git repository instead of a directory.")
+@click.option("--ref", default=None, help="With --git: the branch, tag or commit (HEAD).")
+@click.option("--subdir", default=".", show_default=True,
+              help="With --git: the algorithm's directory inside the repository.")
+@click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default="patch",
+              show_default=True, help="Which part of the version to increase.")
+@click.option("--no-wait", is_flag=True, help="Return once the build is queued.")
+@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=1800,
+              show_default=True, help="Seconds to wait for the build.")
+@json_option
+@pass_ctx
+def publish(ctx: CliContext, directory: Path | None, git_location: str | None, ref: str | None,
+            subdir: str, bump: str, no_wait: bool, timeout_s: int, as_json: bool) -> None:
+    """Publish DIR (with an algorithm.toml), or a commit with --git, as a new version and wait
+    for its build. Publishing the same content (the same commit) again returns its version."""
+    if (directory is None) == (git_location is None):
+        raise click.UsageError("give DIR or --git PATH_OR_URL, not both or neither")
+    if git_location is None and (ref is not None or subdir != "."):
+        raise click.UsageError("--ref and --subdir go with --git")
+    origin: dict[str, str] = {}
+    local: Path | None
+    if git_location is not None:
+        source = read_git_source(git_location, ref, subdir)
+        name, archive, local = source.name, source.archive, source.directory
+        origin.update(git_commit=source.commit, git_ref=source.ref)
+    else:
+        assert directory is not None
+        name, archive, local = read_name(directory), pack_directory(directory), directory
+    ran = LocalRuns(ctx.settings.state_dir).last(local) if local is not None else None
+    if ran:
+        origin["local_hash"] = ran
+    client = ctx.client()
+    build = client.publish(client.whoami(), name, archive, bump, origin)
+    if not no_wait and build.status not in BUILD_TERMINAL:
+        build = wait_build(client, build, timeout_s)
+    if as_json:
+        emit_json(build)
+    elif build.status != "failed":
+        click.echo(build.ref)
+        report_local_match(build, local)
+    if build.status == "failed":
+        if not as_json:
+            report_build_failure(build)
+        raise BuildFailedError(build)
+    if no_wait and not as_json:
+        err.print(f"build {build.id} {build.status}")

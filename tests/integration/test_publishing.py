@@ -1,0 +1,103 @@
+"""`algohost publish` on the real stack: a version says whether it is what ran locally, and
+`--git` publishes a commit, recording it, with the same commit giving the same version."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from algohost.cli.common import CliContext
+from algohost.cli.local import read_algorithm
+from algohost.cli.main import cli
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cli_at(stack: Stack, tmp_path: Path) -> Iterator[Any]:
+    """Runs the command line against the stack's API, with a state directory of its own;
+    removes the local images the test's `run`s made."""
+    local_builds: list[str] = []
+    with stack.serving() as url:
+        settings = stack.settings.with_overrides(api_url=url, api_key=stack.key,
+                                                 state_dir=str(tmp_path / "state"))
+
+        def invoke(*args: str) -> Result:
+            if args[0] == "run":
+                local_builds.append(read_algorithm(Path(args[1]),
+                                                   settings.max_upload_bytes).build_id)
+            return CliRunner().invoke(cli, list(args), obj=CliContext(settings))
+
+        yield invoke
+    for build_id in local_builds:
+        for image in stack.docker.images.list(filters={"label": f"algohost.build={build_id}"}):
+            for tag in image.tags or [image.id]:
+                stack.docker.images.remove(tag, force=True)
+
+
+def test_a_version_says_whether_it_is_the_source_that_ran_locally(
+        cli_at: Any, tmp_path: Path) -> None:
+    assert cli_at("init", "matcher", "--dir", str(tmp_path)).exit_code == 0
+    directory = tmp_path / "matcher"
+    ran = cli_at("run", str(directory), '{"name": "ada"}')
+    assert ran.exit_code == 0, ran.stderr
+
+    published = cli_at("publish", str(directory), "--json")
+    assert published.exit_code == 0, published.stderr
+    build = json.loads(published.stdout)
+    assert build["status"] == "succeeded"
+    assert build["matches_local"] is True
+    assert build["local_hash"] == read_algorithm(directory, 10**8).content_hash
+
+    with open(directory / "main.py", "a") as handle:
+        handle.write("# edited after the local run\n")
+    again = cli_at("publish", str(directory))
+    assert again.exit_code == 0, again.stderr
+    assert "is not the source that last ran locally" in again.stderr
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com",
+                           *args], cwd=repo, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_publish_from_git_records_the_commit_and_the_same_commit_gives_the_same_version(
+        cli_at: Any, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "-b", "trunk")
+    assert cli_at("init", "fromgit", "--dir", str(repo / "algorithms")).exit_code == 0
+    git(repo, "add", "-A")
+    git(repo, "commit", "--quiet", "-m", "first")
+    commit = git(repo, "rev-parse", "HEAD")
+    (repo / "algorithms" / "fromgit" / "main.py").write_text("not committed: never published(")
+
+    first = cli_at("publish", "--git", str(repo), "--subdir", "algorithms/fromgit", "--json")
+    assert first.exit_code == 0, first.stderr
+    build = json.loads(first.stdout)
+    assert (build["status"], build["git_commit"], build["git_ref"]) == (
+        "succeeded", commit, "trunk")
+    assert "uncommitted changes" in first.stderr
+
+    git(repo, "tag", "v1")
+    again = cli_at("publish", "--git", str(repo), "--ref", "v1", "--subdir",
+                   "algorithms/fromgit", "--json")
+    assert again.exit_code == 0, again.stderr
+    same = json.loads(again.stdout)
+    assert (same["id"], same["version"], same["git_commit"]) == (
+        build["id"], build["version"], commit)
+
+
+def test_publish_from_git_refuses_a_subdir_outside_the_repository(
+        cli_at: Any, tmp_path: Path) -> None:
+    refused = cli_at("publish", "--git", str(tmp_path), "--subdir", "../elsewhere")
+    assert refused.exit_code == 2
+    assert "leaves the repository" in refused.stderr
