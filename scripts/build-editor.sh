@@ -38,14 +38,15 @@ function language(filename) {
   return [];
 }
 
-// One editor per file: create(parent, text, filename) -> {text(), focus()}.
+// One editor per file: create(parent, text, filename, nonce) -> {text(), focus()}.
+// The page's Content-Security-Policy allows style elements carrying its nonce only.
 window.AlgohostEditor = {
-  create(parent, text, filename) {
+  create(parent, text, filename, nonce) {
     const view = new EditorView({
       parent,
       state: EditorState.create({doc: text, extensions: [
         basicSetup, keymap.of([indentWithTab]), EditorView.lineWrapping,
-        ...language(filename)]}),
+        EditorView.cspNonce.of(nonce || ""), ...language(filename)]}),
     });
     return {text: () => view.state.doc.toString(), focus: () => view.focus(), view};
   },

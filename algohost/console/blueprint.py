@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 # Asset URLs carry their content's hash, so browsers may keep them for a long time.
 ASSET_MAX_AGE_S = 7 * 24 * 3600
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-       "frame-ancestors 'none'")
+# The editor's library mounts its styles in a <style> element that carries the page's nonce.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; "
+       "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
 
 
 class ConsoleBlueprint(Blueprint):
@@ -54,9 +56,16 @@ def asset(name: str) -> str:
     return url_for("console.static", filename=name, v=_digest(name))
 
 
+@bp.app_template_global()
+def style_nonce() -> str:
+    if "console_style_nonce" not in g:
+        g.console_style_nonce = secrets.token_urlsafe(16)
+    return str(g.console_style_nonce)
+
+
 @bp.after_request
 def _headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("Content-Security-Policy", CSP.format(nonce=style_nonce()))
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     if request.endpoint != "console.static":

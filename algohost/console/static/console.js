@@ -98,7 +98,7 @@
       box.className = "file-editor"; box.role = "tabpanel"; box.setAttribute("aria-labelledby", tab.id);
       box.dataset.file = name;
       tabs.append(tab); holder.append(box);
-      editors[name] = {tab, box, editor: window.AlgohostEditor.create(box, files[name], name)};
+      editors[name] = {tab, box, editor: window.AlgohostEditor.create(box, files[name], name, page.dataset.styleNonce)};
     });
     if (names.length) select(names[0]);
 
@@ -145,6 +145,7 @@
       setStatus($("try-status"), job.status);
       $("try-output").textContent = JSON.stringify(job.output, null, 2);
       $("try-error").textContent = job.error ? job.error.type + ": " + job.error.message + "\n\n" + (job.error.traceback || "") : "";
+      $("try-error-box").hidden = !job.error;
       $("try-logs").textContent = job.logs || "";
       $("try-metrics").textContent = job.metrics ? JSON.stringify(job.metrics, null, 2) : "";
       const list = $("try-artifacts"); list.replaceChildren();

