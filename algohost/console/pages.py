@@ -92,10 +92,24 @@ def jobs_json() -> dict[str, Any]:
 
 @bp.route("/jobs/<job_id>")
 def job(job_id: str) -> str:
-    found = public_job(jobs_api.owned_job(job_id), include_input=True)
+    record = jobs_api.owned_job(job_id)
+    found = public_job(record, include_input=True)
     deliveries = answer(webhooks_api.job_deliveries, DeliveryList, job_id=job_id).deliveries
     return render_template("job.html", job=found, deliveries=deliveries,
+                           parent=_parent(record.parent),
                            inline_images=INLINE_IMAGES, owner=current_session().owner)
+
+
+def _parent(parent: str | None) -> tuple[str, str] | None:
+    """What submitted a job besides a caller, as (words, link): a pipeline run's step..."""
+    if not parent:
+        return None
+    kind, _, rest = parent.partition(":")
+    if kind == "pipeline" and ":" in rest:
+        run_id, _, step = rest.partition(":")
+        return (f"step {step} of pipeline run {run_id}",
+                url_for("console.pipeline_run", run_id=run_id))
+    return parent, ""
 
 
 @bp.route("/jobs/<job_id>/status.json")

@@ -197,3 +197,28 @@ def test_a_collection_with_an_unknown_access_rule_is_a_400(console):
     reply = console.post("/console/data", data={"name": "x", "access": "everyone",
                                                 "csrf_token": csrf_of(console)})
     assert reply.status_code == 400 and "invalid_request" in reply.text
+
+
+def test_a_pipeline_is_drawn_and_a_run_started_from_its_page(api, console):
+    publish_from_editor(console, api, "prep")
+    publish_from_editor(console, api, "train")
+    spec = {"steps": {"prep": {"algorithm": f"{api.owner}/prep", "input": "$input"},
+                      "train": {"algorithm": f"{api.owner}/train",
+                                "input": "$steps.prep.output"}},
+            "output": "$steps.train.output"}
+    made = api.app.test_client().post(f"/v1/pipelines/{api.owner}/flow", json=spec,
+                                      headers={"Authorization": f"Bearer {api.key}"})
+    assert made.status_code == 201, made.get_json()
+    page = console.get("/console/pipelines")
+    assert page.status_code == 200 and 'data-step="train"' in page.text
+    started = console.post(f"/console/pipelines/{api.owner}/flow/runs",
+                           data={"input": "3", "csrf_token": csrf_of(console)})
+    assert started.status_code == 303, started.text
+    run = console.get(started.headers["Location"])
+    assert run.status_code == 200 and "<svg" in run.text and 'data-step="prep"' in run.text
+
+
+def test_a_pipeline_run_input_that_is_not_json_is_a_400(api, console):
+    reply = console.post(f"/console/pipelines/{api.owner}/flow/runs",
+                         data={"input": "{nope", "csrf_token": csrf_of(console)})
+    assert reply.status_code == 400 and "invalid_request" in reply.text
