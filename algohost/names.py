@@ -142,6 +142,10 @@ _REF = re.compile(_REF_BODY)
 REF_PATTERN = rf"^{_SLUG}/{_SLUG}(@({LATEST}|{_NUMBER}(\.{_NUMBER}(\.{_NUMBER})?)?))?$"
 REF_FORMS = ("owner/name, owner/name@latest, owner/name@1.2.3, or a range: owner/name@1 "
              "or owner/name@1.2 (the newest successful, unyanked version in it)")
+# A pipeline step's algorithm: a reference as above, or one without the owner (the
+# pipeline's own), so a spec can be published by any owner who has the same algorithms.
+STEP_REF_PATTERN = (rf"^(?:{_SLUG}/)?{_SLUG}"
+                    rf"(@({LATEST}|{_NUMBER}(\.{_NUMBER}(\.{_NUMBER})?)?))?$")
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,13 @@ from algohost.errors import (
     UnknownStep,
 )
 from algohost.jsonlimits import MAX_JSON_DEPTH, nesting_depth
-from algohost.names import REF_FORMS, REF_PATTERN, STEP_NAME, STEP_NAME_PATTERN
+from algohost.names import (
+    REF_FORMS,
+    STEP_NAME,
+    STEP_NAME_PATTERN,
+    STEP_REF_PATTERN,
+    AlgorithmRef,
+)
 
 MAX_STEPS = 100
 RUN_INPUT = "$input"
@@ -68,8 +74,8 @@ class StepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    algorithm: str = Field(pattern=REF_PATTERN, description=REF_FORMS,
-                           examples=["alice/train@latest"])
+    algorithm: str = Field(pattern=STEP_REF_PATTERN, examples=["train@latest"],
+                           description=REF_FORMS + "; without the owner: the pipeline's")
     input: Template = Field(default=RUN_INPUT, description=(
         "A JSON template: strings that are references are replaced by what they name: "
         + REFERENCE_FORMS + ". Default: the run's whole input"))
@@ -95,6 +101,12 @@ class PipelineSpec(BaseModel):
     output: Template = Field(default=None, description="A JSON template of the run's output; "
                                                        "default: each last step's output by "
                                                        "its name")
+
+
+def step_algorithm(algorithm: str, owner: str) -> AlgorithmRef:
+    """A step's algorithm reference, the pipeline's owner filled in when it names none."""
+    return AlgorithmRef.parse(algorithm if "/" in algorithm else f"{owner}/{algorithm}",
+                              ranges=True)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from algohost.errors import (
     PipelineRunNotFound,
     UnknownAlgorithm,
 )
-from algohost.names import OWNER, PIPELINE_NAME, AlgorithmRef
-from algohost.pipeline import Graph, PipelineSpec, check, spec_digest
+from algohost.names import OWNER, PIPELINE_NAME
+from algohost.pipeline import Graph, PipelineSpec, check, spec_digest, step_algorithm
 from algohost.public import PipelineRun, PipelineVersion, public_pipeline, public_pipeline_run
 from algohost.store.pipelines import (
     PipelineRunRecord,
@@ -78,7 +78,7 @@ def _check_algorithms(owner: str, graph: Graph) -> None:
     registry = services().registry
     unknown = []
     for name, step in graph.spec.steps.items():
-        ref = AlgorithmRef.parse(step.algorithm)
+        ref = step_algorithm(step.algorithm, owner)
         if ref.owner != owner:
             raise Forbidden(f"step {name!r} calls {ref.base}, which belongs to another owner",
                             step=name, algorithm=step.algorithm)
@@ -142,7 +142,7 @@ def start_run(owner: str, name: str, body: RunCreate) -> Reply:
     graph = check(PipelineSpec.model_validate(version.spec))
     steps = {}
     for step_name in graph.order:
-        ref = AlgorithmRef.parse(graph.spec.steps[step_name].algorithm)
+        ref = step_algorithm(graph.spec.steps[step_name].algorithm, owner)
         try:
             build = svc.registry.resolve(ref.owner, ref.name, ref.version)
         except AlgohostError as exc:  # not found, or not built yet: say which step

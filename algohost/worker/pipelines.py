@@ -26,6 +26,7 @@ from algohost.pipeline import (
     check,
     digest,
     resolve,
+    step_algorithm,
 )
 from algohost.store.jobs import ErrorInfo, JobRecord, JobStatus, JobStore
 from algohost.store.pipelines import (
@@ -176,7 +177,8 @@ class Planner:
             self._fail(state, exc.code, type(exc).__name__, exc.message)
             return True
         timeout_s = None if spec.timeout_s is None else min(spec.timeout_s, self.max_timeout_s)
-        job = StepJob(new_job_id(), spec.algorithm, build, payload, timeout_s,
+        requested = str(step_algorithm(spec.algorithm, self.run.owner))
+        job = StepJob(new_job_id(), requested, build, payload, timeout_s,
                       parent_of(self.run.id, name))
         state.status, state.job_id = StepStatus.QUEUED, job.job_id
         state.attempts += 1
