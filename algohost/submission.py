@@ -17,6 +17,7 @@ from algohost.errors import ServiceUnavailable
 from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.registry import BuildRecord
+from algohost.store.usage import ComputeBudget
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +28,10 @@ def new_job_id() -> str:
 
 class JobSubmitter:
     def __init__(self, jobs: JobStore, fair: FairShare, enqueue: Callable[[str], None],
-                 max_timeout_s: int) -> None:
+                 max_timeout_s: int, budget: ComputeBudget | None = None) -> None:
         self.jobs, self.fair, self.enqueue = jobs, fair, enqueue
         self.max_timeout_s = max_timeout_s
+        self.budget = budget
 
     def submit(self, owner: str, requested: str, build: BuildRecord, payload: Any, *,
                timeout_s: int | None = None, webhook: str | None = None,
@@ -37,7 +39,10 @@ class JobSubmitter:
                job_id: str | None = None) -> JobRecord:
         """Write the job, admit it (or hold it in the owner's backlog) and send its id.
 
-        Over the owner's limits the admission removes the record and raises (429)."""
+        Over the owner's limits the admission removes the record and raises (429); with
+        the owner's compute budget for the day spent nothing is written (402)."""
+        if self.budget is not None:
+            self.budget.check(owner)
         job = JobRecord(
             id=job_id or new_job_id(), owner=owner, status=JobStatus.QUEUED,
             requested=requested, algorithm=build.ref, build_id=build.id, image=build.image,

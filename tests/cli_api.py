@@ -39,6 +39,7 @@ from algohost.store.registry import Registry
 from algohost.worker.batching import ChunkRunner
 from algohost.worker.building import BuildRunner
 from algohost.worker.execution import JobRunner
+from algohost.worker.metering import metering_hooks
 
 API_URL = "http://algohost.test"
 
@@ -108,7 +109,8 @@ class InlineWorker:
         source = VaultSecretSource(secrets)
         self.builds = BuildRunner(self.registry, self.builder, settings, BuildLeases(client))
         self.jobs = JobRunner(JobStore(client, settings.job_retention_s), self.registry,
-                              self.pool, settings, "cli-test", secrets=source)
+                              self.pool, settings, "cli-test", secrets=source,
+                              hooks=metering_hooks(client, settings))
         self.chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), self.registry,
                                   self.pool, source, lease_s=settings.lease_s)
         self.hold = False

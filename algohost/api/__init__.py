@@ -21,6 +21,7 @@ from algohost.api import (
     jobs,
     limits,
     meta,
+    metering,
     models,
     pipelines,
     webhooks,
@@ -45,9 +46,11 @@ from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
+from algohost.store.metrics import BuildMetrics
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
+from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
@@ -104,6 +107,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
     job_store = JobStore(client, settings.job_retention_s)
     fair = FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key(""))
+    usage = UsageLedger.from_settings(client, settings)
+    budget = ComputeBudget(usage, owner_limits)
     app.extensions[EXTENSION] = Services(
         settings=settings,
         jobs=job_store,
@@ -119,7 +124,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         fair=fair,
         # Looked up per send, so a test that swaps the dispatcher's method is heard.
         submitter=JobSubmitter(job_store, fair, lambda job_id: dispatcher.enqueue_run(job_id),
-                               settings.max_timeout_s),
+                               settings.max_timeout_s, budget),
         job_keys=IdempotencyKeys(client, "job", JobStore.key(""), settings.idempotency_ttl_s),
         batch_keys=IdempotencyKeys(client, "batch", BatchStore.key(""),
                                    settings.idempotency_ttl_s),
@@ -131,6 +136,9 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         data=DataStore(client, artifact_store),
         sessions=SessionStore(client, settings.console_session_s),
         pipelines=PipelineStore(client, settings.job_retention_s),
+        metrics=BuildMetrics.from_settings(client, settings),
+        usage=usage,
+        budget=budget,
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
@@ -140,4 +148,5 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     from algohost.console import console
 
     app.register_blueprint(console)
+    app.register_blueprint(metering.bp)
     return app

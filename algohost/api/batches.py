@@ -211,7 +211,7 @@ def encode_inputs(inputs: list[Any], max_input_bytes: int) -> list[str]:
        body=BODY, query=BatchUploadQuery, headers=(IDEMPOTENCY_HEADER,),
        responses={202: Batch, 200: Batch},
        response_headers={"Location": "The batch's URL", **REPLAYED_HEADER},
-       errors=(403, 404, 409, 422, 503))
+       errors=(402, 403, 404, 409, 422, 503))
 def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     svc = services()
     key = requested_key()
@@ -220,6 +220,8 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     check_max_timeout(batch.timeout_s, svc.settings.max_timeout_s, "batch")
     ref = AlgorithmRef.parse(batch.algorithm, ranges=True)
     require_owner(ref.owner, f"algorithm {ref.base}")
+    if svc.budget is not None:
+        svc.budget.check(ref.owner)
     if batch.webhook is not None:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)
     encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)

@@ -25,9 +25,11 @@ from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
+from algohost.store.metrics import BuildMetrics
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
+from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
@@ -60,6 +62,9 @@ class Services:
     data: DataStore | None = None
     sessions: SessionStore | None = None  # the web console's sign-ins
     pipelines: PipelineStore | None = None
+    metrics: BuildMetrics | None = None
+    usage: UsageLedger | None = None
+    budget: ComputeBudget | None = None
 
 
 def services() -> Services:

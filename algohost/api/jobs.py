@@ -65,7 +65,7 @@ def owned_job(job_id: str) -> JobRecord:
                          "Retry-After": "Seconds to wait before polling, when still running",
                          "Preference-Applied": "The wait that was honoured",
                          **REPLAYED_HEADER},
-       errors=(403, 404, 409, 422, 429, 503))
+       errors=(402, 403, 404, 409, 422, 429, 503))
 def create_job(body: JobCreate, query: JobView) -> Reply:
     svc = services()
     wait_s = parse_prefer(request.headers.getlist("Prefer"), svc.settings.max_wait_s)

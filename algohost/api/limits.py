@@ -32,12 +32,16 @@ class OwnerLimitsView(BaseModel):
                                              "Retry-After past it)")
     submit_burst: int = Field(description="Submits allowed at once above that rate")
     max_builds: int = Field(description="Stored builds (sources and images)")
+    compute_s_per_day: float = Field(description="Compute-seconds (calls' run time) a UTC "
+                                                 "day; once spent, calls are 402 "
+                                                 "budget_exhausted. 0: no budget")
 
 
 class LimitsUsage(BaseModel):
     running: int = Field(description="Jobs holding a slot (sent to a worker or running)")
     waiting: int = Field(description="Jobs in the backlog, waiting for a slot")
     builds: int = Field(description="Stored builds")
+    compute_s_today: float = Field(default=0.0, description="Compute-seconds spent today (UTC)")
 
 
 class Limits(BaseModel):
@@ -60,4 +64,5 @@ def get_limits() -> Reply:
                               max_timeout_s=settings.max_timeout_s),
         limits=OwnerLimitsView(**svc.limits.for_owner(owner).to_dict()),
         usage=LimitsUsage(running=running, waiting=waiting,
-                          builds=svc.registry.build_count(owner))))
+                          builds=svc.registry.build_count(owner),
+                          compute_s_today=svc.budget.spent_s(owner) if svc.budget else 0.0)))

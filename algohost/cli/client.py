@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from algohost.names import AlgorithmRef
 from algohost.public import Batch, BatchResults, Build, Delivery, Job
+from algohost.reports import AlgorithmMetrics, UsageReport
 from algohost.store.registry import BuildStatus
 
 __all__ = ["Batch", "BatchResults", "Build", "Delivery", "Job"]
@@ -37,6 +38,8 @@ _BATCH = TypeAdapter(Batch)
 _RESULTS = TypeAdapter(BatchResults)
 _DELIVERY = TypeAdapter(Delivery)
 _DELIVERIES = TypeAdapter(list[Delivery])
+_METRICS = TypeAdapter(AlgorithmMetrics)
+_USAGE = TypeAdapter(UsageReport)
 # A submit is retried after these pauses when the API could not be reached or answered
 # that it could not finish it now; its Idempotency-Key makes every retry the same submit.
 SUBMIT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
@@ -186,6 +189,17 @@ class ApiClient:
 
     def limits(self) -> dict[str, Any]:
         return self._json("GET", "/v1/limits")
+
+    def metrics(self, owner: str, name: str, versions: list[str] | None = None,
+                since: str | None = None) -> AlgorithmMetrics:
+        params = {"versions": ",".join(versions) if versions else None, "since": since}
+        body = self._json("GET", f"/v1/algorithms/{owner}/{name}/metrics", params=params)
+        return self._model(_METRICS, body)
+
+    def usage(self, group_by: str, since: str | None = None, until: str | None = None,
+              role: str = "payer") -> UsageReport:
+        params = {"group_by": group_by, "since": since, "until": until, "role": role}
+        return self._model(_USAGE, self._json("GET", "/v1/usage", params=params))
 
     def publish(self, owner: str, name: str, archive: bytes, bump: str,
                 origin: dict[str, str] | None = None) -> Build:

@@ -27,7 +27,8 @@ def limits(click_ctx: click.Context, ctx: CliContext, as_json: bool) -> None:
     table = Table("limit", "value", "in use", title=f"limits of {report['owner']}")
     usage = report["usage"]
     in_use = {"max_running": usage["running"], "max_queued": usage["running"] + usage["waiting"],
-              "max_builds": usage["builds"]}
+              "max_builds": usage["builds"],
+              "compute_s_per_day": round(usage.get("compute_s_today", 0.0), 3)}
     for name, value in report["limits"].items():
         table.add_row(name, f"{value:g}", str(in_use.get(name, "")))
     for name, value in report["manifest"].items():
@@ -51,15 +52,17 @@ def _store(ctx: CliContext) -> Any:
               help="0 turns the rate limit off for this owner")
 @click.option("--submit-burst", type=click.IntRange(min=1))
 @click.option("--max-builds", type=click.IntRange(min=0))
+@click.option("--compute-s-per-day", type=click.FloatRange(min=0.0),
+              help="compute-seconds a UTC day; 0 turns the budget off for this owner")
 @json_option
 @pass_ctx
 def set_limits(ctx: CliContext, owner: str, as_json: bool, max_running: int | None,
                max_queued: int | None, submits_per_s: float | None, submit_burst: int | None,
-               max_builds: int | None) -> None:
+               max_builds: int | None, compute_s_per_day: float | None) -> None:
     """Give OWNER its own limits (the others keep the operator's defaults)."""
     values = {"max_running": max_running, "max_queued": max_queued,
               "submits_per_s": submits_per_s, "submit_burst": submit_burst,
-              "max_builds": max_builds}
+              "max_builds": max_builds, "compute_s_per_day": compute_s_per_day}
     chosen = {name: value for name, value in values.items() if value is not None}
     if not chosen:
         raise click.UsageError("name at least one limit to set")

@@ -18,6 +18,7 @@ from algohost.cli.gc import gc
 from algohost.cli.keys import keys
 from algohost.cli.limits import limits
 from algohost.cli.local import LOCAL_COMMANDS
+from algohost.cli.metering import METERING_COMMANDS
 from algohost.cli.models import models
 from algohost.cli.prune import prune
 from algohost.cli.publishing import publish
@@ -46,4 +47,6 @@ def cli(ctx: click.Context) -> None:
 
 for command in (publish, *API_COMMANDS, *CATALOGUE_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks,
                 secrets, keys, limits, dev, egress, prune, gc, models, data):
+    cli.add_command(command)
+for command in METERING_COMMANDS:
     cli.add_command(command)

@@ -23,6 +23,7 @@ class OwnerLimits:
     submits_per_s: float  # sustained submit rate
     submit_burst: int  # submits above that rate at once
     max_builds: int  # stored builds: sources in Redis and images on the engines
+    compute_s_per_day: float = 0.0  # calls' run time per UTC day; 0: no budget
 
     @classmethod
     def defaults(cls, settings: Settings) -> OwnerLimits:
@@ -30,7 +31,8 @@ class OwnerLimits:
                    max_queued=settings.owner_max_queued,
                    submits_per_s=settings.owner_submits_per_s,
                    submit_burst=settings.owner_submit_burst,
-                   max_builds=settings.owner_max_builds)
+                   max_builds=settings.owner_max_builds,
+                   compute_s_per_day=settings.owner_compute_s_per_day)
 
     def with_overrides(self, raw: dict[str, str]) -> OwnerLimits:
         changes: dict[str, Any] = {}

@@ -41,8 +41,8 @@ class LogBuckets:
         return min(math.ceil(math.log(value / self.floor) / math.log(self.growth)), self.top)
 
     def value(self, index: int) -> float:
-        """A bucket's representative: its geometric middle."""
-        return 0.0 if index == 0 else self.floor * self.growth ** (index - 0.5)
+        """A bucket's representative: its geometric middle (bucket 0's: the floor)."""
+        return self.floor if index == 0 else self.floor * self.growth ** (index - 0.5)
 
 
 MS_BUCKETS = LogBuckets(floor=0.01)  # 10 µs .. past an hour

@@ -9,7 +9,7 @@ container's own figures.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,9 +18,11 @@ import redis
 
 from algohost.clock import parse_iso
 from algohost.config import Settings
+from algohost.errors import BudgetExhausted
 from algohost.names import AlgorithmRef
 from algohost.store import PREFIX, decode_value, encode_fields, lua, translate_errors
 from algohost.store.jobs import JobRecord
+from algohost.store.limits import LimitStore
 
 MiB = 1024 * 1024
 COUNTERS = ("calls", "compute_us", "memory_mib_ms", "royalty_micros")
@@ -148,3 +150,29 @@ def _rows_of(day: str, fields: Iterable[tuple[str, str]]) -> list[UsageRow]:
         row = rows.setdefault(group, UsageRow(day, algorithm, version))
         setattr(row, counter, int(value))
     return [rows[group] for group in sorted(rows)]
+
+
+class ComputeBudget:
+    """Refuses an owner's new calls once it has spent its compute-seconds for the UTC day.
+
+    What is spent is what finished: calls under way when the budget runs out still end
+    and are billed, so a day's total may pass the budget by what they use."""
+
+    def __init__(self, ledger: UsageLedger, limits: LimitStore,
+                 today: Callable[[], date] = lambda: datetime.now(UTC).date()) -> None:
+        self.ledger, self.limits, self.today = ledger, limits, today
+
+    def spent_s(self, owner: str) -> float:
+        return self.ledger.compute_us_on(owner, self.today().isoformat()) / 1e6
+
+    def check(self, owner: str) -> None:
+        budget = self.limits.for_owner(owner).compute_s_per_day
+        if budget <= 0:
+            return
+        spent = self.spent_s(owner)
+        if spent >= budget:
+            resets = (self.today() + timedelta(days=1)).isoformat() + "T00:00:00Z"
+            raise BudgetExhausted(
+                f"{owner} has spent {spent:.3f} of its {budget:g} compute-seconds for today; "
+                f"calls are accepted again from {resets}",
+                owner=owner, spent_s=round(spent, 6), budget_s=budget, resets_at=resets)

@@ -7,6 +7,9 @@ loses the job's result.
 
 from __future__ import annotations
 
+import redis
+
+from algohost.config import Settings
 from algohost.store.jobs import JobRecord
 from algohost.store.metrics import BuildMetrics
 from algohost.store.usage import UsageLedger
@@ -32,3 +35,9 @@ class UsageHook:
 
     def job_finished(self, job: JobRecord) -> None:
         self.ledger.record(job)
+
+
+def metering_hooks(client: redis.Redis, settings: Settings) -> list[MetricsHook | UsageHook]:
+    """The hooks every job runner takes to meter what it finishes."""
+    return [MetricsHook(BuildMetrics.from_settings(client, settings)),
+            UsageHook(UsageLedger.from_settings(client, settings))]

@@ -44,17 +44,15 @@ from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, FairShareHook
 from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
-from algohost.store.metrics import BuildMetrics
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
-from algohost.store.usage import UsageLedger
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
 from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
-from algohost.worker.metering import MetricsHook, UsageHook
+from algohost.worker.metering import metering_hooks
 from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
 from algohost.worker.webhook_tasks import make_notifier
 
@@ -120,9 +118,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                           JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s),
                           settings.lease_s)
     hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
-             MetricsHook(BuildMetrics.from_settings(client, settings)),
-             UsageHook(UsageLedger.from_settings(client, settings)),
-             PipelineHook(dispatcher.enqueue_pipeline)]
+                            *metering_hooks(client, settings),
+                            PipelineHook(dispatcher.enqueue_pipeline)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
                        hooks=hooks, outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
