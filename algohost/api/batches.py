@@ -220,8 +220,6 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     check_max_timeout(batch.timeout_s, svc.settings.max_timeout_s, "batch")
     ref = AlgorithmRef.parse(batch.algorithm, ranges=True)
     require_owner(ref.owner, f"algorithm {ref.base}")
-    if svc.budget is not None:
-        svc.budget.check(ref.owner)
     if batch.webhook is not None:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)
     encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)
@@ -243,6 +241,8 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
                      else 200, {"Location": f"/v1/batches/{record.id}",
                                 "Idempotent-Replayed": "true"})
     with released_on_failure(svc.batch_keys, key, record.id):
+        if svc.budget is not None:  # after a replay, which costs nothing new
+            svc.budget.check(ref.owner)
         svc.batches.create(record, encoded)
         try:
             svc.dispatcher.enqueue_batch(record.id,

@@ -63,7 +63,8 @@ def test_limits_report_the_callers_limits_and_use(make_api, tmp_path):
     body = api.client.get("/v1/limits", headers=api.alice).get_json()
     assert body["owner"] == "alice"
     assert body["limits"]["max_running"] == 1 and body["limits"]["max_queued"] == 7
-    assert body["usage"] == {"running": 1, "waiting": 2, "builds": 1}
+    assert body["usage"] == {"running": 1, "waiting": 2, "builds": 1, "compute_s_today": 0.0}
+    assert body["limits"]["compute_s_per_day"] == 0.0  # no budget unless one is set
     assert body["manifest"]["max_memory_mb"] == api.settings.max_memory_mb
     assert api.client.get("/v1/limits", headers=api.bob).get_json()["usage"]["running"] == 0
 
