@@ -16,7 +16,7 @@ from typing import Any
 from flask import Blueprint, request
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
-from algohost.api.auth import require_owner
+from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
 from algohost.api.idempotency import (
     IDEMPOTENCY_HEADER,
@@ -254,6 +254,24 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
             raise ServiceUnavailable("the job queue is unreachable; the batch was not started",
                                      batch_id=record.id) from exc
     return Reply(public_batch(record, {}), 202, {"Location": f"/v1/batches/{record.id}"})
+
+
+class BatchListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=20, ge=1, le=200, description="How many batches, newest first")
+
+
+class BatchList(BaseModel):
+    batches: list[Batch]
+
+
+@route(bp, "GET", "/v1/batches", summary="List your batches, newest first", query=BatchListQuery,
+       responses={200: BatchList})
+def list_batches(query: BatchListQuery) -> Reply:
+    store = services().batches
+    records = store.list_for_owner(current_owner(), query.limit)
+    return Reply(BatchList(batches=[public_batch(r, store.counts(r.id)) for r in records]))
 
 
 @route(bp, "GET", "/v1/batches/<batch_id>", summary="A batch: status, counts by status, progress",

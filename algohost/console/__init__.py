@@ -6,7 +6,14 @@ It never holds an API key after sign-in and never shows a secret's value.
 
 from __future__ import annotations
 
-from algohost.console import editor, flows, manage, pages, session  # noqa: F401 - pages
+from algohost.console import (  # noqa: F401 - they register the pages
+    batches,
+    editor,
+    flows,
+    manage,
+    pages,
+    session,
+)
 from algohost.console.blueprint import bp as console
 
 __all__ = ["console"]

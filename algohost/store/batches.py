@@ -8,6 +8,7 @@ A running chunk holds a lease, as a running job does, so a lost worker's chunk r
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -120,6 +121,11 @@ class BatchStore:
     def counts_key(cls, batch_id: str) -> str:
         return cls.key(batch_id) + ":counts"
 
+    @staticmethod
+    def owner_index_key(owner: str) -> str:
+        """The owner's batches by creation time, so they can be listed."""
+        return f"{PREFIX}batches:{owner}"
+
     @classmethod
     def chunks_key(cls, batch_id: str) -> str:
         """Attempts per chunk, by "start:stop"."""
@@ -138,7 +144,20 @@ class BatchStore:
         # The record goes last: a batch is visible only once its inputs are all there.
         pipe.hset(self.key(batch_id), mapping=record.to_redis())
         pipe.expire(self.key(batch_id), self.retention_s)
+        now, index = time.time(), self.owner_index_key(record.owner)
+        pipe.zadd(index, {batch_id: now})
+        pipe.zremrangebyscore(index, "-inf", now - self.retention_s)  # expired records
+        pipe.expire(index, self.retention_s)
         pipe.execute()
+
+    @translate_errors
+    def list_for_owner(self, owner: str, limit: int) -> list[BatchRecord]:
+        """The owner's newest batches, newest first; expired ones are skipped."""
+        ids = self.redis.zrevrange(self.owner_index_key(owner), 0, limit - 1)
+        pipe = self.redis.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hgetall(self.key(batch_id))
+        return [BatchRecord.from_redis(raw) for raw in (pipe.execute() if ids else []) if raw]
 
     @translate_errors
     def get(self, batch_id: str) -> BatchRecord | None:

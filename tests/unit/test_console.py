@@ -222,3 +222,31 @@ def test_a_pipeline_run_input_that_is_not_json_is_a_400(api, console):
     reply = console.post(f"/console/pipelines/{api.owner}/flow/runs",
                          data={"input": "{nope", "csrf_token": csrf_of(console)})
     assert reply.status_code == 400 and "invalid_request" in reply.text
+
+
+def test_batches_are_listed_with_their_progress(api, console):
+    publish_from_editor(console, api)
+    client, auth = api.app.test_client(), {"Authorization": f"Bearer {api.key}"}
+    made = client.post("/v1/batches", json={"algorithm": f"{api.owner}/hello",
+                                            "inputs": [1, 2, 3]}, headers=auth)
+    assert made.status_code == 202, made.get_json()
+    batch_id = made.get_json()["id"]
+    assert [b["id"] for b in client.get("/v1/batches", headers=auth).get_json()["batches"]] \
+        == [batch_id]
+    page = console.get("/console/batches")
+    assert batch_id in page.text and "<progress" in page.text
+    row = console.get("/console/batches.json").get_json()["batches"][0]
+    assert row["total"] == 3 and row["finished"] == 3
+    one = console.get(f"/console/batches/{batch_id}")
+    assert one.status_code == 200 and '{"hi": 2}' in one.text
+    assert console.get(f"/console/batches/{batch_id}?cursor=x").status_code == 400
+
+
+def test_another_owners_batches_are_not_listed(api, console, redis_client):
+    publish_from_editor(console, api)
+    api.app.test_client().post("/v1/batches", json={"algorithm": f"{api.owner}/hello",
+                                                    "inputs": [1]},
+                               headers={"Authorization": f"Bearer {api.key}"})
+    other = api.app.test_client()
+    sign_in(other, KeyStore(redis_client).create("mallory"))
+    assert other.get("/console/batches.json").get_json() == {"batches": []}

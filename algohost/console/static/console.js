@@ -41,6 +41,26 @@
     setTimeout(refresh, 2000);
   }
 
+  // Batches list: progress bars and counts refreshed every two seconds.
+  function liveBatches(tbody) {
+    const refresh = async () => {
+      try {
+        const data = await getJSON(tbody.dataset.liveBatches);
+        for (const batch of data.batches) {
+          const row = tbody.querySelector(`tr[data-batch="${batch.id}"]`);
+          if (!row) continue;
+          const bar = row.querySelector("progress");
+          bar.max = batch.total; bar.value = batch.finished;
+          row.querySelector(".count").textContent = batch.finished + "/" + batch.total;
+          row.querySelector(".failed").textContent = batch.failed;
+          setStatus(row.querySelector(".status"), batch.status);
+        }
+      } catch (e) { /* the next round tries again */ }
+      setTimeout(refresh, 2000);
+    };
+    setTimeout(refresh, 2000);
+  }
+
   // A build's log, followed while the build runs; calls done(status) at the end.
   function followBuild(url, pre, statusElement, done) {
     const round = async () => {
@@ -182,6 +202,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     const upload = $("upload-form"); if (upload) uploadForm(upload);
     const jobs = document.querySelector("[data-live-jobs]"); if (jobs) liveJobs(jobs);
+    const batches = document.querySelector("[data-live-batches]"); if (batches) liveBatches(batches);
     const log = $("build-log");
     if (log && !TERMINAL_BUILD.includes(log.dataset.status)) followBuild(log.dataset.buildLog, log, $("build-status"));
     const job = document.querySelector("[data-job-status]");
