@@ -33,13 +33,18 @@ from algohost.secrets import MemorySecrets, VaultSecretSource
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
+from algohost.store.fairshare import FairShare, FairShareHook
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
+from algohost.store.limits import LimitStore
+from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
+from algohost.submission import JobSubmitter
 from algohost.worker.batching import ChunkRunner
 from algohost.worker.building import BuildRunner
 from algohost.worker.execution import JobRunner
 from algohost.worker.metering import metering_hooks
+from algohost.worker.pipelines import PipelineHook, Scheduler
 
 API_URL = "http://algohost.test"
 
@@ -108,9 +113,16 @@ class InlineWorker:
         self.pool = WarmPool(self.sandbox, settings.sandbox)
         source = VaultSecretSource(secrets)
         self.builds = BuildRunner(self.registry, self.builder, settings, BuildLeases(client))
-        self.jobs = JobRunner(JobStore(client, settings.job_retention_s), self.registry,
-                              self.pool, settings, "cli-test", secrets=source,
-                              hooks=metering_hooks(client, settings))
+        jobs = JobStore(client, settings.job_retention_s)
+        fair = FairShare(client, LimitStore(client, settings), self.enqueue_run, JobStore.key(""))
+        self.pipelines = Scheduler(PipelineStore(client, settings.job_retention_s), jobs,
+                                   self.registry, JobSubmitter(jobs, fair, self.enqueue_run,
+                                                               settings.max_timeout_s),
+                                   settings.lease_s)
+        self.jobs = JobRunner(jobs, self.registry, self.pool, settings, "cli-test",
+                              secrets=source,
+                              hooks=[*metering_hooks(client, settings), FairShareHook(fair),
+                                     PipelineHook(self.enqueue_pipeline)])
         self.chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), self.registry,
                                   self.pool, source, lease_s=settings.lease_s)
         self.hold = False
@@ -146,6 +158,9 @@ class InlineWorker:
 
     def retire_build(self, build_id: str) -> None:
         self.pool.close_build(build_id)
+
+    def enqueue_pipeline(self, run_id: str) -> None:
+        self._do(lambda: self.pipelines.advance(run_id))
 
 
 class CliApi:

@@ -22,7 +22,15 @@ import requests
 from pydantic import TypeAdapter, ValidationError
 
 from algohost.names import AlgorithmRef
-from algohost.public import Batch, BatchResults, Build, Delivery, Job
+from algohost.public import (
+    Batch,
+    BatchResults,
+    Build,
+    Delivery,
+    Job,
+    PipelineRun,
+    PipelineVersion,
+)
 from algohost.reports import AlgorithmMetrics, UsageReport
 from algohost.store.registry import BuildStatus
 
@@ -40,6 +48,8 @@ _DELIVERY = TypeAdapter(Delivery)
 _DELIVERIES = TypeAdapter(list[Delivery])
 _METRICS = TypeAdapter(AlgorithmMetrics)
 _USAGE = TypeAdapter(UsageReport)
+_PIPELINE = TypeAdapter(PipelineVersion)
+_PIPELINE_RUN = TypeAdapter(PipelineRun)
 # A submit is retried after these pauses when the API could not be reached or answered
 # that it could not finish it now; its Idempotency-Key makes every retry the same submit.
 SUBMIT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
@@ -304,6 +314,25 @@ class ApiClient:
         return self._model(_BATCH, self._submit(
             "/v1/batches", params=params, data=jsonl,
             headers={"Content-Type": "application/x-ndjson"}, timeout_s=max(self.timeout_s, 300)))
+
+    def publish_pipeline(self, owner: str, name: str, spec: Any) -> tuple[PipelineVersion, bool]:
+        """POST the spec as the pipeline's next version; (version, whether it is new)."""
+        resp = self.request("POST", f"/v1/pipelines/{owner}/{name}", json=spec)
+        return self._model(_PIPELINE, resp.json()), resp.status_code == 201
+
+    def pipeline(self, owner: str, name: str) -> PipelineVersion:
+        return self._model(_PIPELINE, self._json("GET", f"/v1/pipelines/{owner}/{name}"))
+
+    def start_pipeline_run(self, owner: str, name: str, payload: Any, *,
+                           version: int | None = None, cache: bool = True) -> PipelineRun:
+        body: dict[str, Any] = {"input": payload, "cache": cache}
+        if version is not None:
+            body["version"] = version
+        return self._model(_PIPELINE_RUN, self._json(
+            "POST", f"/v1/pipelines/{owner}/{name}/runs", json=body))
+
+    def pipeline_run(self, run_id: str) -> PipelineRun:
+        return self._model(_PIPELINE_RUN, self._json("GET", f"/v1/pipeline-runs/{run_id}"))
 
     def batch(self, batch_id: str) -> Batch:
         return self._model(_BATCH, self._json("GET", f"/v1/batches/{batch_id}"))

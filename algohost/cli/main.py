@@ -20,6 +20,7 @@ from algohost.cli.limits import limits
 from algohost.cli.local import LOCAL_COMMANDS
 from algohost.cli.metering import METERING_COMMANDS
 from algohost.cli.models import models
+from algohost.cli.pipeline import pipeline
 from algohost.cli.prune import prune
 from algohost.cli.publishing import publish
 from algohost.cli.scaffold import init
@@ -46,7 +47,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (publish, *API_COMMANDS, *CATALOGUE_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks,
-                secrets, keys, limits, dev, egress, prune, gc, models, data):
+                secrets, keys, limits, dev, egress, prune, gc, models, data, pipeline):
     cli.add_command(command)
 for command in METERING_COMMANDS:
     cli.add_command(command)

@@ -1,0 +1,93 @@
+"""`algohost pipeline` against the real API, its steps run by the in-process worker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_api import CliApi, algorithm_dir
+
+SPEC = """
+[steps.double]
+algorithm = "double"
+input = "$input.n"
+
+[steps.left]
+algorithm = "double"
+input = "$steps.double.output"
+
+[steps.right]
+algorithm = "checked"
+input = "$steps.double.output"
+
+[steps.total]
+algorithm = "add"
+input = ["$steps.left.output", "$steps.right.output"]
+"""
+
+
+@pytest.fixture
+def spec_file(api: CliApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr("algohost.cli.pipeline.POLL_S", 0)
+    api.publish(algorithm_dir(tmp_path, "double", "return x * 2"))
+    api.publish(algorithm_dir(tmp_path, "add", "return sum(x)"))
+    api.publish(algorithm_dir(tmp_path, "checked",
+                              "if x > 100:\n        raise ValueError('too big')\n    return x"))
+    path = tmp_path / "numbers.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def test_publish_then_run_shows_the_graph_and_the_output(api, spec_file):
+    published = api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    assert published.exit_code == 0, published.output
+    assert "version 1" in published.stdout and "double -> left" in published.stdout
+    result = api.run(["pipeline", "run", "numbers", "--input", '{"n": 3}', "--json"])
+    assert result.exit_code == 0, result.output
+    run = json.loads(result.stdout)
+    assert run["status"] == "succeeded"
+    assert run["output"] == {"total": 18}  # 3*2*2 + 3*2
+    assert [step["name"] for step in run["steps"]] == ["double", "left", "right", "total"]
+    shown = api.run(["pipeline", "status", run["id"]])
+    assert shown.exit_code == 0
+    for name in ("double", "left", "right", "total", "succeeded"):
+        assert name in shown.stdout
+
+
+def test_publishing_the_same_spec_again_says_it_is_unchanged(api, spec_file):
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    again = api.run(["pipeline", "publish", str(spec_file), "alice/numbers"])
+    assert again.exit_code == 0 and "unchanged, still" in again.stdout
+
+
+def test_a_failed_step_fails_the_command_and_names_the_step(api, spec_file):
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    result = api.run(["pipeline", "run", "numbers", "--input", '{"n": 60}'])
+    assert result.exit_code == 1
+    assert "failed at step 'right'" in result.output
+    assert "too big" in result.stdout
+    assert "upstream_failed" not in result.stdout or "skipped" in result.stdout
+
+
+def test_a_rerun_reuses_every_step(api, spec_file):
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    first = json.loads(api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}',
+                                "--json"]).stdout)
+    again = json.loads(api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}',
+                                "--json"]).stdout)
+    assert all(step["cached"] for step in again["steps"])
+    assert again["output"] == first["output"]
+    fresh = json.loads(api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}',
+                                "--no-cache", "--json"]).stdout)
+    assert not any(step["cached"] for step in fresh["steps"])
+
+
+def test_a_spec_with_an_unknown_step_is_refused_before_any_request(api, tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"steps": {"a": {"algorithm": "x", "input": "$steps.b.output"}}}))
+    result = api.run(["pipeline", "publish", str(path), "bad"])
+    assert result.exit_code != 0
+    assert "unknown steps" in result.output and "'b'" in result.output
+    assert not api.transport.seen
