@@ -11,6 +11,7 @@ from algohost.console import (  # noqa: F401 - they register the pages
     editor,
     flows,
     manage,
+    metrics,
     pages,
     session,
 )

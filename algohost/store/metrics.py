@@ -166,6 +166,19 @@ class BuildMetrics:
             pipe.hgetall(self.hour_key(build_id, int(hour)))
         return summarise(build_id, pipe.execute() if hours else [])
 
+    @translate_errors
+    def hourly(self, build_id: str, since: float = 0.0) -> list[tuple[int, BuildSummary]]:
+        """Each hour of the build from the hour of `since` on, oldest first, on its own
+        (what a chart over time draws)."""
+        start = int(since // HOUR_S * HOUR_S)
+        hours = [int(h) for h in self.redis.zrangebyscore(self.hours_key(build_id), start,
+                                                           "+inf")]
+        pipe = self.redis.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self.hour_key(build_id, hour))
+        found = pipe.execute() if hours else []
+        return [(hour, summarise(build_id, [raw])) for hour, raw in zip(hours, found, strict=True)]
+
 
 def merge(hashes: Iterable[Mapping[str, str]]) -> dict[str, float]:
     """Hourly hashes as one: counts and sums added, maxima and minima kept."""

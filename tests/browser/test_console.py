@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import OUTPUT
 from tests.stack import EXAMPLES, publish
+from tests.waiting import eventually
 
 BUILD_WAIT_MS = 900_000  # a first build on a cold engine installs its packages
 CALL_WAIT_MS = 120_000
@@ -75,6 +76,25 @@ def test_the_jobs_list_shows_a_new_job_without_a_reload(page, console_url, stack
     job = stack.post_job(ref, {"required": "yes"})
     expect(page.locator("#jobs-rows")).to_contain_text(job["id"], timeout=CALL_WAIT_MS)
     page.screenshot(path=OUTPUT / "jobs.png")
+
+
+def test_a_metrics_chart_renders(page, console_url, stack):
+    ref = publish(stack, EXAMPLES / "hello", timeout_s=BUILD_WAIT_MS / 1000)
+    for name in ("ada", "grace", "alan"):
+        stack.post_job(ref, {"name": name}, wait=60)
+    url = f"{console_url}/algorithms/alice/hello/metrics?since=24h"
+
+    def counted() -> bool:
+        page.goto(url)
+        return page.locator("table.compare tbody tr").first.locator("td").nth(1).inner_text() \
+            not in ("0", "")
+
+    eventually(counted, 60, "the finished calls in the build's metrics")
+    chart = page.locator("#compare-charts svg").first
+    expect(chart.locator("polyline")).to_have_count(3)  # p50, p95, p99
+    expect(page.locator("#time-charts svg").first.locator("circle").first).to_be_visible()
+    chart.screenshot(path=OUTPUT / "chart.png")
+    page.screenshot(path=OUTPUT / "metrics.png", full_page=True)
 
 
 def test_another_owners_job_is_not_reachable(browse, console_url, stack):

@@ -250,3 +250,42 @@ def test_another_owners_batches_are_not_listed(api, console, redis_client):
     other = api.app.test_client()
     sign_in(other, KeyStore(redis_client).create("mallory"))
     assert other.get("/console/batches.json").get_json() == {"batches": []}
+
+
+def test_metrics_are_drawn_per_build_and_compared(api, console):
+    publish_from_editor(console, api)
+    publish_from_editor(console, api, body='return {"hi": x, "v": 2}')
+    for version in ("0.1.0", "0.1.1"):
+        for value in range(3):
+            console.post("/console/try", json={"algorithm": f"{api.owner}/hello@{version}",
+                                               "input": value},
+                         headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})
+    page = console.get(f"/console/algorithms/{api.owner}/hello/metrics")
+    assert page.status_code == 200
+    assert page.text.count("<svg") >= 4  # two compare charts, two per build over time
+    assert "total_ms percentiles by build" in page.text and "0.1.0" in page.text
+    picked = console.get(f"/console/algorithms/{api.owner}/hello/metrics?version=0.1.0"
+                         "&since=24h")
+    assert picked.status_code == 200 and "0.1.1</a>" not in picked.text
+
+
+def test_metrics_of_another_owners_algorithm_are_refused(api, console, redis_client):
+    publish_from_editor(console, api)
+    other = api.app.test_client()
+    sign_in(other, KeyStore(redis_client).create("mallory"))
+    assert other.get(f"/console/algorithms/{api.owner}/hello/metrics").status_code == 403
+
+
+def test_a_bad_since_is_a_400(api, console):
+    publish_from_editor(console, api)
+    reply = console.get(f"/console/algorithms/{api.owner}/hello/metrics?since=yesterday")
+    assert reply.status_code == 400 and "invalid_request" in reply.text
+
+
+def test_usage_per_day_is_drawn(api, console):
+    publish_from_editor(console, api)
+    console.post("/console/try", json={"algorithm": f"{api.owner}/hello", "input": 1},
+                 headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})
+    page = console.get("/console/usage")
+    assert page.status_code == 200 and "calls per day" in page.text and "<svg" in page.text
+    assert console.get("/console/usage?role=thief").status_code == 400
