@@ -1,0 +1,85 @@
+"""Metrics across builds and the usage ledger on the real stack: two builds of one algorithm
+that differ in latency by design, called through the API, run in Docker by a real worker."""
+
+import pytest
+
+from algohost.store import connect
+from algohost.store.usage import MiB, UsageLedger
+from tests.stack import TEST_ALGORITHMS, call, publish
+from tests.waiting import eventually
+
+CALLS = 12
+
+
+@pytest.fixture(scope="module")
+def builds(stack, tmp_path_factory):
+    """alice/paced twice: 20 ms a call, then 120 ms."""
+    refs = []
+    for delay in ("0.02", "0.12"):
+        source = tmp_path_factory.mktemp(f"paced-{delay}") / "paced"
+        source.mkdir()
+        for item in (TEST_ALGORITHMS / "paced").iterdir():
+            text = item.read_text().replace("DELAY_S = 0.02", f"DELAY_S = {delay}")
+            (source / item.name).write_text(text)
+        refs.append(publish(stack, source))
+    jobs = {ref: [call(stack, ref, n) for n in range(CALLS)] for ref in refs}
+    return refs, jobs
+
+
+def metrics_of(stack, query):
+    response = stack.client.get(f"/v1/algorithms/{stack.owner}/paced/metrics{query}",
+                                headers=stack.auth)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def test_the_slower_build_shows_its_latency_in_the_comparison(stack, builds):
+    refs, jobs = builds
+    assert all(job["status"] == "succeeded" for ran in jobs.values() for job in ran)
+    fast_v, slow_v = (ref.split("@")[1] for ref in refs)
+
+    def counted():
+        reply = metrics_of(stack, f"?versions={fast_v},{slow_v}")
+        return reply if all(b["calls"] == CALLS for b in reply["builds"]) else None
+
+    fast, slow = eventually(counted, 30, "both builds' calls to be counted")["builds"]
+    resolution = 0.95  # a percentile is read from buckets 5% wide
+    assert 20 * resolution <= fast["run_ms"]["p50"] < 120 * resolution <= slow["run_ms"]["p50"]
+    assert slow["run_ms"]["p50"] / fast["run_ms"]["p50"] > 2
+    assert slow["total_ms"]["p95"] > fast["total_ms"]["p95"]
+    for build in (fast, slow):
+        assert build["error_rate"] == 0 and build["timeout_rate"] == 0
+        assert 0 < build["cold_start_share"] < 1  # the first call started a container
+        assert build["peak_memory_bytes"]["max"] > 0
+    assert fast["custom"]["delay_ms"]["mean"] == pytest.approx(20.0)
+    assert slow["custom"]["delay_ms"]["mean"] == pytest.approx(120.0)
+
+
+def test_a_job_keeps_what_its_call_reported_and_a_bad_name_is_refused_inside(stack, builds):
+    refs, jobs = builds
+    assert jobs[refs[0]][0]["custom_metrics"] == {"delay_ms": 20.0}
+    refused = call(stack, refs[0], "bad-metric")
+    assert refused["status"] == "succeeded"
+    assert "a metric name is" in refused["output"]["refused"]
+    assert refused["custom_metrics"] == {"delay_ms": 20.0}
+
+
+def test_the_ledger_holds_each_job_as_its_record_says(stack, builds):
+    refs, jobs = builds
+    ledger = UsageLedger.from_settings(connect(stack.settings), stack.settings)
+    for ran in jobs.values():
+        for job in ran:
+            entry = eventually(lambda job=job: ledger.entry(job["id"]), 30)
+            metrics = stack.get_job(job["id"])["metrics"]
+            assert entry["payer"] == entry["payee"] == stack.owner
+            assert f"{entry['algorithm']}@{entry['version']}" == job["algorithm"]
+            assert entry["compute_us"] == round(metrics["run_ms"] * 1000)
+            assert entry["memory_mib_ms"] == round(
+                metrics["peak_memory_bytes"] * metrics["run_ms"] / MiB)
+    report = stack.client.get("/v1/usage?group_by=version", headers=stack.auth).get_json()
+    by_version = {line["version"]: line for line in report["lines"]}
+    for ref in refs:
+        ran = jobs[ref]
+        line = by_version[ref.split("@")[1]]
+        slept_s = (0.02 if ref == refs[0] else 0.12) * len(ran)
+        assert line["calls"] >= len(ran) and line["compute_s"] >= slept_s
