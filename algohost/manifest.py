@@ -27,6 +27,13 @@ SUPPORTED_PYTHON = ("3", "3.11")
 MAX_TIMEOUT_S = 3600
 MAX_MEMORY_MB = 64 * 1024
 MIN_MEMORY_MB = 16
+VISIBILITIES = ("private", "public")
+MAX_ROYALTY_MICROS = 1_000_000_000  # a thousand currency units per call
+MAX_DESCRIPTION = 1000
+MAX_PARAMETERS = 100
+# Catalogue keys left out of to_dict when unset, so older manifests hash as they always did.
+_CATALOGUE_DEFAULTS: dict[str, Any] = {"description": "", "visibility": None,
+                                       "royalty_micros": 0, "parameters": {}}
 
 
 @dataclass(frozen=True)
@@ -59,11 +66,19 @@ class Manifest:
     resources: ResourcesSection = field(default_factory=ResourcesSection)
     secrets: SecretsSection = field(default_factory=SecretsSection)
     models: dict[str, str] = field(default_factory=dict)
+    # The catalogue: what a search shows, who may call, what each call by another pays.
+    description: str = ""
+    visibility: str | None = None  # None: leave the algorithm's visibility as it is
+    royalty_micros: int = 0
+    parameters: dict[str, str] = field(default_factory=dict)  # input field -> its meaning
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if not self.models:  # so manifests without models hash as they always did
             del data["models"]
+        for key, default in _CATALOGUE_DEFAULTS.items():
+            if data[key] == default:
+                del data[key]
         return data
 
 
@@ -161,6 +176,42 @@ def _models(table: dict[str, Any]) -> dict[str, str]:
     return models
 
 
+def _text(data: dict[str, Any], key: str, limit: int) -> str:
+    value = str(_typed(data, key, (str,), ""))
+    if len(value) > limit or not value.isprintable():
+        raise InvalidManifest(f"'{key}' must be printable text of at most {limit} characters",
+                              key=key)
+    return value
+
+
+def _catalogue(data: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if "description" in data:
+        found["description"] = _text(data, "description", MAX_DESCRIPTION)
+    if "visibility" in data:
+        found["visibility"] = _typed(data, "visibility", (str,), "")
+        if found["visibility"] not in VISIBILITIES:
+            raise InvalidManifest("'visibility' must be 'private' or 'public'", key="visibility")
+    if "royalty_micros" in data:
+        found["royalty_micros"] = _typed(data, "royalty_micros", (int,), "")
+        if not 0 <= found["royalty_micros"] <= MAX_ROYALTY_MICROS:
+            raise InvalidManifest(f"'royalty_micros' must be between 0 and "
+                                  f"{MAX_ROYALTY_MICROS}", key="royalty_micros")
+    parameters = _section(data, "parameters")
+    if len(parameters) > MAX_PARAMETERS:
+        raise InvalidManifest(f"'parameters' lists at most {MAX_PARAMETERS} fields",
+                              key="parameters")
+    for key in parameters:
+        where = f"parameters.{key}"
+        if not isinstance(key, str) or not key.isprintable() or not 0 < len(key) <= 100:
+            raise InvalidManifest(f"'{where[:120]}': a parameter's name is printable text of "
+                                  "at most 100 characters", key="parameters")
+        _text({where: parameters[key]}, where, MAX_DESCRIPTION)
+    if parameters:
+        found["parameters"] = dict(parameters)
+    return found
+
+
 def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
     if key not in data:
         return {}
@@ -170,7 +221,7 @@ def _section(data: dict[str, Any], key: str) -> dict[str, Any]:
 def parse_manifest(data: dict[str, Any]) -> Manifest:
     """Validate a decoded algorithm.toml."""
     _check_keys(data, {"name", "entrypoint", "python", "build", "resources", "secrets",
-                       "models"}, "")
+                       "models", *_CATALOGUE_DEFAULTS}, "")
     for required in ("name", "entrypoint"):
         if required not in data:
             raise InvalidManifest(f"missing required key '{required}'", key=required)
@@ -190,6 +241,7 @@ def parse_manifest(data: dict[str, Any]) -> Manifest:
         resources=_resources(_section(data, "resources")),
         secrets=_secrets(_section(data, "secrets")),
         models=_models(_section(data, "models")),
+        **_catalogue(data),
     )
 
 
@@ -211,6 +263,10 @@ def manifest_from_dict(data: dict[str, Any]) -> Manifest:
         resources=ResourcesSection(**data.get("resources", {})),
         secrets=SecretsSection(**data.get("secrets", {})),
         models=dict(data.get("models", {})),
+        description=data.get("description", ""),
+        visibility=data.get("visibility"),
+        royalty_micros=int(data.get("royalty_micros", 0)),
+        parameters=dict(data.get("parameters", {})),
     )
 
 

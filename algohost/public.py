@@ -8,7 +8,7 @@ answers with. Never exposes a job's internals (worker, lease, image, owner).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,6 +78,14 @@ class Job(BaseModel):
     custom_metrics: dict[str, float] = Field(
         default_factory=dict, description="What the algorithm reported with "
         "algohost_runtime.log_metric: the last value per name")
+    royalty_micros: int = Field(default=0, description="What this call pays the algorithm's "
+                                "author, in millionths of the currency unit (0 for your own)")
+    parent_job: str | None = Field(default=None, description="The job whose algorithm made "
+                                   "this call, if an algorithm made it")
+    children: list[str] = Field(default_factory=list,
+                                description="Jobs of the calls this job's algorithm made")
+    depth: int = Field(default=0, description="0 for a call from outside; a child's is its "
+                       "parent's + 1")
 
 
 # Every field of the reply is a field of the record (a unit test holds them together).
@@ -140,6 +148,34 @@ def public_build(record: BuildRecord, logs: str | None = None) -> Build:
     if logs is not None:
         fields["logs"] = logs
     return Build.model_validate(fields)
+
+
+# The catalogue -------------------------------------------------------------------------
+
+
+class AlgorithmSummary(BaseModel):
+    owner: str
+    name: str
+    latest: str | None = Field(description="The newest successful, unyanked version, if any")
+    versions: list[str] = Field(description="Every version, newest first")
+    visibility: Literal["private", "public"] = Field(
+        default="private", description="public: listed, and callable by every key")
+    description: str = Field(default="", description="From the latest version's manifest")
+    parameters: dict[str, str] = Field(default_factory=dict,
+                                       description="Input fields and what they mean, from "
+                                                   "the latest version's manifest")
+    royalty_micros: int = Field(default=0, description="What a call of the latest version by "
+                                "another owner pays its author, in millionths of a unit")
+
+    def mentions(self, word: str) -> bool:
+        """Does `word` appear (any case) in the name, description or parameters?"""
+        texts = [f"{self.owner}/{self.name}", self.description, *self.parameters,
+                 *self.parameters.values()]
+        return any(word.casefold() in text.casefold() for text in texts)
+
+
+class AlgorithmList(BaseModel):
+    algorithms: list[AlgorithmSummary]
 
 
 # Webhook deliveries --------------------------------------------------------------------

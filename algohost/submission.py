@@ -16,7 +16,7 @@ from algohost.clock import now_iso
 from algohost.errors import ServiceUnavailable
 from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
-from algohost.store.registry import BuildRecord
+from algohost.store.registry import BuildRecord, royalty_of
 from algohost.store.usage import ComputeBudget
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class JobSubmitter:
             input=payload, created_at=now_iso(),
             timeout_s=timeout_s or min(build.manifest.resources.timeout_s, self.max_timeout_s),
             webhook=webhook, webhook_events=list(webhook_events) if webhook else [],
-            parent=parent)
+            parent=parent, royalty_micros=royalty_of(build, owner))
         self.jobs.create(job)
         if self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner)).sent:
             self._send(job.id, owner)

@@ -13,7 +13,9 @@ from typing import Any
 
 from flask import Blueprint
 
+from algohost.api.access import is_owner, owned_algorithm, readable_algorithm
 from algohost.api.auth import current_owner, require_owner
+from algohost.api.catalogue import AlgorithmQuery, VisibilityChange, catalogue_entry
 from algohost.api.context import services
 from algohost.api.models import model_registry
 from algohost.api.routing import Reply, Upload, route
@@ -32,7 +34,7 @@ from algohost.clock import now_iso
 from algohost.errors import InvalidManifest, ServiceUnavailable
 from algohost.manifest import Manifest, check_caps, loads_manifest
 from algohost.names import LATEST, VERSION_RANGE, validate_algorithm_name, validate_owner
-from algohost.store.registry import BuildRecord, BuildStatus
+from algohost.store.registry import PUBLIC, BuildRecord, BuildStatus
 
 log = logging.getLogger(__name__)
 bp = Blueprint("algorithms", __name__)
@@ -104,6 +106,8 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
                                           max_builds=svc.limits.for_owner(owner).max_builds)
     build = record_origin(build, created, content_hash(files, parsed.to_dict()), query)
     ensure_policy_quietly(owner, name)
+    if manifest.visibility is not None:
+        svc.registry.set_visibility(owner, name, manifest.visibility)
     if svc.artifacts is not None:
         for version in pinned.values():
             svc.artifacts.reference(owner, version.sha256, f"version:{build.id}")
@@ -122,47 +126,68 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     return Reply(BuildReply(build=public_build(build)), 202)
 
 
-@route(bp, "GET", "/v1/algorithms", summary="List your algorithms",
-       responses={200: AlgorithmList})
-def list_algorithms() -> Reply:
+@route(bp, "GET", "/v1/algorithms",
+       summary="List your algorithms, or the public catalogue (?visibility=public), "
+               "optionally matching a word (?q=)",
+       query=AlgorithmQuery, responses={200: AlgorithmList})
+def list_algorithms(query: AlgorithmQuery | None = None) -> Reply:
+    query = query or AlgorithmQuery()  # the console calls it without one
     owner, registry = current_owner(), services().registry
+    if query.visibility == PUBLIC:
+        found = registry.public_algorithms()
+    else:
+        found = [(owner, name) for name in registry.algorithms(owner)]
     summaries = []
-    for name in registry.algorithms(owner):
-        builds = registry.versions(owner, name)
-        latest = next((b.version for b in builds if b.status is BuildStatus.SUCCEEDED), None)
-        summaries.append(AlgorithmSummary(owner=owner, name=name, latest=latest,
-                                          versions=[b.version for b in builds]))
+    for algo_owner, name in found:
+        summary = catalogue_entry(registry, algo_owner, name)
+        if query.visibility not in (None, summary.visibility):
+            continue
+        if query.q and not summary.mentions(query.q):
+            continue
+        summaries.append(summary)
     return Reply(AlgorithmList(algorithms=summaries))
 
 
+@route(bp, "PUT", "/v1/algorithms/<owner>/<name>/visibility",
+       summary="Make an algorithm public (listed, callable by every key) or private",
+       body=VisibilityChange, responses={200: AlgorithmSummary}, errors=(403, 404))
+def set_visibility(owner: str, name: str, body: VisibilityChange) -> Reply:
+    owned_algorithm(owner, name)
+    registry = services().registry
+    registry.set_visibility(owner, name, body.visibility)
+    return Reply(catalogue_entry(registry, owner, name))
+
+
 @route(bp, "GET", "/v1/algorithms/<owner>/<name>/versions",
-       summary="List an algorithm's versions, newest first", responses={200: BuildList},
-       errors=(403, 404))
+       summary="List an algorithm's versions, newest first (yours, or a public one)",
+       responses={200: BuildList}, errors=(404,))
 def list_versions(owner: str, name: str) -> Reply:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    readable_algorithm(owner, name)
     builds = services().registry.versions(owner, name)
     return Reply(BuildList(versions=[public_build(build) for build in builds]))
 
 
 @route(bp, "GET", "/v1/algorithms/<owner>/<name>/versions/<version>",
-       summary="Read one version's build, with its logs ('latest', or a range such as 1 or "
-               "1.2: the version a call would run)",
-       responses={200: Build}, errors=(403, 404))
+       summary="Read one version's build ('latest', or a range such as 1 or 1.2: the version "
+               "a call would run); its owner also sees the build logs",
+       responses={200: Build}, errors=(404,))
 def get_version(owner: str, name: str, version: str) -> Reply:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    readable_algorithm(owner, name)
     registry = services().registry
     if version == LATEST or VERSION_RANGE.matches(version):
         build = registry.resolve(owner, name, version)
     else:
         build = registry.find(owner, name, version)
-    return Reply(public_build(build, logs=registry.logs(build.id)))
+    # A build's output may name private package indexes or paths: the author's alone.
+    logs = registry.logs(build.id) if is_owner(owner) else None
+    return Reply(public_build(build, logs=logs))
 
 
 @route(bp, "POST", "/v1/algorithms/<owner>/<name>/versions/<version>/yank",
        summary="Yank a version: ranges and @latest skip it; exact references still call it",
        responses={200: Build}, errors=(403, 404))
 def yank_version(owner: str, name: str, version: str) -> Reply:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    owned_algorithm(owner, name)
     return Reply(public_build(services().registry.yank(owner, name, version)))
 
 
@@ -170,7 +195,7 @@ def yank_version(owner: str, name: str, version: str) -> Reply:
        summary="Undo a yank: ranges and @latest may pick the version again",
        responses={200: Build}, errors=(403, 404))
 def unyank_version(owner: str, name: str, version: str) -> Reply:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    owned_algorithm(owner, name)
     return Reply(public_build(services().registry.yank(owner, name, version, yanked=False)))
 
 
@@ -178,7 +203,7 @@ def unyank_version(owner: str, name: str, version: str) -> Reply:
        summary="Delete a version: never callable again; its warm containers and image go",
        responses={200: Build}, errors=(403, 404, 409))
 def delete_version(owner: str, name: str, version: str) -> Reply:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    owned_algorithm(owner, name)
     svc = services()
     build = svc.registry.delete(owner, name, version)
     if svc.artifacts is not None and svc.models is not None:

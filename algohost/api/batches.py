@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, request
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
+from algohost.api.access import readable_algorithm
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
 from algohost.api.idempotency import (
@@ -219,13 +220,13 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     check_max_timeout(query.timeout_s, svc.settings.max_timeout_s, "query parameters")
     check_max_timeout(batch.timeout_s, svc.settings.max_timeout_s, "batch")
     ref = AlgorithmRef.parse(batch.algorithm, ranges=True)
-    require_owner(ref.owner, f"algorithm {ref.base}")
+    readable_algorithm(ref.owner, ref.name)
     if batch.webhook is not None:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)
     encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
     record = BatchRecord(
-        id="b_" + uuid.uuid4().hex[:24], owner=ref.owner, status=BatchStatus.RUNNING,
+        id="b_" + uuid.uuid4().hex[:24], owner=current_owner(), status=BatchStatus.RUNNING,
         requested=batch.algorithm, algorithm=build.ref, build_id=build.id, total=len(encoded),
         created_at=now_iso(),
         timeout_s=batch.timeout_s or min(build.manifest.resources.timeout_s,

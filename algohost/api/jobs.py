@@ -10,6 +10,7 @@ import logging
 
 from flask import Blueprint, request
 
+from algohost.api.access import readable_algorithm
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
 from algohost.api.idempotency import (
@@ -72,7 +73,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
     key = requested_key()
     check_max_timeout(body.timeout_s, svc.settings.max_timeout_s, "request body")
     ref = AlgorithmRef.parse(body.algorithm, ranges=True)
-    require_owner(ref.owner, f"algorithm {ref.base}")
+    readable_algorithm(ref.owner, ref.name)
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
@@ -85,7 +86,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         headers = {"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"}
     else:
         with released_on_failure(svc.job_keys, key, job_id):
-            job = svc.submitter.submit(ref.owner, body.algorithm, build, body.input,
+            job = svc.submitter.submit(current_owner(), body.algorithm, build, body.input,
                                        timeout_s=body.timeout_s, webhook=body.webhook,
                                        webhook_events=body.webhook_events, job_id=job_id)
         headers = {"Location": f"/v1/jobs/{job.id}"}

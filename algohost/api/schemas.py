@@ -34,13 +34,23 @@ from algohost.names import (
     SHA256_PATTERN,
     DataUri,
 )
-from algohost.public import Build, Job, JobError, JobMetrics, public_build, public_job
+from algohost.public import (
+    AlgorithmList,
+    AlgorithmSummary,
+    Build,
+    Job,
+    JobError,
+    JobMetrics,
+    public_build,
+    public_job,
+)
 from algohost.semver import Bump
 from algohost.webhooks import EVENTS, Event
 from algohost.webhooks.urls import URL_PATTERN, documented_url
 
 # Re-exported for the views.
-__all__ = ["Build", "Job", "JobError", "JobMetrics", "public_build", "public_job"]
+__all__ = ["AlgorithmList", "AlgorithmSummary", "Build", "Job", "JobError", "JobMetrics",
+           "public_build", "public_job"]
 
 
 # Requests ------------------------------------------------------------------------------
@@ -170,17 +180,6 @@ class BuildReply(BaseModel):
 
 class BuildList(BaseModel):
     versions: list[Build] = Field(description="Newest version first")
-
-
-class AlgorithmSummary(BaseModel):
-    owner: str
-    name: str
-    latest: str | None = Field(description="The newest successfully built version, if any")
-    versions: list[str] = Field(description="Every version, newest first")
-
-
-class AlgorithmList(BaseModel):
-    algorithms: list[AlgorithmSummary]
 
 
 class Health(BaseModel):

@@ -12,7 +12,7 @@ import logging
 from flask import Blueprint, request
 from pydantic import BaseModel, Field
 
-from algohost.api.auth import require_owner
+from algohost.api.access import owned_algorithm
 from algohost.api.context import services
 from algohost.api.routing import Reply, Upload, route
 from algohost.errors import (
@@ -62,8 +62,9 @@ def _store() -> SecretStore:
 
 
 def _algorithm(owner: str, name: str) -> None:
-    """Owner first (403 says nothing about what exists), then that it exists (404)."""
-    require_owner(owner, f"algorithm {owner}/{name}")
+    """Owner first (to others a private algorithm is as missing as an unknown one: 404),
+    then that it exists (404)."""
+    owned_algorithm(owner, name)
     algorithm_prefix(owner, name)
     if not services().registry.exists(owner, name):
         raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")

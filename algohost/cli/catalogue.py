@@ -16,7 +16,9 @@ from algohost.cli.common import (
     out,
     parse_algorithm_ref,
     pass_ctx,
+    unversioned_ref_callback,
 )
+from algohost.cli.render import catalogue_table
 
 
 @click.command()
@@ -56,4 +58,32 @@ def yank(ctx: CliContext, ref: str, undo: bool, as_json: bool) -> None:
         out.print(f"{build.ref} {'yanked' if build.yanked else 'listed'}")
 
 
-CATALOGUE_COMMANDS = (describe, yank)
+@click.command()
+@click.argument("algorithm", callback=unversioned_ref_callback)
+@click.argument("visibility", type=click.Choice(["public", "private"]))
+@json_option
+@pass_ctx
+def visibility(ctx: CliContext, algorithm: str, visibility: str, as_json: bool) -> None:
+    """Make ALGORITHM (owner/name) public (listed, callable by every key) or private."""
+    ref = parse_algorithm_ref(algorithm, allow_version=False)
+    summary = ctx.client().set_visibility(ref.owner, ref.name, visibility)
+    if as_json:
+        emit_json(summary)
+    else:
+        out.print(f"{summary.owner}/{summary.name} {summary.visibility}")
+
+
+@click.command()
+@click.argument("word", required=False)
+@json_option
+@pass_ctx
+def search(ctx: CliContext, word: str | None, as_json: bool) -> None:
+    """Public algorithms whose name, description or parameters mention WORD (any case)."""
+    found = ctx.client().search(word)
+    if as_json:
+        emit_json(found)
+    else:
+        out.print(catalogue_table(found))
+
+
+CATALOGUE_COMMANDS = (describe, yank, visibility, search)

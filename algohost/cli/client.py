@@ -23,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from algohost.names import AlgorithmRef
 from algohost.public import (
+    AlgorithmSummary,
     Batch,
     BatchResults,
     Build,
@@ -34,7 +35,7 @@ from algohost.public import (
 from algohost.reports import AlgorithmMetrics, UsageReport
 from algohost.store.registry import BuildStatus
 
-__all__ = ["Batch", "BatchResults", "Build", "Delivery", "Job"]
+__all__ = ["AlgorithmSummary", "Batch", "BatchResults", "Build", "Delivery", "Job"]
 
 BUILD_TERMINAL = frozenset({BuildStatus.SUCCEEDED, BuildStatus.FAILED})
 M = TypeVar("M")
@@ -43,6 +44,8 @@ _JOBS = TypeAdapter(list[Job])
 _BUILD = TypeAdapter(Build)
 _BUILDS = TypeAdapter(list[Build])
 _BATCH = TypeAdapter(Batch)
+_SUMMARY = TypeAdapter(AlgorithmSummary)
+_SUMMARIES = TypeAdapter(list[AlgorithmSummary])
 _RESULTS = TypeAdapter(BatchResults)
 _DELIVERY = TypeAdapter(Delivery)
 _DELIVERIES = TypeAdapter(list[Delivery])
@@ -236,6 +239,16 @@ class ApiClient:
         action = "unyank" if undo else "yank"
         return self._model(_BUILD, self._json(
             "POST", f"/v1/algorithms/{owner}/{name}/versions/{version}/{action}"))
+
+    def set_visibility(self, owner: str, name: str, visibility: str) -> AlgorithmSummary:
+        return self._model(_SUMMARY, self._json(
+            "PUT", f"/v1/algorithms/{owner}/{name}/visibility", json={"visibility": visibility}))
+
+    def search(self, word: str | None = None) -> list[AlgorithmSummary]:
+        """The public catalogue, or the part of it that mentions `word`."""
+        params = {"visibility": "public", **({"q": word} if word else {})}
+        body = self._json("GET", "/v1/algorithms", params=params)
+        return self._model(_SUMMARIES, body.get("algorithms"))
 
     def versions(self, owner: str, name: str) -> list[Build]:
         body = self._json("GET", f"/v1/algorithms/{owner}/{name}/versions")

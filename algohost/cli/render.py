@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text
 
-from algohost.public import Build, Job, JobError, JobMetrics
+from algohost.public import AlgorithmSummary, Build, Job, JobError, JobMetrics
 
 MiB = 1024 * 1024
 STATUS_STYLE = {
@@ -73,6 +73,16 @@ def versions_table(builds: Sequence[Build]) -> Table:
             build.id,
             short_time(build.created_at),
         )
+    return table
+
+
+def catalogue_table(found: Sequence[AlgorithmSummary]) -> Table:
+    table = Table(Column("algorithm", no_wrap=True), "latest", Column("description"),
+                  "parameters", "royalty")
+    for summary in found:
+        table.add_row(f"{summary.owner}/{summary.name}", summary.latest or "-",
+                      truncate(summary.description), ", ".join(summary.parameters) or "-",
+                      str(summary.royalty_micros) if summary.royalty_micros else "-")
     return table
 
 

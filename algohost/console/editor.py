@@ -13,6 +13,7 @@ from flask import redirect, render_template, request, url_for
 
 from algohost.api import algorithms as algorithms_api
 from algohost.api import jobs as jobs_api
+from algohost.api.auth import require_owner
 from algohost.api.context import services
 from algohost.api.routing import read_json, validate
 from algohost.api.schemas import Build, BuildList, BuildReply, JobCreate, JobView, PublishQuery
@@ -29,6 +30,7 @@ NEW_TEMPLATE = "function"
 
 
 def _source_files(owner: str, name: str, version: str) -> dict[str, bytes]:
+    require_owner(owner, f"algorithm {owner}/{name}")  # a public algorithm's source is not
     found = answer(algorithms_api.get_version, Build, owner=owner, name=name, version=version)
     svc = services()
     return read_archive(svc.registry.source(found.id), svc.settings.max_upload_bytes)
@@ -59,6 +61,9 @@ def new_algorithm() -> Any:
 
 @bp.route("/algorithms/<owner>/<name>/edit")
 def editor(owner: str, name: str) -> str:
+    # Only into one's own namespace, whatever exists there: the same 403 for any other
+    # owner's name, and never the source of another's public algorithm.
+    require_owner(owner, f"algorithm {owner}/{name}")
     validate_algorithm_name(name)
     base = request.args.get("version", "")
     try:

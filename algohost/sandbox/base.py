@@ -77,6 +77,9 @@ class ContainerSpec:
     secrets_version: str = ""
     # (host path, path in the container), each mounted read-only: a build's models.
     mounts: tuple[tuple[str, str], ...] = ()
+    # The owner whose calls this container serves. A container keeps what a call leaves
+    # in /tmp or in module globals, so it never serves two calling owners.
+    tenant: str = ""
 
 
 @dataclass

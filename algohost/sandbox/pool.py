@@ -1,7 +1,9 @@
 """Warm containers kept between calls, bounded per build and in total. Thread-safe.
 
-A session is only reused for the same build and the same secrets version, and never after
-an outcome that was not reusable. Containers are started and closed outside the lock.
+A session is only reused for the same build, the same secrets version and the same calling
+owner (`ContainerSpec.tenant`: what one owner's call leaves behind is never another's), and
+never after an outcome that was not reusable. Containers are started and closed outside
+the lock.
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from algohost.errors import ImageMissing, NoFreeSlot, SandboxUnavailable
 from algohost.sandbox.base import ContainerSpec, Sandbox, Session
 
 log = logging.getLogger(__name__)
+
+
+def reuse_key(spec: ContainerSpec) -> tuple[str, str, str]:
+    """Sessions of a build are interchangeable only when all of this is equal."""
+    return spec.build_id, spec.secrets_version, spec.tenant
 
 
 @dataclass
@@ -120,7 +127,7 @@ class WarmPool:
         dead += [e.session for e in build.idle if not e.session.alive]
         build.idle = [e for e in build.idle if e.session.alive]
         for entry in reversed(build.idle):
-            if entry.session.spec.secrets_version == spec.secrets_version:
+            if reuse_key(entry.session.spec) == reuse_key(spec):
                 build.idle.remove(entry)
                 return entry.session
         return None
@@ -130,7 +137,8 @@ class WarmPool:
         if build.size >= self.settings.pool_max_per_build:
             if not build.idle:  # all busy: wait for one to come back
                 return False
-            # Idle but not reusable for this spec (other secrets): frees a slot of both kinds.
+            # Idle but not reusable for this spec (other secrets, another calling owner):
+            # frees a slot of both kinds.
             evicted.append(build.idle.pop(0).session)
             return True
         if self._total() < self.settings.pool_max_total:

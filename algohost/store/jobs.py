@@ -125,6 +125,9 @@ class JobRecord:
     # What the algorithm reported with algohost_runtime.log_metric: the last value per name.
     custom_metrics: dict[str, float] = field(default_factory=dict)
     royalty_micros: int = 0  # what the caller owes the algorithm's owner for this call
+    parent_job: str | None = None  # set on a call an algorithm made during its own call
+    children: list[str] = field(default_factory=list)  # the calls this one made, in order
+    depth: int = 0  # 0 for a call from outside; a child's is its parent's + 1
 
     def to_redis(self) -> dict[str, str]:
         return JOB_FIELDS.encode(self)

@@ -30,6 +30,7 @@ from algohost.names import VERSION_RANGE, AlgorithmRef
 from algohost.store import PREFIX, RecordFields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
+PRIVATE, PUBLIC = "private", "public"
 
 
 class BuildStatus(StrEnum):
@@ -99,6 +100,11 @@ class BuildRecord:
         return BUILD_FIELDS.decode(raw)
 
 
+def royalty_of(build: BuildRecord, caller: str) -> int:
+    """What one call of `build` by `caller` pays its author: nothing to call one's own."""
+    return 0 if caller == build.owner else build.royalty_micros
+
+
 BUILD_FIELDS = RecordFields(BuildRecord, "build",
                             typed={"status": BuildStatus, "manifest": manifest_from_dict},
                             plain={"manifest": Manifest.to_dict})
@@ -161,7 +167,8 @@ class Registry:
                 id=build_id, owner=owner, name=name, version=version,
                 ref=str(AlgorithmRef(owner, name, version)), content_hash=content_hash,
                 image=image_tag(owner, name, content_hash), status=BuildStatus.QUEUED,
-                created_at=now_iso(), manifest=manifest)
+                created_at=now_iso(), manifest=manifest,
+                royalty_micros=manifest.royalty_micros)
             pipe = self.redis.pipeline()
             pipe.hsetnx(algo, "owner", owner)
             pipe.hsetnx(algo, "name", name)
@@ -257,6 +264,39 @@ class Registry:
             self.redis.srem(self._owner_builds(owner), build.id)
         self.forget(build.id)
         return self.get_build(build.id)
+
+    PUBLIC_KEY = f"{PREFIX}algos:public"
+
+    @translate_errors
+    def visibility(self, owner: str, name: str) -> str:
+        """`public` or `private` (the default); AlgorithmNotFound if there is no such one."""
+        found = self.redis.hmget(self._algo(owner, name), "owner", "visibility")
+        if found[0] is None:
+            raise AlgorithmNotFound(f"algorithm {owner}/{name} does not exist")
+        return str(found[1] or PRIVATE)
+
+    @translate_errors
+    def is_public(self, owner: str, name: str) -> bool:
+        return bool(self.redis.sismember(self.PUBLIC_KEY, f"{owner}/{name}"))
+
+    @translate_errors
+    def set_visibility(self, owner: str, name: str, visibility: str) -> None:
+        if visibility not in (PUBLIC, PRIVATE):
+            raise ValueError(f"unknown visibility {visibility!r}")
+        self.visibility(owner, name)  # it exists
+        pipe = self.redis.pipeline()
+        pipe.hset(self._algo(owner, name), "visibility", visibility)
+        if visibility == PUBLIC:
+            pipe.sadd(self.PUBLIC_KEY, f"{owner}/{name}")
+        else:
+            pipe.srem(self.PUBLIC_KEY, f"{owner}/{name}")
+        pipe.execute()
+
+    @translate_errors
+    def public_algorithms(self) -> list[tuple[str, str]]:
+        """Every public algorithm as (owner, name), sorted."""
+        pairs = (item.split("/", 1) for item in self.redis.smembers(self.PUBLIC_KEY))
+        return sorted((owner, name) for owner, name in pairs)
 
     @translate_errors
     def yank(self, owner: str, name: str, version: str, yanked: bool = True) -> BuildRecord:

@@ -198,7 +198,7 @@ class ChunkRunner:
         values, version = self.secrets.for_build(build)
         redactor.hide(values.values())
         mounts = self.mounts(build) if self.mounts is not None else ()
-        spec = spec_for(build, values, version, mounts)
+        spec = spec_for(build, values, version, mounts, caller=batch.owner)
         inputs = self.batches.inputs(batch.id, start, stop)
         canceled = CancelCheck(self.batches, lease, self.clock)
         timeout_s = float(batch.timeout_s)

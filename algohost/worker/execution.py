@@ -93,12 +93,16 @@ class CancelWatch:
 
 
 def spec_for(build: BuildRecord, secrets: dict[str, str], secrets_version: str,
-             mounts: tuple[tuple[str, str], ...] = ()) -> ContainerSpec:
+             mounts: tuple[tuple[str, str], ...] = (), caller: str = "") -> ContainerSpec:
+    """A container of `build` serving `caller`'s calls only (the build's owner by default)."""
+    tenant = caller or build.owner
     return ContainerSpec(
         build_id=build.id,
         image=build.image,
         limits=Limits.of(build.manifest.resources),
-        labels={"algohost.algorithm": AlgorithmRef(build.owner, build.name).base},
+        labels={"algohost.algorithm": AlgorithmRef(build.owner, build.name).base,
+                "algohost.caller": tenant},
+        tenant=tenant,
         secrets=secrets,
         secrets_as_env=build.manifest.secrets.as_env,
         secrets_version=secrets_version,
@@ -145,7 +149,7 @@ class JobRunner:
         values, version = self.secrets.for_build(build)
         redactor.hide(values.values())
         mounts = self.outputs.mounts(build) if self.outputs is not None else ()
-        spec = spec_for(build, values, version, mounts)
+        spec = spec_for(build, values, version, mounts, caller=job.owner)
         max_logs = self.settings.sandbox.max_log_bytes
         watch = CancelWatch(self.jobs, job.id, self.settings.lease_s, self.clock)
         try:

@@ -206,9 +206,9 @@ def test_versions_are_listed_newest_first_and_read_with_logs(api, tmp_path, buil
     assert latest.get_json()["version"] == "0.1.0"
 
 
-def test_versions_of_another_owner_are_403_and_unknown_ones_404(api, built):
+def test_versions_of_another_owners_private_algorithm_and_unknown_ones_are_404(api, built):
     other = api.client.get("/v1/algorithms/alice/hello/versions", headers=api.bob)
-    assert other.status_code == 403
+    assert other.status_code == 404 and error_code(other) == "algorithm_not_found"
     missing = api.client.get("/v1/algorithms/alice/nope/versions", headers=api.alice)
     assert missing.status_code == 404 and error_code(missing) == "algorithm_not_found"
     version = api.client.get("/v1/algorithms/alice/hello/versions/9.9.9", headers=api.alice)
@@ -219,7 +219,9 @@ def test_algorithms_list_shows_the_latest_successful_version(api, tmp_path, buil
     api.publish(algorithm(tmp_path / "hello2", body="return 3"))
     listing = api.client.get("/v1/algorithms", headers=api.alice).get_json()
     assert listing == {"algorithms": [{"owner": "alice", "name": "hello", "latest": "0.1.0",
-                                       "versions": ["0.1.1", "0.1.0"]}]}
+                                       "versions": ["0.1.1", "0.1.0"],
+                                       "visibility": "private", "description": "",
+                                       "parameters": {}, "royalty_micros": 0}]}
     assert api.client.get("/v1/algorithms", headers=api.bob).get_json() == {"algorithms": []}
 
 
@@ -257,9 +259,9 @@ def test_null_input_is_accepted_but_missing_input_is_not(api, built):
         {"field": "input", "message": "this field is required"}]
 
 
-def test_calling_another_owners_algorithm_is_403(api, built):
+def test_calling_another_owners_private_algorithm_is_404_as_for_a_missing_one(api, built):
     response = api.submit({"algorithm": "alice/hello", "input": 1}, headers=api.bob)
-    assert response.status_code == 403 and error_code(response) == "forbidden"
+    assert response.status_code == 404 and error_code(response) == "algorithm_not_found"
 
 
 @pytest.mark.parametrize("data, content_type", [

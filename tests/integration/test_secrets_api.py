@@ -92,9 +92,20 @@ def test_delete_removes_a_secret_and_404s_when_absent(api):
 
 
 def test_another_owner_can_neither_list_set_nor_delete(api):
+    """A private algorithm is as missing to them as an unknown one; a public one is 403."""
     api.put("MINE", "alice-only")
-    for response in (api.client.get(BASE, headers=api.bob), api.put("MINE", "bob", api.bob),
-                     api.client.delete(f"{BASE}/MINE", headers=api.bob)):
+
+    def attempts():
+        return (api.client.get(BASE, headers=api.bob), api.put("MINE", "bob", api.bob),
+                api.client.delete(f"{BASE}/MINE", headers=api.bob))
+
+    for response in attempts():
+        assert response.status_code == 404, response.get_json()
+        assert code(response) == "algorithm_not_found"
+    public = api.client.put("/v1/algorithms/alice/hello/visibility",
+                            json={"visibility": "public"}, headers=api.alice)
+    assert public.status_code == 200, public.get_json()
+    for response in attempts():
         assert response.status_code == 403, response.get_json()
         assert code(response) == "forbidden"
     assert api.store.read("alice", "hello", ["MINE"])[0] == {"MINE": "alice-only"}

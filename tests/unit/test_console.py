@@ -135,7 +135,8 @@ def test_another_owners_job_and_algorithm_are_refused(api, console, redis_client
     assert other.get(f"/console/jobs/{job_id}").status_code == 403
     assert other.get(f"/console/jobs/{job_id}/status.json").status_code == 403
     assert job_id not in other.get("/console/jobs.json").text
-    assert other.get(f"/console/algorithms/{api.owner}/hello").status_code == 403
+    # A private algorithm is, to another owner, as missing as one never published.
+    assert other.get(f"/console/algorithms/{api.owner}/hello").status_code == 404
     assert other.get(f"/console/algorithms/{api.owner}/hello/edit").status_code == 403
     denied = publish_from_editor(other, api)
     assert denied.status_code == 403
@@ -176,7 +177,8 @@ def test_another_owners_secrets_page_is_refused(api, console, redis_client):
     publish_from_editor(console, api)
     other = api.app.test_client()
     sign_in(other, KeyStore(redis_client).create("mallory"))
-    assert other.get(f"/console/algorithms/{api.owner}/hello/secrets").status_code == 403
+    # Private: to another owner it does not exist (a public one would be 403).
+    assert other.get(f"/console/algorithms/{api.owner}/hello/secrets").status_code == 404
 
 
 def test_a_collection_is_made_uploaded_to_listed_and_downloaded(api, console):

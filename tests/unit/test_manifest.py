@@ -91,3 +91,36 @@ def test_requirements_path_must_stay_inside():
 def test_broken_toml_is_an_invalid_manifest():
     with pytest.raises(InvalidManifest, match="not valid TOML"):
         loads_manifest("name = ")
+
+
+CATALOGUE = '''name = "hello"
+entrypoint = "main:apply"
+description = "Says hello"
+visibility = "public"
+royalty_micros = 2500
+
+[parameters]
+name = "who to greet"
+'''
+
+
+def test_catalogue_keys_parse_and_survive_the_stored_round_trip():
+    manifest = loads_manifest(CATALOGUE)
+    assert (manifest.description, manifest.visibility, manifest.royalty_micros,
+            manifest.parameters) == ("Says hello", "public", 2500, {"name": "who to greet"})
+    assert manifest_from_dict(manifest.to_dict()) == manifest
+
+
+def test_a_manifest_without_catalogue_keys_stores_none_of_them():
+    data = loads_manifest('name = "hello"\nentrypoint = "main:apply"\n').to_dict()
+    assert not {"description", "visibility", "royalty_micros", "parameters"} & set(data)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ('visibility = "everyone"', "visibility"), ("royalty_micros = -5", "royalty_micros"),
+    ("royalty_micros = true", "royalty_micros"), ('description = "a\\nb"', "description"),
+    ("[parameters]\nname = 3", "parameters.name")])
+def test_a_bad_catalogue_key_is_refused_naming_it(extra, key):
+    with pytest.raises(InvalidManifest) as caught:
+        loads_manifest(f'name = "hello"\nentrypoint = "main:apply"\n{extra}\n')
+    assert caught.value.details["key"] == key

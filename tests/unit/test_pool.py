@@ -6,6 +6,7 @@ Closes run on the pool's background closer: a test drains it before it looks.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -75,6 +76,18 @@ def test_sessions_are_not_shared_across_builds_or_secrets_versions() -> None:
     assert pool.acquire(spec("b", "v1"))[0] is not session
     assert pool.acquire(spec("a", "v2"))[0] is not session
     assert len(sandbox.sessions) == 3
+
+
+def test_a_session_never_serves_a_second_calling_owner() -> None:
+    pool, sandbox, _ = make_pool()
+    alices = replace(spec("a"), tenant="alice")
+    session, _ = pool.acquire(alices)
+    pool.release(session, reusable=True)
+    bobs, warm = pool.acquire(replace(spec("a"), tenant="bob"))
+    assert bobs is not session and not warm
+    pool.release(bobs, reusable=True)
+    again, warm = pool.acquire(alices)
+    assert again is session and warm and len(sandbox.sessions) == 2
 
 
 def test_per_build_max_holds_under_concurrent_threads() -> None:

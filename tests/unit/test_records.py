@@ -63,7 +63,8 @@ def test_a_job_written_by_the_previous_code_loads_unchanged():
     assert job.metrics is not None and job.metrics["total_ms"] == 3.0
     assert job.artifacts == [] and job.parent is None  # written before these fields
     assert job.to_redis() == {**OLD_JOB_HASH, "artifacts": "[]", "parent": "null",
-                              "custom_metrics": "{}", "royalty_micros": "0"}
+                              "custom_metrics": "{}", "royalty_micros": "0",
+                              "parent_job": "null", "children": "[]", "depth": "0"}
 
 
 def test_a_job_missing_later_fields_loads_with_their_defaults():
