@@ -39,6 +39,7 @@ from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
+from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.submission import JobSubmitter
 from algohost.worker.batching import ChunkRunner
 from algohost.worker.building import BuildRunner
@@ -114,10 +115,12 @@ class InlineWorker:
         source = VaultSecretSource(secrets)
         self.builds = BuildRunner(self.registry, self.builder, settings, BuildLeases(client))
         jobs = JobStore(client, settings.job_retention_s)
-        fair = FairShare(client, LimitStore(client, settings), self.enqueue_run, JobStore.key(""))
+        limits = LimitStore(client, settings)
+        fair = FairShare(client, limits, self.enqueue_run, JobStore.key(""))
+        budget = ComputeBudget(UsageLedger.from_settings(client, settings), limits)
         self.pipelines = Scheduler(PipelineStore(client, settings.job_retention_s), jobs,
                                    self.registry, JobSubmitter(jobs, fair, self.enqueue_run,
-                                                               settings.max_timeout_s),
+                                                               settings.max_timeout_s, budget),
                                    settings.lease_s)
         self.jobs = JobRunner(jobs, self.registry, self.pool, settings, "cli-test",
                               secrets=source,

@@ -133,11 +133,13 @@ def get_pipeline_version(owner: str, name: str, version: str) -> Reply:
 
 
 @route(bp, "POST", "/v1/pipelines/<owner>/<name>/runs", summary="Start a run of a pipeline",
-       body=RunCreate, responses={202: PipelineRun}, errors=(403, 404, 409),
+       body=RunCreate, responses={202: PipelineRun}, errors=(402, 403, 404, 409),
        response_headers={"Location": "The run's URL"}, path=PIPELINE_PATH)
 def start_run(owner: str, name: str, body: RunCreate) -> Reply:
     _check_names(owner, name)
     svc = services()
+    if svc.budget is not None:  # its steps would each be refused: say so now
+        svc.budget.check(owner)
     version = _version(owner, name, body.version)
     graph = check(PipelineSpec.model_validate(version.spec))
     steps = {}

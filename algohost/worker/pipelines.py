@@ -17,7 +17,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from algohost.clock import now_iso, parse_iso
-from algohost.errors import AlgohostError, LimitReached, RateLimited, ServiceUnavailable
+from algohost.errors import (
+    AlgohostError,
+    LimitReached,
+    PaymentRequired,
+    RateLimited,
+    ServiceUnavailable,
+)
 from algohost.pipeline import (
     Graph,
     PipelineSpec,
@@ -280,6 +286,7 @@ class Scheduler:
     def _carry_out(self, plan: Plan) -> None:
         for build_digest, input_digest, job_id in plan.remember:
             self.runs.remember(plan.run.owner, build_digest, input_digest, job_id)
+        ended = False  # a job that ended at its submit: record it now, not at the next check
         for job in plan.submits:
             try:
                 self.submitter.submit(plan.run.owner, job.requested, job.build, job.payload,
@@ -291,8 +298,22 @@ class Scheduler:
                          exc.message)
                 self.runs.postpone(plan.run.id, self.clock() + LOST_SUBMIT_S + 1)
             except ServiceUnavailable:
-                # The job is failed (enqueue_failed); the next advance records it.
-                self.runs.postpone(plan.run.id, self.clock())
+                ended = True  # the submitter failed the job (enqueue_failed)
+            except PaymentRequired as exc:
+                self._refused(plan.run.owner, job, exc)
+                ended = True
+        if ended:
+            self.advance(plan.run.id)
+
+    def _refused(self, owner: str, job: StepJob, exc: AlgohostError) -> None:
+        """Refused before anything was written: a failed record says why, so the step
+        fails with it."""
+        now = now_iso()
+        self.jobs.create(JobRecord(
+            id=job.job_id, owner=owner, status=JobStatus.FAILED, requested=job.requested,
+            algorithm=job.build.ref, build_id=job.build.id, input=job.payload,
+            created_at=now, finished_at=now, reason=exc.code, parent=job.parent,
+            error=_error(type(exc).__name__, exc.message)))
 
 
 class PipelineHook:

@@ -46,6 +46,7 @@ from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
+from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
@@ -112,11 +113,13 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                       ModelCache(Path(settings.state_dir) / "models", artifacts.blobs),
                       DataStore(client, artifacts))
     dispatcher = CeleryDispatcher(celery)
-    fair = FairShare(client, LimitStore(client, settings, cache_s=LIMITS_CACHE_S),
-                     dispatcher.enqueue_run, JobStore.key(""))
+    limits = LimitStore(client, settings, cache_s=LIMITS_CACHE_S)
+    fair = FairShare(client, limits, dispatcher.enqueue_run, JobStore.key(""))
+    # Pipeline steps are the owner's calls: admitted, limited and budgeted as the API's are.
+    budget = ComputeBudget(UsageLedger.from_settings(client, settings), limits)
     pipelines = Scheduler(PipelineStore(client, settings.job_retention_s), jobs, registry,
-                          JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s),
-                          settings.lease_s)
+                          JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s,
+                                       budget), settings.lease_s)
     hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
                             *metering_hooks(client, settings),
                             PipelineHook(dispatcher.enqueue_pipeline)]

@@ -91,3 +91,17 @@ def test_a_spec_with_an_unknown_step_is_refused_before_any_request(api, tmp_path
     assert result.exit_code != 0
     assert "unknown steps" in result.output and "'b'" in result.output
     assert not api.transport.seen
+
+
+def test_steps_past_the_owners_compute_budget_fail_and_say_so(api, spec_file):
+    assert api.run(["limits", "set", "alice", "--compute-s-per-day", "0.000001"]).exit_code == 0
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    result = api.run(["pipeline", "run", "numbers", "--input", '{"n": 2}', "--json"])
+    assert result.exit_code == 1
+    run = json.loads(result.stdout)
+    steps = {step["name"]: step for step in run["steps"]}
+    assert steps["double"]["status"] == "succeeded"  # nothing was spent when it started
+    assert steps["left"]["reason"] == steps["right"]["reason"] == "budget_exhausted"
+    assert steps["total"]["reason"] == "upstream_failed"
+    refused = api.run(["pipeline", "run", "numbers", "--input", '{"n": 5}'])
+    assert refused.exit_code != 0 and "budget_exhausted" in refused.output
