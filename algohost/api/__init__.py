@@ -41,6 +41,7 @@ from algohost.secrets.base import SecretStore
 from algohost.secrets.vault import VaultSecretStore
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
+from algohost.store.completions import CompletionWaiter
 from algohost.store.fairshare import FairShare
 from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
@@ -105,7 +106,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = (
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
-    job_store = JobStore(client, settings.job_retention_s)
+    # One listener per process wakes every `Prefer: wait` caller: none holds a connection.
+    job_store = JobStore(client, settings.job_retention_s, CompletionWaiter(settings.redis_url))
     fair = FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key(""))
     usage = UsageLedger.from_settings(client, settings)
     budget = ComputeBudget(usage, owner_limits)

@@ -141,8 +141,9 @@ def ensure_base_image(settings: Settings, state: Path, mirror: str) -> None:
 
 
 def api_argv(settings: Settings) -> list[str]:
-    """gunicorn with gevent workers: a `Prefer: wait` caller parks a greenlet on its
-    BLPOP, not a thread, so a thousand waiters leave /healthz and short calls alone.
+    """gunicorn with gevent workers: a `Prefer: wait` caller parks a greenlet on the
+    process's one completions listener, not a thread, so a thousand waiters leave
+    /healthz and short calls alone.
     gunicorn patches the standard library before it imports the app (never --preload,
     which would import redis-py and Celery before the patch)."""
     host, port = stack.host_port(settings.api_url, 8000)

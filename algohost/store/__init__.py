@@ -35,14 +35,26 @@ def _timeouts(settings: Settings) -> dict[str, Any]:
             "health_check_interval": 30}
 
 
+# redis-py's pool refuses a 101st connection at once ("Too many connections"); a burst of
+# a thousand requests on one evented API process must queue for one instead.
+POOL_CONNECTIONS = 100
+POOL_WAIT_S = 20
+
+
+def _pool(settings: Settings, **options: Any) -> redis.BlockingConnectionPool:
+    return redis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S,
+        **_timeouts(settings), **options)
+
+
 def connect(settings: Settings) -> redis.Redis:
     """A client that decodes replies to str (records are JSON text)."""
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True, **_timeouts(settings))
+    return redis.Redis(connection_pool=_pool(settings, decode_responses=True))
 
 
 def connect_raw(settings: Settings) -> redis.Redis:
     """A client for binary blobs (algorithm sources)."""
-    return redis.Redis.from_url(settings.redis_url, **_timeouts(settings))
+    return redis.Redis(connection_pool=_pool(settings))
 
 
 def translate_errors(func: Callable[P, R]) -> Callable[P, R]:

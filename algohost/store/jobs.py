@@ -24,6 +24,8 @@ from algohost.store import (
     lua,
     translate_errors,
 )
+from algohost.store.completions import CHANNEL as COMPLETIONS
+from algohost.store.completions import CompletionWaiter
 
 
 class JobStatus(StrEnum):
@@ -150,10 +152,13 @@ _QUEUED, _RUNNING = encode_value(JobStatus.QUEUED.value), encode_value(JobStatus
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, retention_s: int) -> None:
+    def __init__(self, client: redis.Redis, retention_s: int,
+                 completions: CompletionWaiter | None = None) -> None:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
         self.retention_s = retention_s
+        # With a process's shared listener, a waiter holds no connection while it waits.
+        self.completions = completions
         self._cas = client.register_script(lua("job_transition"))
         self._claim = client.register_script(lua("job_claim"))
 
@@ -223,7 +228,7 @@ class JobStore:
                            "1" if target.terminal else "0"]
         for name, value in encoded.items():
             args += [name, value]
-        keys = [self.key(job_id), self.RUNNING_KEY, self.done_key(job_id)]
+        keys = [self.key(job_id), self.RUNNING_KEY, self.done_key(job_id), COMPLETIONS]
         return bool(self._cas(keys=keys, args=args) == 1)
 
     @translate_errors
@@ -247,7 +252,33 @@ class JobStore:
 
     @translate_errors
     def wait_terminal(self, job_id: str, timeout_s: float) -> JobRecord | None:
-        """Block until the job is terminal or the timeout passes; returns the record.
+        """Block until the job is terminal or the timeout passes; returns the record."""
+        if self.completions is not None:
+            return self._wait_heard(self.completions, job_id, timeout_s)
+        return self._wait_blocking(job_id, timeout_s)
+
+    def _wait_heard(self, completions: CompletionWaiter, job_id: str,
+                    timeout_s: float) -> JobRecord | None:
+        """Wait on the process's shared subscription: no connection held meanwhile.
+
+        The waiter is registered, and the listener subscribed, before the record is
+        first read, so a finish that lands after that read is heard; one that landed
+        before it is in the record."""
+        deadline = time.monotonic() + timeout_s
+        with completions.watching(job_id) as finished:
+            completions.wait_ready(min(timeout_s, SUBSCRIBE_WAIT_S))
+            while True:
+                job = self.get(job_id)
+                remaining = deadline - time.monotonic()
+                if job is None or job.status.terminal or remaining <= 0:
+                    return job
+                # Subscribed, a finish wakes us and the re-read is only a safety net;
+                # not subscribed (Redis away), the record is polled.
+                finished.wait(min(remaining, RECHECK_S if completions.ready else POLL_S))
+                finished.clear()
+
+    def _wait_blocking(self, job_id: str, timeout_s: float) -> JobRecord | None:
+        """BLPOP on the job's done list: one connection held per waiter.
 
         The done list is pushed after the terminal write and outlives it, so
         waiting on it first loses nothing and saves a read in the common case."""
@@ -304,3 +335,6 @@ class JobStore:
 
 
 PAGE_READ = 10  # records read per round trip while a page is filled
+SUBSCRIBE_WAIT_S = 2.0  # how long a waiter lets the shared listener subscribe first
+RECHECK_S = 5.0  # a subscribed waiter re-reads its record this often all the same
+POLL_S = 0.5  # and this often while the listener is not subscribed

@@ -1,6 +1,7 @@
 -- A job's compare-and-set status change; waking its waiters in the same script saves
 -- a round trip.
--- KEYS[1] job hash, KEYS[2] running zset, KEYS[3] the job's done list.
+-- KEYS[1] job hash, KEYS[2] running zset, KEYS[3] the job's done list, KEYS[4] the
+-- channel that API processes' waiters listen on (not a key: named here to keep it in one place).
 -- ARGV[1] comma list of encoded allowed statuses, ARGV[2] encoded new status,
 -- ARGV[3] job id, ARGV[4] lease expiry or '', ARGV[5] '1' when the new status is
 -- terminal, then field/value pairs.
@@ -24,5 +25,6 @@ end
 if ARGV[5] == '1' then
   redis.call('RPUSH', KEYS[3], '1')
   redis.call('EXPIRE', KEYS[3], 300)
+  redis.call('PUBLISH', KEYS[4], ARGV[3])
 end
 return 1
