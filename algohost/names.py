@@ -92,7 +92,8 @@ DATA_PATH = Grammar("a file path in a collection", rf"{_SEGMENT}(?:/{_SEGMENT})*
                     "none of them '.' or '..'", 1024)
 # The same rules for JSON Schema (OpenAPI), which has no lookaround: a segment that is
 # never '.' or '..' starts with no dot, or with one dot and then no dot, or with two and more.
-_DOC_SEGMENT = (r"(?:[A-Za-z0-9_=+@-][A-Za-z0-9_.=+@-]{0,254}"
+# A segment starts as _SEGMENT's does: a letter, digit, '_' or '.'.
+_DOC_SEGMENT = (r"(?:[A-Za-z0-9_][A-Za-z0-9_.=+@-]{0,254}"
                 r"|\.[A-Za-z0-9_=+@-][A-Za-z0-9_.=+@-]{0,253}|\.\.[A-Za-z0-9_.=+@-]{1,253})")
 COLLECTION_PATTERN = rf"^{_MODEL}$"
 DATA_PATH_PATTERN = rf"^{_DOC_SEGMENT}(?:/{_DOC_SEGMENT})*$"

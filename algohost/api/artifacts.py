@@ -7,6 +7,7 @@ sees only its own artifacts (another owner's digest is a 404, not a 403).
 from __future__ import annotations
 
 from typing import IO, TypeVar
+from urllib.parse import quote
 
 from flask import Blueprint, request
 
@@ -76,10 +77,18 @@ def upload_artifact(body: IO[bytes], query: ArtifactUploadQuery) -> Reply:
        errors=(404, 503))
 def download_artifact(sha256: str) -> Streamed:
     record, chunks = artifact_store().stream(current_owner(), checked_digest(sha256))
-    name = record.name.replace('"', "").replace("\\", "") or record.sha256
     return Streamed(chunks, record.media_type, {
         "Content-Length": str(record.size), "ETag": f'"sha256:{record.sha256}"',
-        "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})
+        "Content-Disposition": attachment(record.name.rsplit("/", 1)[-1] or record.sha256)})
+
+
+def attachment(name: str) -> str:
+    """A Content-Disposition for any name: a printable-ASCII `filename` for old clients
+    and the exact name as RFC 8187 UTF-8 in `filename*`. A name is the uploader's text, so
+    a control character or a non-Latin-1 one must never reach the header as it is."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name)
+    exact = quote(name.encode("utf-8", "surrogatepass"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 @route(bp, "GET", "/v1/artifacts/<sha256>/info", summary="An artifact's record",

@@ -95,7 +95,9 @@ def _error_statuses(spec: RouteSpec) -> list[int]:
     statuses = set(spec.errors) | {500}
     if spec.auth:
         statuses.add(401)
-    if spec.body is not None or spec.query is not None or spec.headers or spec.path:
+    # A path parameter is checked by the view (a name's grammar) even where the route
+    # states no pattern for it.
+    if spec.body is not None or spec.query is not None or spec.headers or "<" in spec.rule:
         statuses.add(400)
     if spec.body is not None:
         statuses.add(413)
@@ -120,6 +122,9 @@ def _responses(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     for status in _error_statuses(spec):
         responses[str(status)] = {"description": HTTPStatus(status).phrase,
                                   "content": {"application/json": {"schema": error_schema}}}
+    # The HTTP server's own answer, before the app sees the request: no JSON body.
+    responses["414"] = {"description": "URI Too Long: the request line is longer than the "
+                                       "server accepts (gunicorn: 4094 bytes)"}
     return dict(sorted(responses.items()))
 
 

@@ -2,8 +2,10 @@
 
 import hashlib
 import io
+from urllib.parse import quote
 
 import pytest
+from gunicorn.http.wsgi import HEADER_VALUE_RE
 
 from algohost.api import create_app
 from algohost.config import Settings
@@ -46,6 +48,18 @@ def test_an_upload_streams_in_and_the_download_streams_the_same_bytes_back(api):
     assert download.headers["Content-Length"] == str(len(data))
     assert download.headers["ETag"] == f'"sha256:{body["sha256"]}"'
     assert b"".join(download.response) == data
+
+
+def test_a_hostile_name_downloads_with_a_header_any_server_can_send(api):
+    name = "r\u00e9sum\u00e9\n\u2028\"x\\.txt"
+    digest = upload(api, b"named", api.alice, quote(name, safe="")).get_json()["sha256"]
+    download = api.get(f"/v1/artifacts/{digest}", headers=api.alice)
+    assert download.status_code == 200
+    disposition = download.headers["Content-Disposition"]
+    # gunicorn refuses (500) any header value outside these bytes.
+    assert HEADER_VALUE_RE.fullmatch(disposition)
+    assert disposition == ('attachment; filename="r_sum____x_.txt"; '
+                           f"filename*=UTF-8''{quote(name, safe='')}")
 
 
 def test_the_same_content_twice_is_one_blob(api):

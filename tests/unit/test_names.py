@@ -3,7 +3,11 @@ empty and over-long values never do; AlgorithmRef parses and prints the same ref
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from algohost.errors import InvalidManifest, InvalidRequest
 from algohost.names import (
@@ -11,6 +15,7 @@ from algohost.names import (
     APT_PACKAGE,
     COLLECTION,
     DATA_PATH,
+    DATA_PATH_PATTERN,
     ENTRYPOINT,
     MODEL_KEY,
     MODEL_NAME,
@@ -191,3 +196,17 @@ def test_a_data_uri_parses_into_its_parts_and_prints_back(text, file, expected):
 def test_a_malformed_data_uri_is_refused(text, file):
     with pytest.raises(InvalidRequest):
         DataUri.parse(text, file=file)
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(st.from_regex(DATA_PATH_PATTERN, fullmatch=True).filter(lambda p: len(p) <= 1024))
+def test_every_data_path_the_document_allows_the_grammar_accepts(path):
+    # The document's pattern cannot look ahead, so it is written apart: held to the grammar.
+    assert DATA_PATH.matches(path), path
+
+
+@pytest.mark.parametrize("segment", ["@x", "=x", "+x", "-x"])
+def test_a_data_path_segment_starts_as_the_grammar_says_in_both(segment):
+    assert not DATA_PATH.matches(segment)
+    assert not re.fullmatch(DATA_PATH_PATTERN, segment)
+    assert re.fullmatch(DATA_PATH_PATTERN, "." + segment) and DATA_PATH.matches("." + segment)
