@@ -9,6 +9,7 @@ tests, as it would fail a user.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
@@ -72,6 +73,7 @@ class FlaskTransport(BaseAdapter):
         response.reason = HTTPStatus(reply.status_code).phrase
         response.headers = CaseInsensitiveDict(dict(reply.headers))
         response._content = reply.get_data()
+        response.raw = io.BytesIO(response._content)  # for a reply the client streams
         response.encoding = "utf-8"
         response.url, response.request = request.url or "", request
         self.after(request)

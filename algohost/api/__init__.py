@@ -17,6 +17,7 @@ from algohost.api import (
     algorithms,
     artifacts,
     batches,
+    buildlogs,
     data,
     jobs,
     limits,
@@ -143,7 +144,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         budget=budget,
     )
     register_error_handlers(app)
-    for blueprint in (meta.bp, jobs.bp, algorithms.bp, secret_routes.bp, batches.bp,
+    for blueprint in (meta.bp, jobs.bp, algorithms.bp, buildlogs.bp, secret_routes.bp, batches.bp,
                       webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp, pipelines.bp):
         app.register_blueprint(blueprint)
     # Imported here: the console imports the API's views, which import this package.

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from algohost.api.routing import BinaryContent, RouteSpec, Upload
+from algohost.api.routing import STREAMED_REPLIES, BinaryContent, EventStream, RouteSpec, Upload
 from algohost.api.schemas import ErrorBody
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -39,7 +39,7 @@ def _models(routes: Iterable[RouteSpec]) -> list[tuple[type[BaseModel], Mode]]:
         if spec.query is not None:
             wanted[(spec.query, "validation")] = None
         for model in spec.responses.values():
-            if model is not BinaryContent:
+            if model not in STREAMED_REPLIES:
                 wanted[(model, "serialization")] = None
     return list(wanted)
 
@@ -110,8 +110,12 @@ def _responses(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, model in sorted(spec.responses.items()):
         # Raw bytes of whatever media type: no schema, as OpenAPI 3.1 leaves binary content.
-        content = ({"*/*": {}} if model is BinaryContent else
-                   {"application/json": {"schema": refs[(model, "serialization")]}})
+        if model is BinaryContent:
+            content: dict[str, Any] = {"*/*": {}}
+        elif model is EventStream:
+            content = {"text/event-stream": {"schema": {"type": "string"}}}
+        else:
+            content = {"application/json": {"schema": refs[(model, "serialization")]}}
         response: dict[str, Any] = {"description": HTTPStatus(status).phrase,
                                     "content": content}
         if spec.response_headers and status < 300:

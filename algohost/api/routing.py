@@ -85,6 +85,13 @@ class BinaryContent(BaseModel):
     """Marks a route whose success reply is raw bytes (a `Streamed`), not JSON."""
 
 
+class EventStream(BaseModel):
+    """Marks a route whose success reply is server-sent events (a `Streamed`), not JSON."""
+
+
+STREAMED_REPLIES = (BinaryContent, EventStream)
+
+
 View = Callable[..., Reply | Streamed]
 M = TypeVar("M", bound=BaseModel)
 ROUTES: list[RouteSpec] = []
@@ -129,7 +136,7 @@ def _arguments(spec: RouteSpec, path: dict[str, str]) -> dict[str, Any]:
 
 def _render(spec: RouteSpec, reply: Reply | Streamed) -> Response:
     if isinstance(reply, Streamed):
-        if BinaryContent not in spec.responses.values():
+        if not set(STREAMED_REPLIES) & set(spec.responses.values()):
             raise RuntimeError(f"{spec.method} {spec.rule} streamed bytes it does not declare")
         return Response(reply.chunks, status=200, headers=dict(reply.headers),
                         mimetype=reply.media_type, direct_passthrough=True)

@@ -8,6 +8,7 @@ code, so no `requests` error ever reaches the user as a traceback.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import tempfile
@@ -226,6 +227,32 @@ class ApiClient:
             timeout_s=max(self.timeout_s, 120),
         )
         return self._model(_BUILD, body.get("build"))
+
+    def build_log_events(self, owner: str, name: str, version: str
+                         ) -> Iterator[tuple[str, str]]:
+        """(event, data) of a version's build log followed live, until its `end` event."""
+        resp = self.request("GET", f"/v1/algorithms/{owner}/{name}/versions/{version}/logs",
+                            params={"follow": "1"}, stream=True,
+                            timeout_s=max(self.timeout_s, 60))  # keepalives every 15 s
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        try:
+            event, pending = "message", ""
+            data: list[str] = []
+            # chunk_size=None: each piece as it arrives, not after 512 bytes.
+            for chunk in resp.iter_content(chunk_size=None):
+                pending += decoder.decode(chunk)
+                *lines, pending = pending.split("\n")
+                for line in lines:
+                    if line == "":
+                        if data:
+                            yield event, "\n".join(data)
+                        event, data = "message", []
+                    elif line.startswith("data:"):
+                        data.append(line[5:].removeprefix(" "))
+                    elif line.startswith("event:"):
+                        event = line[6:].strip()
+        finally:
+            resp.close()
 
     def version(self, owner: str, name: str, version: str) -> Build:
         return self._model(_BUILD,

@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import requests
 
 from algohost.cli.archive import pack_directory, read_name
-from algohost.cli.client import BUILD_TERMINAL, Build
+from algohost.cli.client import BUILD_TERMINAL, ApiClient, Build
 from algohost.cli.commands import BuildFailedError, report_build_failure, wait_build
 from algohost.cli.common import CliContext, emit_json, err, json_option, pass_ctx
 from algohost.cli.gitsource import read_git_source
@@ -32,6 +33,21 @@ def report_local_match(build: Build, directory: Path | None) -> None:
                   "it first to have the version say it matches")
 
 
+def stream_build(client: ApiClient, build: Build) -> Build | None:
+    """Print the build log as it is written, until the build ends; the finished build, or
+    None when the stream broke off (the caller then polls)."""
+    try:
+        for event, data in client.build_log_events(build.owner, build.name, build.version):
+            if event == "end":
+                return client.version(build.owner, build.name, build.version)
+            if event == "message":
+                click.echo(data, err=True)  # verbatim: no markup
+    except (click.ClickException, requests.RequestException) as exc:
+        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
+        err.print(f"the build log stream ended early ({message}); waiting for the build")
+    return None
+
+
 @click.command()
 @click.argument("directory", required=False, default=None,
                 type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -43,12 +59,14 @@ def report_local_match(build: Build, directory: Path | None) -> None:
 @click.option("--bump", type=click.Choice(["patch", "minor", "major"]), default="patch",
               show_default=True, help="Which part of the version to increase.")
 @click.option("--no-wait", is_flag=True, help="Return once the build is queued.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the build log as it builds.")
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=1800,
               show_default=True, help="Seconds to wait for the build.")
 @json_option
 @pass_ctx
 def publish(ctx: CliContext, directory: Path | None, git_location: str | None, ref: str | None,
-            subdir: str, bump: str, no_wait: bool, timeout_s: int, as_json: bool) -> None:
+            subdir: str, bump: str, no_wait: bool, quiet: bool, timeout_s: int,
+            as_json: bool) -> None:
     """Publish DIR (with an algorithm.toml), or a commit with --git, as a new version and wait
     for its build. Publishing the same content (the same commit) again returns its version."""
     if (directory is None) == (git_location is None):
@@ -69,15 +87,20 @@ def publish(ctx: CliContext, directory: Path | None, git_location: str | None, r
         origin["local_hash"] = ran
     client = ctx.client()
     build = client.publish(client.whoami(), name, archive, bump, origin)
+    streamed = False
     if not no_wait and build.status not in BUILD_TERMINAL:
-        build = wait_build(client, build, timeout_s)
+        finished = None if quiet else stream_build(client, build)
+        streamed = finished is not None
+        build = finished or wait_build(client, build, timeout_s)
     if as_json:
         emit_json(build)
     elif build.status != "failed":
         click.echo(build.ref)
         report_local_match(build, local)
     if build.status == "failed":
-        if not as_json:
+        if streamed:  # its log is on the screen already
+            err.print(f"[red]build of {build.ref} failed[/red]: {build.error or ''}")
+        elif not as_json:
             report_build_failure(build)
         raise BuildFailedError(build)
     if no_wait and not as_json:

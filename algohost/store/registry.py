@@ -226,6 +226,8 @@ class Registry:
         if isinstance(values.get("manifest"), Manifest):
             values["manifest"] = values["manifest"].to_dict()
         self.redis.hset(self._build(build_id), mapping=encode_fields(values))
+        if "status" in values:
+            self.redis.publish(self.log_channel(build_id), "status")
 
     @translate_errors
     def mark_succeeded(self, build_id: str, **values: Any) -> None:
@@ -330,6 +332,19 @@ class Registry:
         key = f"{self._build(build_id)}:logs"
         if int(self.redis.strlen(key)) < MAX_BUILD_LOG_BYTES:
             self.redis.append(key, text)
+            self.redis.publish(self.log_channel(build_id), "log")
+
+    def log_channel(self, build_id: str) -> str:
+        """Pub/sub channel told of each new log line and of the build's end: what a
+        follower of the log (`GET .../logs?follow=1`) waits on instead of polling."""
+        return f"{self._build(build_id)}:log-events"
+
+    @translate_errors
+    def logs_from(self, build_id: str, offset: int) -> bytes:
+        """The log's bytes from `offset` on (an offset a follower already sent)."""
+        client = self.raw or self.redis
+        data = client.getrange(f"{self._build(build_id)}:logs", offset, -1)
+        return data if isinstance(data, bytes) else str(data).encode()
 
     @translate_errors
     def logs(self, build_id: str) -> str:

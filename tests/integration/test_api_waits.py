@@ -114,3 +114,44 @@ def test_waiting_callers_leave_the_health_check_and_reads_answering(served_api, 
         waiter.join(90)
     assert len(outcomes) == WAITERS
     assert all(status == 200 and job["status"] == "canceled" for status, job in outcomes)
+
+
+def test_build_log_followers_leave_the_health_check_answering(served_api, tmp_path):
+    port, client = served_api
+    key = KeyStore(client).create("alice")
+    status, reply = request(port, "POST", "/v1/algorithms/alice/hello/versions", key,
+                            make_archive(algorithm(tmp_path / "hello")),
+                            {"Content-Type": "application/gzip"})
+    assert status == 202, reply
+    build_id = reply["build"]["id"]
+    endings = []
+    opened = threading.Semaphore(0)
+
+    def follow():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=90)
+        try:
+            conn.request("GET", "/v1/algorithms/alice/hello/versions/0.1.0/logs?follow=1",
+                         headers={"Authorization": f"Bearer {key}"})
+            response = conn.getresponse()
+            opened.release()
+            endings.append(response.read().decode())  # to the end of the stream
+        finally:
+            conn.close()
+
+    followers = [threading.Thread(target=follow) for _ in range(WAITERS)]
+    for follower in followers:
+        follower.start()
+    for _ in range(WAITERS):
+        assert opened.acquire(timeout=60), "a follower's stream opened"
+
+    assert request(port, "GET", "/healthz")[0] in (200, 503)
+    assert not endings and all(follower.is_alive() for follower in followers)
+
+    registry = Registry(client)
+    registry.append_log(build_id, "Step 1/1 : the only step\n")
+    registry.update_build(build_id, status="failed", error="stopped by the test")
+    for follower in followers:
+        follower.join(90)
+    assert len(endings) == WAITERS
+    assert all("data: Step 1/1 : the only step" in text and "event: end" in text
+               for text in endings)

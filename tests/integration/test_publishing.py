@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 
 from algohost.cli.common import CliContext
 from algohost.cli.local import read_algorithm
 from algohost.cli.main import cli
+from algohost.manifest import loads_manifest
+from algohost.semver import Bump
+from algohost.store.registry import Registry
 from tests.stack import Stack
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +67,7 @@ def test_a_version_says_whether_it_is_the_source_that_ran_locally(
     again = cli_at("publish", str(directory))
     assert again.exit_code == 0, again.stderr
     assert "is not the source that last ran locally" in again.stderr
+    assert "Step 1/" in again.stderr and "Successfully tagged" in again.stderr  # streamed
 
 
 def git(repo: Path, *args: str) -> str:
@@ -101,3 +108,50 @@ def test_publish_from_git_refuses_a_subdir_outside_the_repository(
     refused = cli_at("publish", "--git", str(tmp_path), "--subdir", "../elsewhere")
     assert refused.exit_code == 2
     assert "leaves the repository" in refused.stderr
+
+
+def sse_events(response: Any, into: list[tuple[str, str, str]]) -> None:
+    """(event, id, data) of a server-sent event stream, appended as they arrive."""
+    event, event_id, data = "message", "", []
+    for raw in response.iter_lines(chunk_size=1):
+        line = raw.decode()
+        if not line:
+            if data:  # as a browser does: no data, no event
+                into.append((event, event_id, "\n".join(data)))
+            event, event_id, data = "message", "", []
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("event: "):
+            event = line[7:]
+
+
+def test_the_build_log_streams_live_as_events_and_resumes_after_the_last_event_id(
+        stack: Stack, tmp_path: Path) -> None:
+    registry = Registry(stack.redis)
+    manifest = loads_manifest('name = "streamed"\nentrypoint = "main:apply"\n')
+    build, _ = registry.publish(stack.owner, "streamed", "ab" * 32, manifest, b"", Bump.PATCH)
+    events: list[tuple[str, str, str]] = []
+    path = f"/v1/algorithms/{stack.owner}/streamed/versions/{build.version}/logs"
+    with stack.serving() as url:
+        response = requests.get(f"{url}{path}?follow=1", headers=stack.auth, stream=True,
+                                timeout=60)
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        reader = threading.Thread(target=sse_events, args=(response, events), daemon=True)
+        reader.start()
+        registry.append_log(build.id, "Step 1/2 : first\n")
+        eventually(lambda: [e for e in events if e[2] == "Step 1/2 : first"], 30,
+                   "the first line, before the build goes on")
+        registry.append_log(build.id, "Step 2/2 : second\n")
+        registry.mark_succeeded(build.id, image_id="sha256:0", finished_at="now")
+        reader.join(30)
+        assert [(e[0], e[2]) for e in events] == [
+            ("message", "Step 1/2 : first"), ("message", "Step 2/2 : second"),
+            ("end", '{"status": "succeeded", "error": null, "reason": null}')]
+
+        first_id = events[0][1]
+        resumed = requests.get(f"{url}{path}", headers={**stack.auth, "Last-Event-ID": first_id},
+                               timeout=60)
+    assert resumed.status_code == 200
+    assert "first" not in resumed.text and "data: Step 2/2 : second" in resumed.text

@@ -261,13 +261,29 @@ def test_publish_uploads_a_clean_archive_and_prints_the_ref(api: CliApi, tmp_pat
         assert sorted(tar.getnames()) == ["algorithm.toml", "main.py"]
 
 
-def test_failed_build_shows_the_last_60_log_lines(api: CliApi, tmp_path: Path) -> None:
+def test_a_quiet_failed_build_shows_the_last_60_log_lines(api: CliApi, tmp_path: Path) -> None:
     api.worker.builder.fail_with = [f"step {n}" for n in range(100)]
-    result = api.run(["publish", str(algorithm_dir(tmp_path, "hello", "return x"))])
+    result = api.run(["publish", "--quiet", str(algorithm_dir(tmp_path, "hello", "return x"))])
     assert result.exit_code == 1
     # The log ends with the 100 steps, a blank line and the worker's "build failed".
     assert "step 99" in result.stderr and "step 42" in result.stderr
     assert "step 41\n" not in result.stderr and "build failed" in result.stderr
+
+
+def test_publish_prints_the_build_log_from_its_stream_and_quiet_does_not(
+        api: CliApi, tmp_path: Path) -> None:
+    api.worker.builder.fail_with = [f"step {n}" for n in range(100)]
+    failed = api.run(["publish", str(algorithm_dir(tmp_path, "hello", "return x"))])
+    assert failed.exit_code == 1
+    assert "step 0\n" in failed.stderr and "step 99\n" in failed.stderr
+    assert failed.stderr.count("step 99\n") == 1  # not shown again after the stream
+    assert api.requests_to("GET", "/v1/algorithms/alice/hello/versions/0.1.0/logs")
+
+    api.worker.builder.fail_with = None
+    quiet = api.run(["publish", "--quiet", str(algorithm_dir(tmp_path, "other", "return x"))])
+    assert quiet.exit_code == 0, quiet.output
+    assert "loaded main.py" not in quiet.stderr
+    assert not api.requests_to("GET", "/v1/algorithms/alice/other/versions/0.1.0/logs")
 
 
 def test_publish_rejects_a_directory_without_manifest(api: CliApi, tmp_path: Path) -> None:
