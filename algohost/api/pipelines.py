@@ -21,13 +21,12 @@ from algohost.api.schemas import JobView, JsonValue
 from algohost.clock import now_iso
 from algohost.errors import (
     AlgohostError,
-    Forbidden,
     InvalidRequest,
     PipelineNotFound,
     PipelineRunNotFound,
     UnknownAlgorithm,
 )
-from algohost.names import OWNER, PIPELINE_NAME
+from algohost.names import OWNER, PIPELINE_NAME, AlgorithmRef
 from algohost.pipeline import Graph, PipelineSpec, check, spec_digest, step_algorithm
 from algohost.public import PipelineRun, PipelineVersion, public_pipeline, public_pipeline_run
 from algohost.store.pipelines import (
@@ -73,16 +72,20 @@ def _check_names(owner: str, name: str) -> None:
     require_owner(owner, f"pipeline {owner}/{name}")
 
 
-def _check_algorithms(owner: str, graph: Graph) -> None:
-    """Every step calls an algorithm of the pipeline's owner that exists."""
+def _callable(owner: str, ref: AlgorithmRef) -> bool:
+    """The pipeline's owner may call `ref`, as `POST /v1/jobs` would let it: its own, or
+    another owner's public algorithm (another's private one is unknown to it)."""
     registry = services().registry
+    if ref.owner == owner:
+        return registry.exists(ref.owner, ref.name)
+    return registry.is_public(ref.owner, ref.name)
+
+
+def _check_algorithms(owner: str, graph: Graph) -> None:
+    """Every step calls an algorithm the pipeline's owner may call."""
     unknown = []
     for name, step in graph.spec.steps.items():
-        ref = step_algorithm(step.algorithm, owner)
-        if ref.owner != owner:
-            raise Forbidden(f"step {name!r} calls {ref.base}, which belongs to another owner",
-                            step=name, algorithm=step.algorithm)
-        if not registry.exists(ref.owner, ref.name):
+        if not _callable(owner, step_algorithm(step.algorithm, owner)):
             unknown.append({"field": f"steps.{name}.algorithm", "step": name,
                             "algorithm": step.algorithm})
     if unknown:
@@ -142,6 +145,7 @@ def start_run(owner: str, name: str, body: RunCreate) -> Reply:
         svc.budget.check(owner)
     version = _version(owner, name, body.version)
     graph = check(PipelineSpec.model_validate(version.spec))
+    _check_algorithms(owner, graph)  # one made private since is no longer callable
     steps = {}
     for step_name in graph.order:
         ref = step_algorithm(graph.spec.steps[step_name].algorithm, owner)

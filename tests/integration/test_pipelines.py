@@ -68,14 +68,15 @@ class Pipelines:
         for name in ("prep", "train", "evaluate", "pick"):
             self.publish_algorithm(name)
 
-    def publish_algorithm(self, name, note=""):
-        root = self.tmp_path / f"{name}{note}"
+    def publish_algorithm(self, name, note="", owner="alice"):
+        root = self.tmp_path / f"{owner}-{name}{note}"
         root.mkdir()
         (root / "algorithm.toml").write_text(f'name = "{name}"\nentrypoint = "main:apply"\n')
         (root / "main.py").write_text(f"def apply(x):\n    return x\n# {note}\n")
-        response = self.client.post(f"/v1/algorithms/alice/{name}/versions",
+        auth = self.alice if owner == "alice" else self.bob
+        response = self.client.post(f"/v1/algorithms/{owner}/{name}/versions",
                                     data=make_archive(root),
-                                    headers={**self.alice, "Content-Type": "application/gzip"})
+                                    headers={**auth, "Content-Type": "application/gzip"})
         assert response.status_code in (200, 202), response.get_json()
         build = response.get_json()["build"]
         self.registry.mark_succeeded(build["id"])
@@ -208,10 +209,19 @@ def test_a_step_that_calls_an_unpublished_algorithm_is_named(pipes):
         {"field": "steps.b.algorithm", "step": "b", "algorithm": "alice/ghost"}]
 
 
-def test_a_step_may_not_call_another_owners_algorithm(pipes):
-    response = pipes.publish({"steps": {"a": {"algorithm": "bob/prep"}}})
-    assert response.status_code == 403
-    assert error_of(response)["details"]["step"] == "a"
+def test_a_step_may_call_another_owners_algorithm_only_while_it_is_public(pipes):
+    pipes.publish_algorithm("shared", owner="bob")
+    spec = {"steps": {"a": {"algorithm": "bob/shared"}}}
+    refused = pipes.publish(spec)
+    assert refused.status_code == 404  # private: unknown to alice
+    assert error_of(refused)["code"] == "unknown_algorithm"
+    pipes.registry.set_visibility("bob", "shared", "public")
+    assert pipes.publish(spec).status_code == 201
+    run_id = pipes.start("hi")
+    assert pipes.job_of(run_id, "a").owner == "alice"  # alice's call, of bob's algorithm
+    pipes.registry.set_visibility("bob", "shared", "private")
+    again = pipes.client.post("/v1/pipelines/alice/iris/runs", json={}, headers=pipes.alice)
+    assert error_of(again)["code"] == "unknown_algorithm"
 
 
 def test_a_malformed_spec_is_a_400_with_its_fields(pipes):
