@@ -7,6 +7,7 @@ behave as expected (the `failing` example must fail, every other call succeed).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,16 @@ from algohost.cli.commands import (
 from algohost.cli.common import CliContext, emit_json, err, json_option, out, pass_ctx
 from algohost.cli.keys import create_key
 from algohost.cli.models import train_example_models
+from algohost.cli.pipeline import run_view
 from algohost.cli.render import compact_json, error_line, mib, ms, status_text, truncate
-from algohost.public import JobMetrics
+from algohost.pipeline import load_spec_text
+from algohost.public import JobMetrics, PipelineRun
 
 DEMO_OWNER = "demo"
 BUILD_TIMEOUT_S = 1800
+PIPELINE_EXAMPLE = "pipeline_iris"
+PIPELINE_INPUT = {"test_fraction": 0.3, "seed": 7}
+PIPELINE_TIMEOUT_S = 600
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,19 @@ def demo_key(ctx: CliContext) -> tuple[str, Path]:
     return key, path
 
 
+def example_directories(examples: Path) -> list[Path]:
+    """The examples' algorithms: each directory with an algorithm.toml, and those of the
+    pipeline example's steps."""
+    found = sorted(d for d in examples.iterdir() if (d / "algorithm.toml").is_file())
+    steps = examples / PIPELINE_EXAMPLE
+    if steps.is_dir():
+        found += sorted(d for d in steps.iterdir() if (d / "algorithm.toml").is_file())
+    return found
+
+
 def publish_examples(client: ApiClient, examples: Path) -> dict[str, Build]:
     """Upload every example first so builds overlap, then wait for each in turn."""
-    directories = sorted(d for d in examples.iterdir() if (d / "algorithm.toml").is_file())
+    directories = example_directories(examples)
     if not directories:
         raise click.ClickException(f"no directory with an algorithm.toml under {examples}")
     for directory in directories:  # models first: a manifest's NAME@latest must resolve
@@ -95,6 +111,22 @@ def run_call(client: ApiClient, call: DemoCall) -> Job:
     if call.poll:
         return wait_job(client, client.submit(algorithm, call.payload))
     return wait_job(client, client.submit(algorithm, call.payload, wait_s=60))
+
+
+def run_pipeline_example(client: ApiClient, examples: Path,
+                         owner: str = DEMO_OWNER) -> PipelineRun | None:
+    """Publish the iris pipeline and run it to the end (a repeated demo reuses every step)."""
+    spec_file = examples / PIPELINE_EXAMPLE / "pipeline.toml"
+    if not spec_file.is_file():
+        return None
+    spec = load_spec_text(spec_file.read_text(encoding="utf-8"), spec_file.name)
+    client.publish_pipeline(owner, "iris", spec)
+    run = client.start_pipeline_run(owner, "iris", PIPELINE_INPUT)
+    deadline = time.monotonic() + PIPELINE_TIMEOUT_S
+    while run.status.value == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        run = client.pipeline_run(run.id)
+    return run
 
 
 def behaved(call: DemoCall, job: Job) -> bool:
@@ -135,18 +167,25 @@ def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
         raise click.ClickException(f"examples missing under {examples}: {', '.join(missing)}")
     results = [(call, run_call(client, call)) for call in DEMO_CALLS]
     unexpected = [call.label for call, job in results if not behaved(call, job)]
+    pipeline_run = run_pipeline_example(client, examples)
+    if pipeline_run is not None and pipeline_run.status.value != "succeeded":
+        unexpected.append(f"pipeline {PIPELINE_EXAMPLE}")
     if as_json:
         emit_json({"key_file": str(key_path),
                    "builds": {name: b.ref for name, b in builds.items()},
                    "calls": [{"label": c.label, "as_expected": behaved(c, j),
                               "job": j.model_dump(mode="json", exclude_unset=True)}
                              for c, j in results],
+                   "pipeline_run": None if pipeline_run is None else
+                   pipeline_run.model_dump(mode="json", exclude_unset=True),
                    "ok": not unexpected})
     else:
         out.print(results_table(results))
         for call, job in results:
             if not call.expect_success and job.error:
                 out.print(f"{call.label} failed as expected: {error_line(job.error)}")
+        if pipeline_run is not None:
+            out.print(run_view(pipeline_run))
         out.print(f"API key for owner {DEMO_OWNER!r}: {key_path}")
         out.print(f"  export ALGOHOST_API_KEY=$(cat {key_path})", highlight=False)
     if unexpected:

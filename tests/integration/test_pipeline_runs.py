@@ -7,6 +7,8 @@ import signal
 
 import pytest
 
+from algohost.cli.client import ApiClient
+from algohost.dev.demo import example_directories, run_pipeline_example
 from algohost.pipeline import load_spec_text
 from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish, publish_own
 from tests.waiting import eventually
@@ -143,3 +145,12 @@ def test_a_run_survives_its_worker_being_killed(stack, tmp_path):
     steps = {step["name"]: step for step in run["steps"]}
     assert stack.get_job(steps["nap"]["job_id"])["attempts"] >= 2
     assert steps["wake"]["status"] == "succeeded"
+
+
+def test_the_demo_publishes_the_example_pipelines_algorithms_and_runs_it(stack, iris):
+    assert {IRIS / name for name in ("prepare", "train", "evaluate", "pick")} <= set(
+        example_directories(EXAMPLES))
+    with stack.serving() as url:
+        run = run_pipeline_example(ApiClient(url, stack.key), EXAMPLES, owner=stack.owner)
+    assert run is not None and run.status.value == "succeeded", run
+    assert run.output["best"] in ("centroid", "knn")
