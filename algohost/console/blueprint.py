@@ -6,6 +6,7 @@ the bundled static files, so the Content-Security-Policy allows nothing inline.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import secrets
@@ -27,9 +28,33 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'nonce-{nonce}';
        "form-action 'self'; frame-ancestors 'none'")
 
 
+COMPRESSED = (".js", ".css")
+
+
+@cache
+def _gzipped(name: str) -> bytes:
+    # Once per process: the editor's bundle goes from about 470 KiB to about 160 KiB.
+    return gzip.compress((STATIC / name).read_bytes(), compresslevel=9, mtime=0)
+
+
 class ConsoleBlueprint(Blueprint):
     def get_send_file_max_age(self, filename: str | None) -> int | None:
         return ASSET_MAX_AGE_S
+
+    def send_static_file(self, filename: str) -> Response:
+        """Scripts and styles gzipped for browsers that take it (gunicorn compresses nothing)."""
+        path = (STATIC / filename).resolve()
+        if (not filename.endswith(COMPRESSED) or path.parent != STATIC.resolve()
+                or not path.is_file() or not request.accept_encodings.quality("gzip")):
+            return super().send_static_file(filename)
+        mimetype = "text/css" if filename.endswith(".css") else "text/javascript"
+        response = Response(_gzipped(filename), mimetype=mimetype)
+        response.headers["Content-Encoding"] = "gzip"
+        response.headers["Vary"] = "Accept-Encoding"
+        response.headers["Cache-Control"] = f"public, max-age={ASSET_MAX_AGE_S}"
+        response.set_etag(_digest(filename) + "-gz")
+        response.make_conditional(request)
+        return response
 
 
 bp = ConsoleBlueprint("console", __name__, url_prefix="/console", template_folder="templates",

@@ -85,6 +85,10 @@ def example_directories(examples: Path) -> list[Path]:
     return found
 
 
+def console_url(ctx: CliContext) -> str:
+    return ctx.settings.api_url.rstrip("/") + "/console/"
+
+
 def publish_examples(client: ApiClient, examples: Path) -> dict[str, Build]:
     """Upload every example first so builds overlap, then wait for each in turn."""
     directories = example_directories(examples)
@@ -171,7 +175,7 @@ def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
     if pipeline_run is not None and pipeline_run.status.value != "succeeded":
         unexpected.append(f"pipeline {PIPELINE_EXAMPLE}")
     if as_json:
-        emit_json({"key_file": str(key_path),
+        emit_json({"key_file": str(key_path), "console_url": console_url(ctx),
                    "builds": {name: b.ref for name, b in builds.items()},
                    "calls": [{"label": c.label, "as_expected": behaved(c, j),
                               "job": j.model_dump(mode="json", exclude_unset=True)}
@@ -188,5 +192,7 @@ def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
             out.print(run_view(pipeline_run))
         out.print(f"API key for owner {DEMO_OWNER!r}: {key_path}")
         out.print(f"  export ALGOHOST_API_KEY=$(cat {key_path})", highlight=False)
+        out.print(f"Web console: {console_url(ctx)}  (sign in with this key: {key})",
+                  highlight=False)
     if unexpected:
         raise click.ClickException(f"not as expected: {', '.join(unexpected)}")

@@ -145,3 +145,68 @@ def test_a_json_input_that_is_not_json_never_leaves_the_page(page, console_url):
     page.get_by_label("Input (JSON)").fill("{not json")
     page.get_by_role("button", name="Call").click()
     expect(page.locator("#try-state")).to_contain_text("not JSON")
+
+
+def test_a_batch_shows_its_progress(page, console_url, stack):
+    ref = publish(stack, EXAMPLES / "hello", timeout_s=BUILD_WAIT_MS / 1000)
+    made = stack.client.post("/v1/batches", json={"algorithm": ref,
+                                                  "inputs": [{"name": str(n)} for n in range(20)]},
+                             headers=stack.auth)
+    assert made.status_code == 202, made.get_json()
+    batch_id = made.get_json()["id"]
+    page.goto(f"{console_url}/batches")
+    row = page.locator(f'tr[data-batch="{batch_id}"]')
+    expect(row.locator(".count")).to_have_text("20/20", timeout=CALL_WAIT_MS)
+    expect(row.locator("progress")).to_have_attribute("value", "20")
+    page.screenshot(path=OUTPUT / "batches.png")
+
+
+def test_a_pipeline_run_is_drawn_with_its_step_states(page, console_url, stack):
+    publish(stack, EXAMPLES / "hello", timeout_s=BUILD_WAIT_MS / 1000)
+    spec = {"steps": {"first": {"algorithm": "alice/hello", "input": "$input"},
+                      "second": {"algorithm": "alice/hello",
+                                 "input": {"name": "$steps.first.output.greeting"}}},
+            "output": "$steps.second.output"}
+    made = stack.client.post("/v1/pipelines/alice/greetings", json=spec, headers=stack.auth)
+    assert made.status_code in (200, 201), made.get_json()
+    page.goto(f"{console_url}/pipelines")
+    page.get_by_label("Input (JSON)").fill('{"name": "ada"}')
+    with page.expect_navigation():
+        page.get_by_role("button", name="Start a run").click()
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=CALL_WAIT_MS)
+    expect(page.locator('g.step[data-step="second"]')).to_have_attribute("data-status",
+                                                                         "succeeded")
+    expect(page.locator("pre.output")).to_contain_text("Hello, Hello, ada!!")
+    page.screenshot(path=OUTPUT / "pipeline-run.png", full_page=True)
+
+
+def test_what_a_first_load_transfers_is_measured(chromium, console_url, stack):
+    """A cold browser: the sign-in page, then the algorithms page, then the editor, each as
+    the browser's Resource Timing counts it (headers and bodies as sent; 0 from its cache)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    lines = []
+    for label, action in (
+            ("sign-in page", lambda: page.goto(f"{console_url}/signin")),
+            ("algorithms page after sign-in", lambda: _submit_key(page, stack.key)),
+            ("editor page (CodeMirror)", lambda: page.goto(
+                f"{console_url}/algorithms/alice/hello/edit"))):
+        action()
+        page.wait_for_load_state("load")
+        entries = page.evaluate("""() => [...performance.getEntriesByType('navigation'),
+                                          ...performance.getEntriesByType('resource')]
+                                         .map(e => [e.name, e.transferSize])""")
+        origin = console_url.rsplit("/console", 1)[0]
+        assert all(name.startswith(origin) for name, _ in entries), entries  # nothing external
+        fetched = [size for _, size in entries if size]
+        lines.append(f"{label}: {sum(fetched) / 1024:.1f} KiB in {len(fetched)} transfers "
+                     f"({len(entries) - len(fetched)} from the cache)")
+    context.close()
+    (OUTPUT / "first-load.txt").write_text("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
+
+
+def _submit_key(page, key):
+    page.get_by_label("API key").fill(key)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()

@@ -3,6 +3,7 @@ CSRF, owner isolation, the editor's build and try-it, and what a page may never 
 
 from __future__ import annotations
 
+import gzip
 import re
 
 import pytest
@@ -291,3 +292,16 @@ def test_usage_per_day_is_drawn(api, console):
     page = console.get("/console/usage")
     assert page.status_code == 200 and "calls per day" in page.text and "<svg" in page.text
     assert console.get("/console/usage?role=thief").status_code == 400
+
+
+def test_scripts_are_sent_gzipped_with_a_long_cache_life(api, console):
+    page = console.get(f"/console/algorithms/{api.owner}/fresh/edit")  # names the bundle
+    src = re.search(r'src="(/console/static/editor\.js\?v=[0-9a-f]+)"', page.text).group(1)
+    plain = console.get(src)
+    zipped = console.get(src, headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert len(zipped.data) < len(plain.data) / 2
+    assert "max-age=604800" in zipped.headers["Cache-Control"]
+    assert gzip.decompress(zipped.data) == plain.data
+    assert console.get(src, headers={"Accept-Encoding": "gzip",
+                                     "If-None-Match": zipped.headers["ETag"]}).status_code == 304
