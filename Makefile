@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/algohost dev up
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.artifacts_bench
+	$(BIN)/python -m bench.notebook_bench
 
 down:
 	if [ -x $(BIN)/algohost ]; then $(BIN)/algohost dev down; fi

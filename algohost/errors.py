@@ -9,6 +9,9 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── MalformedJSON (malformed_json)
     │   ├── InvalidRequest (invalid_request)
     │   ├── InvalidManifest (invalid_manifest)
+    │   ├── InvalidNotebook (invalid_notebook)
+    │   ├── UnknownParameter (unknown_parameter)
+    │   ├── InvalidParameter (invalid_parameter)
     │   ├── InvalidPrefer (invalid_prefer)
     │   ├── InvalidArchive (invalid_archive)
     │   ├── WebhookRefused (webhook_refused)
@@ -91,6 +94,24 @@ class InvalidRequest(BadRequest):
 
 class InvalidManifest(BadRequest):
     code = "invalid_manifest"
+
+
+class InvalidNotebook(BadRequest):
+    """A notebook nbformat refuses; `cell` names the cell its message points at, if any."""
+
+    code = "invalid_notebook"
+
+
+class UnknownParameter(BadRequest):
+    """A notebook call named a parameter its `parameters` cell does not have."""
+
+    code = "unknown_parameter"
+
+
+class InvalidParameter(BadRequest):
+    """A notebook call gave a parameter a value of another type than its default's."""
+
+    code = "invalid_parameter"
 
 
 class InvalidPrefer(BadRequest):

@@ -121,8 +121,11 @@ PIPELINE_NAME = Grammar("a pipeline name", _SLUG, "1-63 lowercase letters, digit
 STEP_NAME = Grammar("a step name", r"[a-z0-9][a-z0-9_]{0,62}", "1-63 lowercase letters, "
                     "digits or '_', starting with a letter or digit", 63)
 STEP_NAME_PATTERN = r"^[a-z0-9][a-z0-9_]{0,62}$"  # for JSON Schema (OpenAPI)
-ENTRYPOINT = Grammar("an entrypoint", r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*",
-                     "'module:function'", 255)
+# A notebook's path inside the algorithm: no segment starts with '.', so never '..'.
+_NOTEBOOK = r"(?:[A-Za-z0-9_][A-Za-z0-9_.-]*/)*[A-Za-z0-9_][A-Za-z0-9_.-]*\.ipynb"
+ENTRYPOINT = Grammar("an entrypoint",
+                     rf"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*|{_NOTEBOOK}",
+                     "'module:function', or a notebook's path ending in .ipynb", 255)
 
 
 def validate_owner(owner: str) -> str:

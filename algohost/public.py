@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from algohost.clock import ms_between
+from algohost.notebooks import json_schema
 from algohost.pipeline import Graph
 from algohost.store.batches import ITEM_STATUSES, BatchRecord, BatchStatus, ItemResult
 from algohost.store.jobs import JobRecord, JobStatus
@@ -28,12 +29,18 @@ from algohost.store.webhooks import AttemptEntry, DeliveryRecord, DeliveryState
 # Jobs ----------------------------------------------------------------------------------
 
 
+class FailedCell(BaseModel):
+    index: int = Field(description="The cell's index in the notebook, from 0")
+    source: str = Field(description="The first lines of the cell's source")
+
+
 class JobError(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str
     message: str
     traceback: str | None = None
+    cell: FailedCell | None = Field(default=None, description="A notebook's failing cell")
 
 
 class JobMetrics(BaseModel):
@@ -137,14 +144,20 @@ class Build(BaseModel):
         "manifest) that last ran locally; false when it differs; null when none was reported")
     git_commit: str | None = Field(default=None, description="The commit it was published from")
     git_ref: str | None = Field(default=None, description="The ref that named that commit")
+    parameters: dict[str, Any] | None = Field(
+        default=None, description="A notebook's parameters (its cell tagged 'parameters') as "
+        "the JSON schema of a call's input; null for a function algorithm")
 
 
-_BUILD_FIELDS = tuple(name for name in Build.model_fields if name not in ("manifest", "logs"))
+_BUILD_FIELDS = tuple(name for name in Build.model_fields
+                      if name not in ("manifest", "logs", "parameters"))
 
 
 def public_build(record: BuildRecord, logs: str | None = None) -> Build:
     fields = {name: getattr(record, name) for name in _BUILD_FIELDS}
     fields["manifest"] = record.manifest.to_dict()
+    if record.parameters is not None:
+        fields["parameters"] = json_schema(record.parameters)
     if logs is not None:
         fields["logs"] = logs
     return Build.model_validate(fields)

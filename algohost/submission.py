@@ -14,6 +14,7 @@ from typing import Any
 
 from algohost.clock import now_iso
 from algohost.errors import ServiceUnavailable
+from algohost.notebooks import check_call_input
 from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.registry import BuildRecord, royalty_of
@@ -40,7 +41,10 @@ class JobSubmitter:
         """Write the job, admit it (or hold it in the owner's backlog) and send its id.
 
         Over the owner's limits the admission removes the record and raises (429); with
-        the owner's compute budget for the day spent nothing is written (402)."""
+        the owner's compute budget for the day spent nothing is written (402). A
+        notebook's input must name only its parameters (400)."""
+        if build.parameters is not None:
+            check_call_input(build.parameters, payload)
         if self.budget is not None:
             self.budget.check(owner)
         job = JobRecord(

@@ -34,6 +34,7 @@ from algohost.clock import now_iso
 from algohost.errors import InvalidManifest, ServiceUnavailable
 from algohost.manifest import Manifest, check_caps, loads_manifest
 from algohost.names import LATEST, VERSION_RANGE, validate_algorithm_name, validate_owner
+from algohost.notebooks import inspect_parameters, is_notebook_entrypoint, read_notebook
 from algohost.store.registry import PUBLIC, BuildRecord, BuildStatus
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ def manifest_of(files: dict[str, bytes], name: str) -> Manifest:
     if manifest.name != name:
         raise InvalidManifest(f"'name' is '{manifest.name}' in {MANIFEST_FILE} but the "
                               f"algorithm is published as '{name}'", key="name")
+    if is_notebook_entrypoint(manifest.entrypoint) and manifest.entrypoint not in files:
+        raise InvalidManifest(f"'entrypoint' names the notebook {manifest.entrypoint!r}, which "
+                              "is not in the archive", key="entrypoint")
     requirements = manifest.build.requirements
     if requirements and posixpath.normpath(requirements) not in files:
         raise InvalidManifest(f"'build.requirements' names {requirements!r}, which is not in "
@@ -95,6 +99,10 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     svc = services()
     files = read_archive(body, svc.settings.max_upload_bytes)
     parsed = manifest_of(files, name)
+    parameters = None
+    if is_notebook_entrypoint(parsed.entrypoint):
+        notebook = read_notebook(files[parsed.entrypoint], parsed.entrypoint)
+        parameters = inspect_parameters(notebook, parsed.entrypoint)
     settings = svc.settings
     check_caps(parsed.resources, max_memory_mb=settings.max_memory_mb,
                max_cpus=settings.max_cpus, max_timeout_s=settings.max_timeout_s)
@@ -103,7 +111,8 @@ def publish(owner: str, name: str, body: bytes, query: PublishQuery) -> Reply:
     manifest = replace(parsed, models={k: v.ref for k, v in pinned.items()})
     build, created = svc.registry.publish(owner, name, content_hash(files, manifest.to_dict()),
                                           manifest, body, query.bump,
-                                          max_builds=svc.limits.for_owner(owner).max_builds)
+                                          max_builds=svc.limits.for_owner(owner).max_builds,
+                                          parameters=parameters)
     build = record_origin(build, created, content_hash(files, parsed.to_dict()), query)
     ensure_policy_quietly(owner, name)
     if manifest.visibility is not None:

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, request
@@ -38,6 +39,7 @@ from algohost.api.schemas import (
 from algohost.clock import now_iso
 from algohost.config import Settings
 from algohost.errors import (
+    AlgohostError,
     BatchNotCancelable,
     BatchNotFound,
     InvalidRequest,
@@ -48,6 +50,7 @@ from algohost.errors import (
     TooManyValues,
 )
 from algohost.names import REF_PATTERN, AlgorithmRef
+from algohost.notebooks import Parameter, check_call_input
 from algohost.public import Batch, BatchResults, public_batch, public_result
 from algohost.store.batches import BatchRecord, BatchStatus, chunk_ranges
 from algohost.webhooks import EVENTS
@@ -208,6 +211,16 @@ def encode_inputs(inputs: list[Any], max_input_bytes: int) -> list[str]:
     return encoded
 
 
+def check_batch_inputs(params: list[Parameter], inputs: Sequence[Any]) -> None:
+    """Each input of a notebook's batch checked as a single call's is, naming its index."""
+    for index, item in enumerate(inputs):
+        try:
+            check_call_input(params, item)
+        except AlgohostError as exc:
+            raise type(exc)(f"input {index}: {exc.message}", index=index, **exc.details) \
+                from exc
+
+
 @route(bp, "POST", "/v1/batches", summary="Submit a batch: many inputs to one algorithm",
        body=BODY, query=BatchUploadQuery, headers=(IDEMPOTENCY_HEADER,),
        responses={202: Batch, 200: Batch},
@@ -225,6 +238,8 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
         refused_literal(batch.webhook, svc.settings.webhook_allow_private)
     encoded = encode_inputs(batch.inputs, svc.settings.max_input_bytes)
     build = svc.registry.resolve(ref.owner, ref.name, ref.version)
+    if build.parameters is not None:
+        check_batch_inputs(build.parameters, batch.inputs)
     record = BatchRecord(
         id="b_" + uuid.uuid4().hex[:24], owner=current_owner(), status=BatchStatus.RUNNING,
         requested=batch.algorithm, algorithm=build.ref, build_id=build.id, total=len(encoded),

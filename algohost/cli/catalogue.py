@@ -18,7 +18,7 @@ from algohost.cli.common import (
     pass_ctx,
     unversioned_ref_callback,
 )
-from algohost.cli.render import catalogue_table
+from algohost.cli.render import catalogue_table, parameter_lines
 
 
 @click.command()
@@ -26,7 +26,8 @@ from algohost.cli.render import catalogue_table
 @json_option
 @pass_ctx
 def describe(ctx: CliContext, algorithm: str, as_json: bool) -> None:
-    """Show the version ALGORITHM resolves to: owner/name[@1.2.3|@1.2|@1|@latest]."""
+    """Show the version ALGORITHM resolves to: owner/name[@1.2.3|@1.2|@1|@latest]; for a
+    notebook, the parameters a call may set."""
     ref = parse_algorithm_ref(algorithm)
     build = ctx.client().version(ref.owner, ref.name, ref.version or "latest")
     if as_json:
@@ -35,6 +36,8 @@ def describe(ctx: CliContext, algorithm: str, as_json: bool) -> None:
     out.print(f"{build.ref} {build.status}{' (yanked)' if build.yanked else ''}")
     if build.royalty_micros:
         out.print(f"royalty: {build.royalty_micros} micros per call")
+    for line in parameter_lines(build):  # plain lines, never re-wrapped
+        click.echo(line)
 
 
 def _exact(ref_text: str) -> tuple[str, str, str]:

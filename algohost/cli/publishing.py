@@ -7,12 +7,13 @@ that last ran locally (so the version says whether the platform built that) and,
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import click
 import requests
 
-from algohost.cli.archive import pack_directory, read_name
+from algohost.cli.archive import MANIFEST, notebook_directory, pack_directory, read_name
 from algohost.cli.client import BUILD_TERMINAL, ApiClient, Build
 from algohost.cli.commands import BuildFailedError, report_build_failure, wait_build
 from algohost.cli.common import CliContext, emit_json, err, json_option, pass_ctx
@@ -48,9 +49,22 @@ def stream_build(client: ApiClient, build: Build) -> Build | None:
     return None
 
 
+def bare_notebook(path: Path, into: Path) -> Path:
+    """A directory to publish for a notebook without an algorithm.toml; says what it derived."""
+    if path.suffix != ".ipynb":
+        raise click.BadParameter(f"{path} is a file but not a notebook (.ipynb): publish a "
+                                 "directory with an algorithm.toml, or a notebook")
+    directory = notebook_directory(path, into)
+    err.print(f"{path.name} has no algorithm.toml: publishing it with this derived one "
+              "(defaults for everything else; write your own beside it to change them):")
+    click.echo((directory / MANIFEST).read_text(encoding="utf-8").rstrip(), err=True)
+    return directory
+
+
+
 @click.command()
-@click.argument("directory", required=False, default=None,
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", metavar="[DIR_OR_NOTEBOOK]", required=False, default=None,
+                type=click.Path(exists=True, path_type=Path))
 @click.option("--git", "git_location", metavar="PATH_OR_URL", default=None,
               help="Publish a commit of this git repository instead of a directory.")
 @click.option("--ref", default=None, help="With --git: the branch, tag or commit (HEAD).")
@@ -67,8 +81,9 @@ def stream_build(client: ApiClient, build: Build) -> Build | None:
 def publish(ctx: CliContext, directory: Path | None, git_location: str | None, ref: str | None,
             subdir: str, bump: str, no_wait: bool, quiet: bool, timeout_s: int,
             as_json: bool) -> None:
-    """Publish DIR (with an algorithm.toml), or a commit with --git, as a new version and wait
-    for its build. Publishing the same content (the same commit) again returns its version."""
+    """Publish DIR (with an algorithm.toml), a bare NOTEBOOK.ipynb, or a commit with --git, as
+    a new version and wait for its build. Publishing the same content (the same commit) again
+    returns its version."""
     if (directory is None) == (git_location is None):
         raise click.UsageError("give DIR or --git PATH_OR_URL, not both or neither")
     if git_location is None and (ref is not None or subdir != "."):
@@ -79,6 +94,10 @@ def publish(ctx: CliContext, directory: Path | None, git_location: str | None, r
         source = read_git_source(git_location, ref, subdir)
         name, archive, local = source.name, source.archive, source.directory
         origin.update(git_commit=source.commit, git_ref=source.ref)
+    elif directory is not None and directory.is_file():
+        with tempfile.TemporaryDirectory(prefix="algohost-notebook-") as tmp:
+            derived = bare_notebook(directory, Path(tmp))
+            name, archive, local = read_name(derived), pack_directory(derived), None
     else:
         assert directory is not None
         name, archive, local = read_name(directory), pack_directory(directory), directory

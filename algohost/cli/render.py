@@ -86,6 +86,24 @@ def catalogue_table(found: Sequence[AlgorithmSummary]) -> Table:
     return table
 
 
+def parameter_lines(build: Build) -> list[str]:
+    """A notebook version's parameters, one plain line each: what a call's input may set."""
+    if build.parameters is None:
+        return []
+    properties: dict[str, Any] = build.parameters.get("properties") or {}
+    if not properties:
+        return ["parameters: none (the notebook has no cell tagged 'parameters')"]
+    lines = ["parameters (the call's input: a JSON object of any of these):"]
+    width = max(len(name) for name in properties)
+    for name, prop in properties.items():
+        kind = prop.get("type", "any")
+        kind = "number" if kind == ["integer", "number"] else str(kind)
+        default = json.dumps(prop["default"]) if "default" in prop else "-"
+        note = f"  {prop['description']}" if prop.get("description") else ""
+        lines.append(f"  {name.ljust(width)}  {kind:<8} default {default}{note}")
+    return lines
+
+
 def jobs_table(jobs: Sequence[Job]) -> Table:
     table = Table(Column("id", no_wrap=True), Column("algorithm", overflow="fold"), "status",
                   Column("created", no_wrap=True), "total ms")
@@ -138,6 +156,9 @@ def print_failure(console: Console, job: Job) -> None:
     error = job.error
     if error:
         console.print(Text(error_line(error), style="bold red"))
+        if error.cell is not None:
+            console.print(Text(f"in cell {error.cell.index}:", style="red"))
+            console.print(Text(error.cell.source.rstrip(), style="dim"), soft_wrap=True)
         if error.traceback:
             console.print(Text(error.traceback.rstrip(), style="red"), soft_wrap=True)
     if job.logs and job.status != "succeeded":

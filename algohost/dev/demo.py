@@ -45,6 +45,7 @@ class DemoCall:
     payload: Any
     expect_success: bool = True
     poll: bool = False  # submit, then poll, instead of a synchronous call
+    download: bool = False  # save the job's artifacts (a notebook's plots) and say where
 
 
 DEMO_CALLS = (
@@ -54,6 +55,10 @@ DEMO_CALLS = (
     DemoCall("hello (submit + poll)", "hello", {"name": "world"}, poll=True),
     DemoCall("iris_model", "iris_model", {"features": [[5.1, 3.5, 1.4, 0.2],
                                                        [6.7, 3.0, 5.2, 2.3]]}),
+    DemoCall("notebook, little noise", "notebook_regression",
+             {"n": 200, "noise": 0.5, "seed": 1}, download=True),
+    DemoCall("notebook, much noise", "notebook_regression",
+             {"n": 50, "noise": 4.0, "seed": 2}, download=True),
 )
 
 
@@ -133,6 +138,29 @@ def run_pipeline_example(client: ApiClient, examples: Path,
     return run
 
 
+def save_artifacts(client: ApiClient, job: Job, directory: Path) -> list[Path]:
+    saved = []
+    for artifact in job.artifacts:
+        target = directory / job.id / artifact.name
+        client.download_artifact(artifact.sha256, target)
+        saved.append(target)
+    return saved
+
+
+def notebook_report(client: ApiClient, results: list[tuple[DemoCall, Job]],
+                    directory: Path) -> list[str]:
+    """The notebook calls' metrics, and where their plots and executed notebooks went."""
+    lines = []
+    for call, job in results:
+        if not call.download or job.status != "succeeded":
+            continue
+        output = job.output if isinstance(job.output, dict) else {}
+        lines.append(f"{call.label} {compact_json(call.payload)}: r2={output.get('r2', 0):.4f} "
+                     f"mse={output.get('mse', 0):.4f}")
+        lines.extend(f"  saved {path}" for path in save_artifacts(client, job, directory))
+    return lines
+
+
 def behaved(call: DemoCall, job: Job) -> bool:
     return (job.status == "succeeded") == call.expect_success
 
@@ -174,6 +202,7 @@ def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
     pipeline_run = run_pipeline_example(client, examples)
     if pipeline_run is not None and pipeline_run.status.value != "succeeded":
         unexpected.append(f"pipeline {PIPELINE_EXAMPLE}")
+    plots = notebook_report(client, results, ctx.state_dir / "demo-artifacts")
     if as_json:
         emit_json({"key_file": str(key_path), "console_url": console_url(ctx),
                    "builds": {name: b.ref for name, b in builds.items()},
@@ -190,6 +219,8 @@ def demo(ctx: CliContext, examples: Path, as_json: bool) -> None:
                 out.print(f"{call.label} failed as expected: {error_line(job.error)}")
         if pipeline_run is not None:
             out.print(run_view(pipeline_run))
+        for line in plots:
+            out.print(line, highlight=False)
         out.print(f"API key for owner {DEMO_OWNER!r}: {key_path}")
         out.print(f"  export ALGOHOST_API_KEY=$(cat {key_path})", highlight=False)
         out.print(f"Web console: {console_url(ctx)}  (sign in with this key: {key})",

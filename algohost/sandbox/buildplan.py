@@ -21,9 +21,16 @@ from algohost.config import SandboxSettings
 from algohost.errors import BuildFailed, InvalidManifest
 from algohost.manifest import Manifest
 from algohost.names import ALGORITHM_NAME, APT_PACKAGE, ENTRYPOINT, PIP_REQUIREMENT, Grammar
+from algohost.sandbox.runner import protocol
 
 RUNNER_DIR = Path(__file__).resolve().parent / "runner"
 RUNNER_FILES = ("runner.py", "protocol.py", "algohost_runtime.py")
+# Only in a notebook algorithm's image.
+NOTEBOOK_RUNNER_FILES = ("notebook.py", "relay.py", "cells.py")
+# What the notebook runner imports, installed into a notebook algorithm's venv: the same
+# pins as pyproject.toml's, which the API validates notebooks with (a test holds them equal).
+NOTEBOOK_PACKAGES = ("nbformat==5.10.4", "nbclient==0.10.4", "jupyter-client==8.10.0",
+                     "ipykernel==7.4.0")
 CA_BUNDLE_PATH = "/etc/algohost/extra-ca.crt"
 CA_ENV_VARS = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 VENV = "/opt/algo"
@@ -95,7 +102,8 @@ def plan(manifest: Manifest, sources: Mapping[str, bytes],
         steps.append(Step("apt-get install " + " ".join(system),
                           ("/bin/sh", "-c", APT_SCRIPT, "apt", *system),
                           capabilities=APT_CAPABILITIES))
-    installs = bool(packages or requirements)
+    notebook = is_notebook(manifest)
+    installs = bool(packages or requirements or notebook)
     venv = ("python3", "-m", "venv", *(() if installs else ("--without-pip",)), VENV)
     steps.append(Step(" ".join(venv), venv))
     pip: tuple[str, ...] = PIP
@@ -104,6 +112,9 @@ def plan(manifest: Manifest, sources: Mapping[str, bytes],
         ca = Path(settings.extra_ca_bundle).read_bytes()
         steps.append(Step(f"add {CA_BUNDLE_PATH}", files=((CA_BUNDLE_PATH, ca),)))
         pip = ("env", *(f"{var}={CA_BUNDLE_PATH}" for var in CA_ENV_VARS), *PIP)
+    if notebook:  # before the algorithm's own packages: one cached layer for all notebooks
+        steps.append(Step("pip install the notebook runner's " + " ".join(NOTEBOOK_PACKAGES),
+                          (*pip, "--", *NOTEBOOK_PACKAGES)))
     if requirements:
         data = sources.get(str(requirements))
         if data is None:
@@ -115,9 +126,13 @@ def plan(manifest: Manifest, sources: Mapping[str, bytes],
         steps.append(Step("pip install " + " ".join(packages), (*pip, "--", *packages)))
     files = [(f"{ALGORITHM_DIR}/{source_path(name)}", data) for name, data in sources.items()]
     files += [(f"{RUNNER_INSTALL_DIR}/{name}", (RUNNER_DIR / name).read_bytes())
-              for name in RUNNER_FILES]
+              for name in RUNNER_FILES + (NOTEBOOK_RUNNER_FILES if notebook else ())]
     steps.append(Step(f"add the source to {ALGORITHM_DIR}", files=tuple(sorted(files))))
     return steps
+
+
+def is_notebook(manifest: Manifest) -> bool:
+    return manifest.entrypoint.endswith(protocol.NOTEBOOK_SUFFIX)
 
 
 def image_config(manifest: Manifest, labels: Mapping[str, str]) -> ImageConfig:

@@ -210,6 +210,10 @@ class DockerSession(Session):
         self.settings = settings or SandboxSettings()
         self.container_id = str(container.id)
         self._cgroup = ContainerCgroup.find(self.container_id)
+        # Made once the runner is ready: what it started itself (a notebook's kernel) is no
+        # call's leftover.
+        started = self._cgroup.processes() if self._cgroup is not None else None
+        self._own_processes = max(started or 1, 1)
         self.cold_start_ms = 0.0
         self.startup_logs = ""
         self.calls = 0
@@ -350,7 +354,8 @@ class DockerSession(Session):
         tmpfs_bytes = self.settings.tmpfs_mb * MiB
         processes = self._cgroup.processes() if self._cgroup is not None else None
         in_tmp = self._cgroup.tmpfs_bytes() if self._cgroup is not None else None
-        left = max(processes - 1 if processes is not None else 0, msg.get("processes_left", 0))
+        left = max(processes - self._own_processes if processes is not None else 0,
+                   msg.get("processes_left", 0))
         free = [tmpfs_bytes, msg.get("tmp_free_bytes", tmpfs_bytes)]
         if in_tmp is not None:
             free.append(tmpfs_bytes - in_tmp)

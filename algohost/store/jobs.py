@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import redis
 
@@ -65,12 +65,20 @@ def sources_for(target: JobStatus) -> frozenset[JobStatus]:
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
 
 
+class CellInfo(TypedDict):
+    """The notebook cell a call failed in: its index and the head of its source."""
+
+    index: int
+    source: str
+
+
 class ErrorInfo(TypedDict):
     """Why a call failed, as the runner or the worker reports it."""
 
     type: str
     message: str
     traceback: str | None
+    cell: NotRequired[CellInfo]  # a notebook's failing cell
 
 
 class Metrics(TypedDict, total=False):

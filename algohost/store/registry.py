@@ -27,6 +27,7 @@ from algohost.errors import (
 )
 from algohost.manifest import Manifest, manifest_from_dict
 from algohost.names import VERSION_RANGE, AlgorithmRef
+from algohost.notebooks import Parameter
 from algohost.store import PREFIX, RecordFields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
@@ -91,6 +92,8 @@ class BuildRecord:
     def listed(self) -> bool:
         """May a range or @latest pick this build?"""
         return self.status is BuildStatus.SUCCEEDED and not self.yanked
+    # A notebook's parameters, inspected at publish (algohost/notebooks.py); None otherwise.
+    parameters: list[Parameter] | None = None
 
     def to_redis(self) -> dict[str, str]:
         return BUILD_FIELDS.encode(self)
@@ -105,9 +108,19 @@ def royalty_of(build: BuildRecord, caller: str) -> int:
     return 0 if caller == build.owner else build.royalty_micros
 
 
+def _parameters(data: list[dict[str, Any]] | None) -> list[Parameter] | None:
+    return None if data is None else [Parameter.from_dict(item) for item in data]
+
+
+def _plain_parameters(params: list[Parameter] | None) -> list[dict[str, Any]] | None:
+    return None if params is None else [param.to_dict() for param in params]
+
+
 BUILD_FIELDS = RecordFields(BuildRecord, "build",
-                            typed={"status": BuildStatus, "manifest": manifest_from_dict},
-                            plain={"manifest": Manifest.to_dict})
+                            typed={"status": BuildStatus, "manifest": manifest_from_dict,
+                                   "parameters": _parameters},
+                            plain={"manifest": Manifest.to_dict,
+                                   "parameters": _plain_parameters})
 
 
 class Registry:
@@ -140,8 +153,8 @@ class Registry:
 
     @translate_errors
     def publish(self, owner: str, name: str, content_hash: str, manifest: Manifest,
-                source: bytes, bump: semver.Bump, max_builds: int | None = None
-                ) -> tuple[BuildRecord, bool]:
+                source: bytes, bump: semver.Bump, max_builds: int | None = None,
+                parameters: list[Parameter] | None = None) -> tuple[BuildRecord, bool]:
         """Record a build for this content; returns (build, created).
 
         Identical content returns its existing build, unless that build failed,
@@ -168,7 +181,7 @@ class Registry:
                 ref=str(AlgorithmRef(owner, name, version)), content_hash=content_hash,
                 image=image_tag(owner, name, content_hash), status=BuildStatus.QUEUED,
                 created_at=now_iso(), manifest=manifest,
-                royalty_micros=manifest.royalty_micros)
+                royalty_micros=manifest.royalty_micros, parameters=parameters)
             pipe = self.redis.pipeline()
             pipe.hsetnx(algo, "owner", owner)
             pipe.hsetnx(algo, "name", name)

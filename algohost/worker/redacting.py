@@ -42,10 +42,16 @@ class Redactor:
         if not isinstance(error, dict):
             error = {"type": "Error", "message": str(error)}
         traceback = error.get("traceback")
-        return {"type": self._cut_text(str(error.get("type") or "Error"), 200),
-                "message": self._cut_text(str(error.get("message") or ""), limit),
-                "traceback": None if traceback is None else self._cut_text(str(traceback),
-                                                                           limit)}
+        info: ErrorInfo = {
+            "type": self._cut_text(str(error.get("type") or "Error"), 200),
+            "message": self._cut_text(str(error.get("message") or ""), limit),
+            "traceback": None if traceback is None else self._cut_text(str(traceback), limit)}
+        cell = error.get("cell")
+        if isinstance(cell, dict) and isinstance(cell.get("index"), int):
+            # A cell's source may hold a secret as much as its traceback may.
+            info["cell"] = {"index": cell["index"],
+                            "source": self._cut_text(str(cell.get("source") or ""), 2000)}
+        return info
 
     def _cut_text(self, text: str, limit: int | None) -> str:
         # The runner marks a text it cut to its tail; the secret split there is dropped.

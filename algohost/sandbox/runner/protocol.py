@@ -46,6 +46,16 @@ DEFAULT_MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 # Starts a text the runner cut to its tail (an error message, a traceback).
 CUT_MARK = "[...]"
 
+# Notebook algorithms (papermill's conventions): an entrypoint ending in NOTEBOOK_SUFFIX is
+# a notebook; the cell tagged PARAMETERS_TAG holds the defaults, the call's input becomes a
+# cell tagged INJECTED_TAG right after it, and the output is the variable RESULT_VARIABLE
+# (or the last expression of the cell tagged RESULT_TAG).
+NOTEBOOK_SUFFIX = ".ipynb"
+PARAMETERS_TAG = "parameters"
+INJECTED_TAG = "injected-parameters"
+RESULT_TAG = "result"
+RESULT_VARIABLE = "result"
+
 
 class ProtocolError(ValueError):
     """A line that is not a protocol message."""
@@ -55,6 +65,13 @@ class ErrorInfo(TypedDict):
     type: str
     message: str
     traceback: str
+
+
+class CellInfo(TypedDict):
+    """Where a notebook failed: the cell's index in the notebook and the head of its source."""
+
+    index: int
+    source: str
 
 
 class InitMessage(TypedDict):

@@ -174,7 +174,10 @@ def _tail(text: str, limit: int) -> str:
     return text if len(text) <= limit else protocol.CUT_MARK + text[-limit:]
 
 
-def _error(exc: BaseException, limit: int) -> dict[str, str]:
+def _error(exc: BaseException, limit: int) -> dict[str, Any]:
+    described = getattr(exc, "error_info", None)
+    if callable(described):  # a notebook's failed cell says which cell, in its own terms
+        return described(protocol, limit)  # type: ignore[no-any-return]
     tb = exc.__traceback__
     if tb is not None and tb.tb_next is not None:
         tb = tb.tb_next  # the runner's own frame says nothing about the algorithm
@@ -238,8 +241,11 @@ def write_secrets(secrets: dict[str, str], as_env: bool) -> None:
             os.environ[name] = value
 
 
-def load_entrypoint(directory: str | None = None) -> Callable[[Any], Any]:
+def load_entrypoint(directory: str | None = None, channel: Channel | None = None
+                    ) -> Callable[[Any], Any]:
     spec = os.environ.get(protocol.ENTRYPOINT_ENV, "")
+    if spec.endswith(protocol.NOTEBOOK_SUFFIX):
+        return load_notebook(spec, channel, directory)
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name:
         raise ValueError(f"{protocol.ENTRYPOINT_ENV} must be 'module:function', got {spec!r}")
@@ -286,6 +292,32 @@ def forget_modules(*directories: str) -> None:
     importlib.invalidate_caches()
 
 
+def spec_is_notebook() -> bool:
+    return os.environ.get(protocol.ENTRYPOINT_ENV, "").endswith(protocol.NOTEBOOK_SUFFIX)
+
+
+_notebooks: list[Any] = []  # the loaded notebook algorithm; a reload replaces it
+
+
+def load_notebook(spec: str, channel: Channel | None, directory: str | None = None
+                  ) -> Callable[[Any], Any]:
+    """A notebook algorithm: its kernel started and warmed here, once per container (and
+    again on a reload, after the previous kernel is shut down)."""
+    if directory is None:
+        directory = os.environ.get(protocol.ALGORITHM_DIR_ENV, protocol.DEFAULT_ALGORITHM_DIR)
+    while _notebooks:
+        _notebooks.pop().close()
+    os.chdir(directory)
+    path = os.path.join(_HERE, "notebook.py")
+    module_spec = importlib.util.spec_from_file_location("_algohost_notebook", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    algorithm = module.load(os.path.join(directory, spec), channel, protocol)
+    _notebooks.append(algorithm)
+    return algorithm  # type: ignore[no-any-return]
+
+
 def run_call(
     func: Callable[[Any], Any], msg: dict[str, Any], capture: Capture, max_output: int,
     channel: Channel | None = None, limits: tuple[int, int] = (
@@ -323,9 +355,16 @@ def run_call(
     return reply
 
 
+def _processes() -> set[str]:
+    return {p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()}
+
+
+_STARTED: set[str] = set()  # processes the runner itself started (a notebook's kernel)
+
+
 def leftovers() -> dict[str, int]:
     """What a call left in the container (hints: the worker also looks from outside)."""
-    pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    pids = _processes() - _STARTED
     try:
         tmp = os.statvfs(tempfile.gettempdir())
         tmp_free = tmp.f_bavail * tmp.f_frsize
@@ -358,7 +397,7 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
     started = time.perf_counter()
     try:
         write_secrets(secrets, bool(init.get("secrets_as_env")))
-        func = load_entrypoint()
+        func = load_entrypoint(channel=channel)
     except BaseException as exc:
         error = _error(exc, capture.max_bytes)
         logs, dropped = capture.collect()
@@ -366,6 +405,8 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
                       "logs_dropped": dropped})
         return 1
     import_ms = (time.perf_counter() - started) * 1000.0
+    if spec_is_notebook():
+        _STARTED.update(_processes())
     logs, dropped = capture.collect()
     channel.send({"type": protocol.READY, "import_ms": import_ms, "logs": logs,
                   "logs_dropped": dropped})
@@ -379,13 +420,14 @@ def serve(channel: Channel, capture: Capture, diag_fd: int) -> int:
             channel.send(run_call(func, msg, capture, max_output, channel, limits))
         elif msg["type"] == protocol.RELOAD:
             generation += 1
-            loaded = reload(msg, directory, generation, capture)
+            loaded = reload(msg, directory, generation, capture, channel)
             channel.send(loaded[0])
             if loaded[1] is not None:
                 func, directory = loaded[1], loaded[2]
 
 
-def reload(msg: dict[str, Any], directory: str, generation: int, capture: Capture
+def reload(msg: dict[str, Any], directory: str, generation: int, capture: Capture,
+           channel: Channel | None = None
            ) -> tuple[dict[str, Any], Callable[[Any], Any] | None, str]:
     """Import the source a RELOAD message carries in place of the current one. On an error
     the reply says why and the caller keeps the previous code, so the next save can fix it."""
@@ -394,7 +436,7 @@ def reload(msg: dict[str, Any], directory: str, generation: int, capture: Captur
     try:
         forget_modules(directory, os.path.join(tempfile.gettempdir(), protocol.RELOAD_DIR))
         new_directory = write_reload(msg.get("files") or {}, generation)
-        func = load_entrypoint(new_directory)
+        func = load_entrypoint(new_directory, channel)
     except BaseException as exc:
         logs, dropped = capture.collect()
         return ({"type": protocol.LOAD_ERROR, "error": _error(exc, capture.max_bytes),
