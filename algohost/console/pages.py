@@ -12,7 +12,17 @@ from algohost.api import algorithms as algorithms_api
 from algohost.api import artifacts as artifacts_api
 from algohost.api import jobs as jobs_api
 from algohost.api import webhooks as webhooks_api
-from algohost.api.schemas import AlgorithmList, Build, BuildList, JobList, JobListQuery
+from algohost.api.catalogue import AlgorithmQuery, VisibilityChange, catalogue_entry
+from algohost.api.context import services
+from algohost.api.routing import validate
+from algohost.api.schemas import (
+    AlgorithmList,
+    AlgorithmSummary,
+    Build,
+    BuildList,
+    JobList,
+    JobListQuery,
+)
 from algohost.console.blueprint import bp
 from algohost.console.calls import answer, stream
 from algohost.console.session import current_session
@@ -31,17 +41,32 @@ def home() -> Any:
 
 @bp.route("/algorithms")
 def algorithms() -> str:
-    listing = answer(algorithms_api.list_algorithms, AlgorithmList)
-    return render_template("algorithms.html", algorithms=listing.algorithms,
-                           owner=current_session().owner)
+    search = request.args.get("q", "").strip() or None
+    query = validate(AlgorithmQuery, {"q": search} if search else {}, "query")
+    own = answer(algorithms_api.list_algorithms, AlgorithmList, query=query).algorithms
+    public = answer(algorithms_api.list_algorithms, AlgorithmList,
+                    query=query.model_copy(update={"visibility": "public"})).algorithms
+    owner = current_session().owner
+    return render_template("algorithms.html", algorithms=own, q=search or "",
+                           public=[a for a in public if a.owner != owner], owner=owner)
 
 
 @bp.route("/algorithms/<owner>/<name>")
 def algorithm(owner: str, name: str) -> str:
     versions = answer(algorithms_api.list_versions, BuildList, owner=owner, name=name).versions
     latest = next((b for b in versions if b.status == "succeeded"), None)
+    entry = catalogue_entry(services().registry, owner, name)  # readable: checked just above
     return render_template("algorithm.html", algo_owner=owner, name=name, versions=versions,
-                           latest=latest, owner=current_session().owner)
+                           latest=latest, entry=entry, mine=owner == current_session().owner,
+                           owner=current_session().owner)
+
+
+@bp.route("/algorithms/<owner>/<name>/visibility", methods=["POST"])
+def visibility(owner: str, name: str) -> Any:
+    body = validate(VisibilityChange, {"visibility": request.form.get("visibility", "")},
+                    "form")
+    answer(algorithms_api.set_visibility, AlgorithmSummary, owner=owner, name=name, body=body)
+    return redirect(url_for("console.algorithm", owner=owner, name=name), 303)
 
 
 def _build(owner: str, name: str, version: str) -> Build:

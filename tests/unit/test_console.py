@@ -305,3 +305,32 @@ def test_scripts_are_sent_gzipped_with_a_long_cache_life(api, console):
     assert gzip.decompress(zipped.data) == plain.data
     assert console.get(src, headers={"Accept-Encoding": "gzip",
                                      "If-None-Match": zipped.headers["ETag"]}).status_code == 304
+
+
+def test_a_public_algorithm_is_listed_to_others_who_cannot_change_or_edit_it(api, console,
+                                                                             redis_client):
+    publish_from_editor(console, api)
+    page = f"/console/algorithms/{api.owner}/hello"
+    made = console.post(f"{page}/visibility", data={"visibility": "public",
+                                                    "csrf_token": csrf_of(console)})
+    assert made.status_code == 303
+    assert "Make it private" in console.get(page).text
+    other = api.app.test_client()
+    sign_in(other, KeyStore(redis_client).create("mallory"))
+    listing = other.get("/console/algorithms").text
+    assert f"{api.owner}/hello" in listing.split("Public, by other owners")[1]
+    seen = other.get(page)
+    assert seen.status_code == 200 and "Edit and try" not in seen.text
+    assert "Make it" not in seen.text
+    refused = other.post(f"{page}/visibility", data={"visibility": "private",
+                                                     "csrf_token": csrf_of(other)})
+    assert refused.status_code == 403
+    assert other.get(f"{page}/edit").status_code == 403
+    assert "hello" not in other.get("/console/algorithms?q=nomatch").text.split("Public")[1]
+
+
+def test_visibility_takes_only_its_two_values(api, console):
+    publish_from_editor(console, api)
+    reply = console.post(f"/console/algorithms/{api.owner}/hello/visibility",
+                         data={"visibility": "everyone", "csrf_token": csrf_of(console)})
+    assert reply.status_code == 400
