@@ -87,6 +87,8 @@ class Settings:
     worker_concurrency: int = 8
     calls_workers: int = 1  # calls worker processes in `dev up`; 0: one per core, at most 4
     lease_s: int = 60
+    max_call_depth: int = 8  # algorithms calling algorithms: how deep a chain may go
+    max_call_children: int = 100  # calls one job's algorithm may make
     max_attempts: int = 3
     vault_url: str = "http://127.0.0.1:8200"
     vault_token: str = ""

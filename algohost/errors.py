@@ -15,6 +15,7 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── InvalidPrefer (invalid_prefer)
     │   ├── InvalidArchive (invalid_archive)
     │   ├── WebhookRefused (webhook_refused)
+    │   ├── CallDepthExceeded, NestedCallTimeout (call_depth_exceeded, no_time_left)
     │   └── InvalidPipeline (invalid_pipeline)
     │       ├── UnknownStep, UnknownReference (unknown_step, unknown_reference)
     │       └── PipelineCycle (pipeline_cycle)
@@ -34,6 +35,7 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── JobNotCancelable (job_not_cancelable)
     │   ├── BuildNotReady (build_not_ready)
     │   ├── BatchNotCancelable (batch_not_cancelable)
+    │   ├── ParentCanceled (parent_canceled)
     │   └── IdempotencyKeyInUse (idempotency_key_in_use; Retry-After)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── PayloadTooLarge (413 payload_too_large)
@@ -46,7 +48,8 @@ into these where they are caught, with `raise ... from exc`.
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── TooManyRequests (429 too_many_requests)
     │   ├── RateLimited (rate_limited; Retry-After)
-    │   └── LimitReached (limit_reached)
+    │   ├── LimitReached (limit_reached)
+    │   └── CallFanoutExceeded (call_fanout_exceeded)
     ├── ServiceUnavailable (503 service_unavailable)
     │   ├── StoreUnavailable (store_unavailable)
     │   ├── SandboxUnavailable (sandbox_unavailable)
@@ -229,6 +232,18 @@ class PipelineRunNotFound(NotFound):
     code = "pipeline_run_not_found"
 
 
+class CallDepthExceeded(BadRequest):
+    """A call an algorithm made would nest deeper than max_call_depth."""
+
+    code = "call_depth_exceeded"
+
+
+class NestedCallTimeout(BadRequest):
+    """A call an algorithm made when its own call had under a second left."""
+
+    code = "no_time_left"
+
+
 class MethodNotAllowed(AlgohostError):
     http_status = 405
     code = "method_not_allowed"
@@ -237,6 +252,12 @@ class MethodNotAllowed(AlgohostError):
 class Conflict(AlgohostError):
     http_status = 409
     code = "conflict"
+
+
+class ParentCanceled(Conflict):
+    """A call an algorithm made after its own job was canceled."""
+
+    code = "parent_canceled"
 
 
 class JobNotCancelable(Conflict):
@@ -320,6 +341,12 @@ class LimitReached(TooManyRequests):
     """An owner's limit on unfinished jobs or stored builds is reached."""
 
     code = "limit_reached"
+
+
+class CallFanoutExceeded(TooManyRequests):
+    """One job's algorithm made more calls than max_call_children."""
+
+    code = "call_fanout_exceeded"
 
 
 class ServiceUnavailable(AlgohostError):

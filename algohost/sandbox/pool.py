@@ -78,8 +78,13 @@ class WarmPool:
             self.restore_image(spec)
             return self.sandbox.start(spec)
 
-    def acquire(self, spec: ContainerSpec, wait_s: float | None = None) -> tuple[Session, bool]:
+    def acquire(self, spec: ContainerSpec, wait_s: float | None = None,
+                nested: bool = False) -> tuple[Session, bool]:
         """A session for `spec` and whether it was warm; waits for a free slot if needed.
+
+        A `nested` call (made by an algorithm whose own container is busy waiting for it)
+        starts a container past the caps rather than wait: the slots it would wait for may
+        be held by its own ancestors. Its depth bounds how far past.
 
         Raises NoFreeSlot if no slot frees up within `wait_s` (None: wait forever),
         and whatever `Sandbox.start` raises for a cold start."""
@@ -92,7 +97,7 @@ class WarmPool:
                         raise SandboxUnavailable("the warm pool is shut down")
                     build = self._builds.setdefault(spec.build_id, _Build())
                     warm = self._take_idle(build, spec, to_close)
-                    if warm is not None or self._reserve(build, to_close):
+                    if warm is not None or nested or self._reserve(build, to_close):
                         build.busy += 1
                         generation = build.generation
                         break

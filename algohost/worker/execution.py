@@ -29,6 +29,7 @@ from algohost.store.jobs import (
     Metrics,
 )
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
+from algohost.worker.nesting import NestedCalls
 from algohost.worker.redacting import Redactor
 from algohost.worker.reported import ReportedMetrics
 
@@ -44,8 +45,8 @@ OUTCOME_STATUS = {
 
 
 class Pool(Protocol):
-    def acquire(self, spec: ContainerSpec, wait_s: float | None = None
-                ) -> tuple[Session, bool]: ...
+    def acquire(self, spec: ContainerSpec, wait_s: float | None = None,
+                nested: bool = False) -> tuple[Session, bool]: ...
 
     def release(self, session: Session, reusable: bool) -> None: ...
 
@@ -73,8 +74,12 @@ class CancelWatch:
     """Polled by the sandbox while a call runs: renews the lease, spots a cancel."""
 
     def __init__(self, jobs: JobStore, job_id: str, lease_s: int,
-                 clock: Callable[[], float] = time.time, every_s: float = 0.5) -> None:
+                 clock: Callable[[], float] = time.time, every_s: float = 0.5,
+                 outer: Callable[[], bool] | None = None) -> None:
         self.jobs, self.job_id, self.lease_s = jobs, job_id, lease_s
+        # The parent's watch, for a call an algorithm made: polled with this one, it keeps
+        # the parent's lease alive while the child runs and passes its cancel on.
+        self.outer = outer
         self.clock, self.every_s = clock, every_s
         # The job was claimed a moment ago: no need to look before the first interval.
         self._next_check = clock() + every_s
@@ -82,6 +87,13 @@ class CancelWatch:
         self.canceled = False
 
     def __call__(self) -> bool:
+        if self.outer is not None and not self.canceled and self.outer():
+            self.canceled = True
+            self.jobs.transition(self.job_id, JobStatus.CANCELED,
+                                 {JobStatus.QUEUED, JobStatus.RUNNING}, finished_at=now_iso(),
+                                 reason="parent_canceled")
+        if self.canceled:
+            return True
         now = self.clock()
         if now >= self._next_check:
             self._next_check = now + self.every_s
@@ -122,7 +134,8 @@ class JobRunner:
         self.hooks = list(hooks)
         self.outputs = outputs
 
-    def run(self, job_id: str) -> None:
+    def run(self, job_id: str, outer: Callable[[], bool] | None = None) -> None:
+        """Run one job; `outer` is its parent's cancel watch when an algorithm called it."""
         claimed, job = self.jobs.claim(job_id, self.worker_id, now_iso(),
                                        self.clock() + self.settings.lease_s)
         if job is None:
@@ -135,14 +148,15 @@ class JobRunner:
         self._emit("job_started", job)
         redactor = Redactor()  # learns the run's secret values once they are fetched
         try:
-            self._execute(job, redactor)
+            self._execute(job, redactor, outer)
         except AlgohostError as exc:
             self._finish(job, JobStatus.FAILED, exc.code, error=redactor.failure(exc))
         except Exception as exc:  # the worker must survive anything a call does
             redactor.log_exception(log, "job %s failed inside the worker", job_id, exc=exc)
             self._finish(job, JobStatus.FAILED, "worker_error", error=redactor.failure(exc))
 
-    def _execute(self, job: JobRecord, redactor: Redactor) -> None:
+    def _execute(self, job: JobRecord, redactor: Redactor,
+                 outer: Callable[[], bool] | None = None) -> None:
         build = self.registry.build_for_call(job.build_id)
         if build.status is not BuildStatus.SUCCEEDED:
             raise BuildNotReady(f"{build.ref} was {build.status} after this job was queued")
@@ -151,9 +165,9 @@ class JobRunner:
         mounts = self.outputs.mounts(build) if self.outputs is not None else ()
         spec = spec_for(build, values, version, mounts, caller=job.owner)
         max_logs = self.settings.sandbox.max_log_bytes
-        watch = CancelWatch(self.jobs, job.id, self.settings.lease_s, self.clock)
+        watch = CancelWatch(self.jobs, job.id, self.settings.lease_s, self.clock, outer=outer)
         try:
-            acquired = self._acquire(spec, watch)
+            acquired = self._acquire(spec, watch, nested=job.depth > 0)
         except ContainerStartFailed as exc:
             error = exc.details.get("error") or {"type": "ContainerStartFailed",
                                                  "message": exc.message, "traceback": None}
@@ -170,7 +184,9 @@ class JobRunner:
         peer: JobOutputs | None = None
         reported = ReportedMetrics()
         try:
-            peer = (self.outputs.for_job(job, build, {protocol.OP_METRIC_LOG: reported})
+            calls = NestedCalls(self.jobs, self.registry, self.settings, job, self.run, watch)
+            peer = (self.outputs.for_job(job, build, {protocol.OP_METRIC_LOG: reported,
+                                                      protocol.OP_CALL: calls})
                     if self.outputs is not None else None)
             outcome = session.call(job.input, float(job.timeout_s), watch, peer)
         finally:
@@ -196,11 +212,15 @@ class JobRunner:
                      metrics=metrics, artifacts=peer.artifacts if peer else [],
                      custom_metrics=reported.values)
 
-    def _acquire(self, spec: ContainerSpec, watch: CancelWatch) -> tuple[Session, bool] | None:
+    def _acquire(self, spec: ContainerSpec, watch: CancelWatch, nested: bool = False
+                 ) -> tuple[Session, bool] | None:
         """A container for the call; while every slot is busy, keep the lease alive
-        (a long wait must not look like a lost worker) and notice a cancel."""
+        (a long wait must not look like a lost worker) and notice a cancel. A `nested`
+        call may go past the pool's caps: its ancestors hold their containers until it ends."""
         while True:
             try:
+                if nested:
+                    return self.pool.acquire(spec, wait_s=ACQUIRE_SLICE_S, nested=True)
                 return self.pool.acquire(spec, wait_s=ACQUIRE_SLICE_S)
             except NoFreeSlot:
                 if watch():

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from algohost.config import SandboxSettings
-from algohost.errors import ContainerStartFailed, ImageMissing, SandboxUnavailable
+from algohost.errors import ContainerStartFailed, ImageMissing, NoFreeSlot, SandboxUnavailable
 from algohost.sandbox.base import ContainerSpec, ExitReason
 from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox, StubSession
@@ -88,6 +88,18 @@ def test_a_session_never_serves_a_second_calling_owner() -> None:
     pool.release(bobs, reusable=True)
     again, warm = pool.acquire(alices)
     assert again is session and warm and len(sandbox.sessions) == 2
+
+
+def test_a_nested_call_starts_past_the_caps_instead_of_waiting_on_its_ancestors() -> None:
+    pool, sandbox, _ = make_pool(pool_max_per_build=1, pool_max_total=1)
+    parent, _ = pool.acquire(spec("a"))
+    with pytest.raises(NoFreeSlot):
+        pool.acquire(spec("a"), wait_s=0)
+    child, warm = pool.acquire(spec("a"), wait_s=0, nested=True)
+    assert child is not parent and not warm and len(sandbox.sessions) == 2
+    pool.release(child, reusable=True)
+    pool.release(parent, reusable=True)
+    assert pool.stats()["a"]["busy"] == 0
 
 
 def test_per_build_max_holds_under_concurrent_threads() -> None:

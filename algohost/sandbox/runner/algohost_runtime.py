@@ -1,5 +1,5 @@
 """What an algorithm may ask of the platform during a call: read `data://`, write artifacts,
-report metrics.
+report metrics, call another algorithm.
 
 Standard library only: copied into every image beside the runner, which makes it
 importable as `algohost_runtime`. A read travels as a request over the runner's channel
@@ -10,6 +10,7 @@ holds a token or can reach a store.
     with ah.open("data://alice/sets/iris.csv") as f: ...
     with open(ah.output_path("plot.svg"), "w") as f: ...   # becomes a job artifact
     ah.log_metric("accuracy", 0.93)                         # stored with the job
+    ah.call("alice/tokenize@1", "some text")                # another algorithm's output
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import builtins
 import io
+import json
 import math
 import os
 import tempfile
@@ -92,6 +94,42 @@ def _fetch(uri: str) -> IO[bytes]:
         raise
     spool.seek(0)
     return spool
+
+
+class CallError(Exception):
+    """A call() that did not succeed: refused (`status` is its HTTP-style code, `code` why)
+    or run and failed (`job` is the child job, `code` its reason: exception, timeout...)."""
+
+    def __init__(self, message: str, code: str, status: int, job: str | None = None,
+                 error_type: str = "") -> None:
+        super().__init__(message)
+        self.code, self.status, self.job, self.error_type = code, status, job, error_type
+
+
+def call(algorithm: str, input: Any = None, timeout_s: float | None = None) -> Any:  # noqa: A002
+    """Call another algorithm (`owner/name`, `@1.2.3`, `@1.2`, `@1` or `@latest`) with the
+    rights of whoever called this one, and return its output; raises CallError. The call is
+    a job of its own, linked to this one; it gets at most the time this call has left."""
+    if _channel is None:
+        raise RuntimeError("call() works only during an algohost call")
+    request_id = uuid.uuid4().hex
+    _channel.send({"type": _protocol.REQUEST, "id": request_id, "op": _protocol.OP_CALL,
+                   "algorithm": str(algorithm), "input": input, "timeout_s": timeout_s})
+    parts = []
+    while True:
+        msg = _channel.read()
+        if msg is None:
+            raise ConnectionError("the worker closed the channel during call()")
+        if msg.get("type") != _protocol.RESPONSE or msg.get("id") != request_id:
+            continue
+        if not msg.get("ok"):
+            error = msg.get("error") or {}
+            raise CallError(f"{algorithm}: {error.get('message', 'refused')}",
+                            str(error.get("code", "refused")), int(error.get("status", 500)),
+                            error.get("job"), str(error.get("type", "")))
+        parts.append(base64.b64decode(msg.get("data") or ""))
+        if msg.get("end"):
+            return json.loads(b"".join(parts))["output"]
 
 
 def log_metric(name: str, value: float) -> None:

@@ -101,6 +101,7 @@ class ArtifactMessage(TypedDict):
 # Request ops, runner -> worker.
 OP_DATA_READ = "data.read"  # answered with the file in parts
 OP_METRIC_LOG = "metric.log"  # answered with one RESPONSE, ok or refused
+OP_CALL = "call"  # another algorithm, as a child job: answered with its JSON reply in parts
 
 
 class _RequestBase(TypedDict):
@@ -113,6 +114,9 @@ class RequestMessage(_RequestBase, total=False):
     uri: str  # data.read
     name: str  # metric.log
     value: float  # metric.log
+    algorithm: str  # call: owner/name[@version|@range]
+    input: Any  # call
+    timeout_s: float | None  # call: at most what is left of this call's own time
 
 
 class ResponseMessage(TypedDict, total=False):
