@@ -180,6 +180,21 @@ def test_a_pipeline_run_is_drawn_with_its_step_states(page, console_url, stack):
     page.screenshot(path=OUTPUT / "pipeline-run.png", full_page=True)
 
 
+def test_a_notebook_shows_its_parameters_and_its_plot_inline(page, console_url, stack):
+    ref = publish(stack, EXAMPLES / "notebook_regression", timeout_s=BUILD_WAIT_MS / 1000)
+    version = ref.rsplit("@", 1)[1]
+    page.goto(f"{console_url}/algorithms/alice/notebook_regression/versions/{version}")
+    expect(page.get_by_role("heading", name="Notebook parameters")).to_be_visible()
+    expect(page.locator("table").first).to_contain_text("noise")
+    job = stack.post_job(ref, {"n": 30}, wait=120)
+    assert job["status"] == "succeeded", job
+    page.goto(f"{console_url}/jobs/{job['id']}")
+    image = page.locator(".artifacts img").first
+    expect(image).to_be_visible()
+    assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) > 0
+    page.screenshot(path=OUTPUT / "notebook-job.png", full_page=True)
+
+
 def test_what_a_first_load_transfers_is_measured(chromium, console_url, stack):
     """A cold browser: the sign-in page, then the algorithms page, then the editor, each as
     the browser's Resource Timing counts it (headers and bodies as sent; 0 from its cache)."""
