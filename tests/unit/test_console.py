@@ -334,3 +334,16 @@ def test_visibility_takes_only_its_two_values(api, console):
     reply = console.post(f"/console/algorithms/{api.owner}/hello/visibility",
                          data={"visibility": "everyone", "csrf_token": csrf_of(console)})
     assert reply.status_code == 400
+
+
+def test_a_job_links_the_job_that_called_it_and_the_calls_it_made(api, console):
+    from algohost.store.jobs import JobRecord, JobStatus, JobStore
+
+    store = JobStore(api.worker.registry.redis, 3600)
+    for job_id, parent, children in (("j_parent", None, ["j_child"]),
+                                     ("j_child", "j_parent", [])):
+        store.create(JobRecord(id=job_id, owner=api.owner, status=JobStatus.SUCCEEDED,
+                               algorithm=f"{api.owner}/hello@0.1.0", parent_job=parent,
+                               children=children, depth=1 if parent else 0))
+    assert 'href="/console/jobs/j_child"' in console.get("/console/jobs/j_parent").text
+    assert 'href="/console/jobs/j_parent"' in console.get("/console/jobs/j_child").text
