@@ -29,6 +29,7 @@ from algohost.reports import (
     total_line,
     usage_lines,
 )
+from algohost.store.metrics import HOUR_S
 from algohost.store.registry import BuildStatus
 from algohost.store.usage import MAX_DAYS
 
@@ -142,10 +143,10 @@ def algorithm_metrics(owner: str, name: str, query: MetricsQuery) -> Reply:
     else:
         builds = [b for b in svc.registry.versions(owner, name)
                   if b.status is BuildStatus.SUCCEEDED][:DEFAULT_VERSIONS]
-    since = since_epoch(query.since, time.time()) if query.since is not None else 0.0
-    hour = since // 3600 * 3600
+    since = since_epoch(query.since, time.time()) if query.since is not None else None
     return Reply(AlgorithmMetrics(
-        algorithm=f"{owner}/{name}", since=iso(hour) if query.since is not None else None,
+        algorithm=f"{owner}/{name}",
+        since=None if since is None else iso(since // HOUR_S * HOUR_S),
         builds=[build_metrics_view(b.version, svc.metrics.summary(b.id, since))
                 for b in builds]))
 

@@ -1,10 +1,11 @@
-"""Per-build metrics of finished jobs: hourly aggregates of fixed size, merged at read.
+"""Per-build metrics of finished jobs: aggregates of bounded size, merged at read.
 
-Each finished job is folded once (a marker per job id, set in the same script) into
-its build's hash for the hour it finished: counts by status, cold starts, log-spaced
-histograms of run_ms, total_ms and peak memory, and the reported metrics' count, sum,
-min and max. A build's memory grows with the hours it is called, never with its calls,
-so a build with a million calls answers as fast as one with ten.
+Each finished job is folded once (a marker per job id, set in the same script) into its
+build's hashes for the hour and the day it finished and for the build's whole life:
+counts by status, cold starts, log-spaced histograms of run_ms, total_ms and peak
+memory, and the reported metrics' count, sum, min and max. A hash's size is bounded by
+its buckets, never by its calls; a read merges one hash (all time) or at most 23 hours
+and the retained days, so a build with a million calls answers as fast as one with ten.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from algohost.store import PREFIX, lua, translate_errors
 from algohost.store.jobs import JobRecord, JobStatus
 
 HOUR_S = 3600
-MAX_REPORTED_PER_HOUR = 64  # distinct reported names one build keeps per hour
+DAY_S = 86400
+MAX_REPORTED_PER_HASH = 64  # distinct reported names a build keeps per hour, day and in all
 PERCENTILES = (50, 95, 99)
 
 
@@ -131,11 +133,23 @@ class BuildMetrics:
 
     @staticmethod
     def hour_key(build_id: str, hour: int) -> str:
-        return f"{PREFIX}metrics:{build_id}:{hour}"
+        return f"{PREFIX}metrics:{build_id}:h:{hour}"
+
+    @staticmethod
+    def day_key(build_id: str, day: int) -> str:
+        return f"{PREFIX}metrics:{build_id}:d:{day}"
+
+    @staticmethod
+    def life_key(build_id: str) -> str:
+        return f"{PREFIX}metrics:{build_id}:all"
 
     @staticmethod
     def hours_key(build_id: str) -> str:
         return f"{PREFIX}metrics:{build_id}:hours"
+
+    @staticmethod
+    def days_key(build_id: str) -> str:
+        return f"{PREFIX}metrics:{build_id}:days"
 
     @staticmethod
     def marker_key(job_id: str) -> str:
@@ -143,28 +157,39 @@ class BuildMetrics:
 
     @translate_errors
     def record(self, job: JobRecord) -> bool:
-        """Fold a finished job into its build's hour; False when it was folded in before."""
+        """Fold a finished job into its build's aggregates; False when it was folded in
+        before."""
         if not job.build_id or not job.status.terminal:
             return False
         finished = parse_iso(job.finished_at) if job.finished_at else 0.0
-        hour = int(finished // HOUR_S * HOUR_S)
+        hour, day = int(finished // HOUR_S * HOUR_S), int(finished // DAY_S * DAY_S)
         counts, sums, maxima = job_fields(job)
-        args = [str(self.marker_s), str(self.retention_s), str(hour),
-                str(MAX_REPORTED_PER_HOUR), *_pairs(counts), *_pairs(sums), *_pairs(maxima),
+        args = [str(self.marker_s), str(self.retention_s), str(hour), str(day),
+                str(MAX_REPORTED_PER_HASH), *_pairs(counts), *_pairs(sums), *_pairs(maxima),
                 *_pairs(job.custom_metrics)]
-        keys = [self.marker_key(job.id), self.hour_key(job.build_id, hour),
-                self.hours_key(job.build_id)]
+        b = job.build_id
+        keys = [self.marker_key(job.id), self.hour_key(b, hour), self.day_key(b, day),
+                self.life_key(b), self.hours_key(b), self.days_key(b)]
         return bool(self._fold(keys=keys, args=args) == 1)
 
     @translate_errors
-    def summary(self, build_id: str, since: float = 0.0) -> BuildSummary:
-        """The build's jobs that finished in the hour of `since` or later."""
+    def summary(self, build_id: str, since: float | None = None) -> BuildSummary:
+        """The build's jobs that finished in the hour of `since` or later (all when None):
+        the hours up to the next midnight, then whole days, so at most 23 hours and the
+        retained days are read, however many calls they hold."""
+        if since is None:
+            return summarise(build_id, [self.redis.hgetall(self.life_key(build_id))])
         start = int(since // HOUR_S * HOUR_S)
-        hours = self.redis.zrangebyscore(self.hours_key(build_id), start, "+inf")
+        midnight = -(-start // DAY_S) * DAY_S
         pipe = self.redis.pipeline(transaction=False)
+        pipe.zrangebyscore(self.hours_key(build_id), start, midnight - 1)
+        pipe.zrangebyscore(self.days_key(build_id), midnight, "+inf")
+        hours, days = pipe.execute()
         for hour in hours:
             pipe.hgetall(self.hour_key(build_id, int(hour)))
-        return summarise(build_id, pipe.execute() if hours else [])
+        for day in days:
+            pipe.hgetall(self.day_key(build_id, int(day)))
+        return summarise(build_id, pipe.execute() if hours or days else [])
 
     @translate_errors
     def hourly(self, build_id: str, since: float = 0.0) -> list[tuple[int, BuildSummary]]:

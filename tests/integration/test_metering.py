@@ -75,14 +75,20 @@ def test_rates_cold_starts_memory_and_reported_metrics_per_build(metrics):
     assert loss.mean == pytest.approx(0.45)
 
 
-def test_since_reads_only_the_hours_from_then_on(metrics):
+def test_since_reads_the_hours_to_midnight_then_whole_days(metrics):
     hook = MetricsHook(metrics)
-    for n in range(24):
-        hook.job_finished(finished(f"j_{n}", hour=n, run_ms=1.0 if n < 12 else 100.0))
+    for day in (1, 2, 3):
+        for hour in range(24):
+            slow = day > 1 or hour >= 12
+            hook.job_finished(finished(f"j_{day}_{hour}", day=day, hour=hour,
+                                       run_ms=100.0 if slow else 1.0))
     later = metrics.summary("b_1", since=parse_iso("2026-03-01T12:30:00Z"))
-    assert later.calls == 12
+    assert later.calls == 12 + 48
     assert later.run_ms.p50 == pytest.approx(100.0, rel=0.05)
-    assert metrics.summary("b_1").calls == 24
+    assert metrics.summary("b_1", since=parse_iso("2026-03-03T00:00:00Z")).calls == 24
+    assert metrics.summary("b_1", since=parse_iso("2026-03-03T23:00:00Z")).calls == 1
+    assert metrics.summary("b_1", since=parse_iso("2026-02-01T00:00:00Z")).calls == 72
+    assert metrics.summary("b_1").calls == 72
 
 
 def test_reported_names_per_hour_are_bounded(metrics):
