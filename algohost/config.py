@@ -106,6 +106,7 @@ class Settings:
     max_batch_values: int = 1_000_000  # JSON values in one batch body, counted before parsing
     max_page_bytes: int = 8 * MiB  # stored JSON in one page of jobs or batch results
     batch_chunk_size: int = 200
+    max_sweep_trials: int = 1000  # trials in one sweep (a grid's points included)
     artifact_url: str = ""  # an fsspec URL; empty: a directory under state_dir
     artifact_quota_bytes: int = 10 * 1024 * MiB
     artifact_gc_grace_s: int = 24 * 3600

@@ -24,10 +24,12 @@ BATCH_CHUNK_TASK = "algohost.run_batch_chunk"
 WEBHOOKS_QUEUE = "webhooks"
 REMOVE_IMAGE_TASK = "algohost.remove_image"
 PIPELINE_TASK = "algohost.advance_pipeline"
+SWEEP_TASK = "algohost.step_sweep"
 CLOSE_BUILD_COMMAND = "algohost_close_build"
 QUEUES = (CALLS_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
 TASK_MODULES = ["algohost.worker.tasks", "algohost.worker.webhook_tasks",
-                "algohost.worker.batch_tasks", "algohost.worker.pipeline_tasks"]
+                "algohost.worker.batch_tasks", "algohost.worker.pipeline_tasks",
+                "algohost.worker.sweep_tasks"]
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -47,7 +49,8 @@ def make_celery(settings: Settings) -> Celery:
                      WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
                      BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE},
                      PIPELINE_TASK: {"queue": CALLS_QUEUE},
-                     REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE}},
+                     REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE},
+                     SWEEP_TASK: {"queue": CALLS_QUEUE}},
         broker_connection_retry_on_startup=True,
         # The job record's lease, not the broker's visibility timeout, recovers
         # lost work; keep redelivery of long jobs rare.
@@ -73,6 +76,8 @@ class Dispatcher(Protocol):
     def retire_build(self, build_id: str) -> None: ...
 
     def enqueue_pipeline(self, run_id: str) -> None: ...
+
+    def enqueue_sweep(self, sweep_id: str) -> None: ...
 
 
 class CeleryDispatcher:
@@ -105,6 +110,10 @@ class CeleryDispatcher:
         """Advance a pipeline run: a small task on the calls queue, next to its steps."""
         self.app.send_task(PIPELINE_TASK, args=[run_id], queue=CALLS_QUEUE)
 
+    def enqueue_sweep(self, sweep_id: str) -> None:
+        """A step of the sweep's controller."""
+        self.app.send_task(SWEEP_TASK, args=[sweep_id], queue=CALLS_QUEUE)
+
 
 class RecordingDispatcher:
     """Keeps what would have been sent; for tests without a broker."""
@@ -116,6 +125,7 @@ class RecordingDispatcher:
         self.batches: list[tuple[str, list[tuple[int, int]]]] = []
         self.retired: list[str] = []
         self.pipelines: list[str] = []
+        self.sweeps: list[str] = []
 
     def enqueue_run(self, job_id: str) -> None:
         self.runs.append(job_id)
@@ -135,3 +145,6 @@ class RecordingDispatcher:
 
     def enqueue_pipeline(self, run_id: str) -> None:
         self.pipelines.append(run_id)
+
+    def enqueue_sweep(self, sweep_id: str) -> None:
+        self.sweeps.append(sweep_id)

@@ -14,6 +14,7 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── InvalidParameter (invalid_parameter)
     │   ├── InvalidPrefer (invalid_prefer)
     │   ├── InvalidArchive (invalid_archive)
+    │   ├── InvalidParameterRange, GridNotEnumerable, GridTooLarge, TooManyTrials (sweeps)
     │   ├── WebhookRefused (webhook_refused)
     │   ├── CallDepthExceeded, NestedCallTimeout (call_depth_exceeded, no_time_left)
     │   └── InvalidPipeline (invalid_pipeline)
@@ -26,7 +27,7 @@ into these where they are caught, with `raise ... from exc`.
     ├── NotFound (404 not_found)
     │   ├── AlgorithmNotFound, VersionNotFound, JobNotFound, BuildNotFound
     │   ├── SecretNotFound (secret_not_found)
-    │   ├── BatchNotFound, DeliveryNotFound
+    │   ├── BatchNotFound, DeliveryNotFound, SweepNotFound
     │   ├── ArtifactNotFound (artifact_not_found)
     │   ├── UnknownAlgorithm (unknown_algorithm: a pipeline step's algorithm)
     │   └── PipelineNotFound, PipelineRunNotFound (pipeline_*not_found)
@@ -36,6 +37,7 @@ into these where they are caught, with `raise ... from exc`.
     │   ├── BuildNotReady (build_not_ready)
     │   ├── BatchNotCancelable (batch_not_cancelable)
     │   ├── ParentCanceled (parent_canceled)
+    │   ├── SweepNotCancelable (sweep_not_cancelable)
     │   └── IdempotencyKeyInUse (idempotency_key_in_use; Retry-After)
     ├── IdempotencyKeyReused (422 idempotency_key_reused)
     ├── PayloadTooLarge (413 payload_too_large)
@@ -123,6 +125,26 @@ class InvalidPrefer(BadRequest):
 
 class InvalidArchive(BadRequest):
     code = "invalid_archive"
+
+
+class InvalidParameterRange(BadRequest):
+    """A sweep's range that is empty, or whose step or log scale cannot be sampled."""
+
+    code = "invalid_parameter_range"
+
+
+class GridNotEnumerable(BadRequest):
+    """A grid sweep over a float range without a step."""
+
+    code = "grid_not_enumerable"
+
+
+class GridTooLarge(BadRequest):
+    code = "grid_too_large"
+
+
+class TooManyTrials(BadRequest):
+    code = "too_many_trials"
 
 
 class WebhookRefused(BadRequest):
@@ -214,6 +236,10 @@ class BatchNotFound(NotFound):
     code = "batch_not_found"
 
 
+class SweepNotFound(NotFound):
+    code = "sweep_not_found"
+
+
 class DeliveryNotFound(NotFound):
     code = "delivery_not_found"
 
@@ -266,6 +292,10 @@ class JobNotCancelable(Conflict):
 
 class BuildNotReady(Conflict):
     code = "build_not_ready"
+
+
+class SweepNotCancelable(Conflict):
+    code = "sweep_not_cancelable"
 
 
 class BatchNotCancelable(Conflict):

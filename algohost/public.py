@@ -24,6 +24,7 @@ from algohost.store.pipelines import (
     StepStatus,
 )
 from algohost.store.registry import BuildRecord, BuildStatus
+from algohost.store.sweeps import SweepRecord, SweepStatus, Trial, TrialStatus
 from algohost.store.webhooks import AttemptEntry, DeliveryRecord, DeliveryState
 
 # Jobs ----------------------------------------------------------------------------------
@@ -376,3 +377,96 @@ def public_pipeline_run(record: PipelineRunRecord, graph: Graph,
     if include_input:
         run.input = record.input
     return run
+
+
+# Sweeps --------------------------------------------------------------------------------
+
+
+class SweepTrial(BaseModel):
+    rank: int | None = Field(description="1 is the best objective; null unless succeeded")
+    number: int = Field(description="Trials are numbered from 0 in the order they started")
+    status: TrialStatus
+    params: dict[str, Any]
+    objective: float | None
+    job: str = Field(description="The job that ran the trial: /v1/jobs/{job}")
+    duration_ms: float | None = Field(description="The job's total_ms")
+    reason: str | None = Field(description="Why a trial failed: the job's reason, or "
+                                           "objective_missing")
+    error: str | None
+    artifacts: list[JobArtifact] = Field(description="Files the trial's call left")
+    created_at: str
+    finished_at: str | None
+
+
+class SweepCounts(BaseModel):
+    running: int
+    succeeded: int
+    failed: int
+    pending: int = Field(description="Trials of the budget not started yet")
+
+
+class Sweep(BaseModel):
+    id: str
+    algorithm: str = Field(description="The exact build every trial runs: owner/name@1.2.3")
+    requested: str
+    status: SweepStatus
+    reason: str | None = Field(description="Why it ended: budget_spent, no_improvement, or "
+                                           "the code of the error that stopped it")
+    message: str | None
+    strategy: str
+    objective: dict[str, str] = Field(description="key and direction")
+    trials_budget: int = Field(description="Most trials it runs (a grid: its size)")
+    parallelism: int
+    seed: int
+    spec: dict[str, Any] = Field(description="The sweep as it runs, defaults filled in")
+    counts: SweepCounts
+    best: SweepTrial | None
+    trials: list[SweepTrial] = Field(description="Ranked: succeeded trials best first, then "
+                                                 "the others by number")
+    created_at: str
+    finished_at: str | None
+
+
+class SweepList(BaseModel):
+    sweeps: list[Sweep] = Field(description="Newest first, without their trials")
+
+
+def ranked(record: SweepRecord, trials: Sequence[Trial]) -> list[SweepTrial]:
+    """The leaderboard: the best objective first (ties by trial number), then the rest."""
+    sign = -1.0 if record.spec.objective.direction.value == "maximize" else 1.0
+    done = sorted((t for t in trials if t.objective is not None
+                   and t.status is TrialStatus.SUCCEEDED),
+                  key=lambda t: (sign * (t.objective or 0.0), t.number))
+    ranked_numbers = {t.number for t in done}
+    rest = sorted((t for t in trials if t.number not in ranked_numbers), key=lambda t: t.number)
+    return [_trial(rank, t) for rank, t in enumerate(done, 1)] + [_trial(None, t) for t in rest]
+
+
+def _trial(rank: int | None, trial: Trial) -> SweepTrial:
+    return SweepTrial(rank=rank, number=trial.number, status=trial.status, params=trial.params,
+                      objective=trial.objective, job=trial.job_id,
+                      duration_ms=trial.duration_ms, reason=trial.reason, error=trial.error,
+                      artifacts=[JobArtifact.model_validate(a) for a in trial.artifacts],
+                      created_at=trial.created_at, finished_at=trial.finished_at)
+
+
+def public_sweep(record: SweepRecord, trials: Sequence[Trial] | None) -> Sweep:
+    """A sweep and its ranked trials (none listed when `trials` is None)."""
+    spec = record.spec
+    table = ranked(record, trials or [])
+    statuses = [t.status for t in trials or []]
+    counts = SweepCounts(running=statuses.count(TrialStatus.RUNNING),
+                         succeeded=statuses.count(TrialStatus.SUCCEEDED),
+                         failed=statuses.count(TrialStatus.FAILED),
+                         pending=max(spec.trials - len(statuses), 0)
+                         if record.status is SweepStatus.RUNNING else 0)
+    return Sweep(id=record.id, algorithm=record.algorithm, requested=record.requested,
+                 status=record.status, reason=record.reason, message=record.message,
+                 strategy=spec.strategy.value,
+                 objective={"key": spec.objective.key,
+                            "direction": spec.objective.direction.value},
+                 trials_budget=spec.trials, parallelism=spec.parallelism, seed=spec.seed,
+                 spec=spec.to_plain(), counts=counts,
+                 best=table[0] if table and table[0].rank == 1 else None,
+                 trials=table if trials is not None else [],
+                 created_at=record.created_at, finished_at=record.finished_at)

@@ -25,6 +25,7 @@ from algohost.api import (
     metering,
     models,
     pipelines,
+    sweeps,
     webhooks,
 )
 from algohost.api import secrets as secret_routes
@@ -53,6 +54,7 @@ from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
 from algohost.store.usage import ComputeBudget, UsageLedger
+from algohost.store.sweeps import SweepStore
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
@@ -131,6 +133,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         job_keys=IdempotencyKeys(client, "job", JobStore.key(""), settings.idempotency_ttl_s),
         batch_keys=IdempotencyKeys(client, "batch", BatchStore.key(""),
                                    settings.idempotency_ttl_s),
+        sweeps=SweepStore(client, settings.job_retention_s),
         openapi=openapi_document({"timeout_s": settings.max_timeout_s}),
         secrets=secrets or VaultSecretStore.from_settings(settings),
         artifacts=artifact_store,
@@ -145,7 +148,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     )
     register_error_handlers(app)
     for blueprint in (meta.bp, jobs.bp, algorithms.bp, buildlogs.bp, secret_routes.bp, batches.bp,
-                      webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp, pipelines.bp):
+                      webhooks.bp, artifacts.bp, models.bp, data.bp, limits.bp, pipelines.bp,
+                      sweeps.bp):
         app.register_blueprint(blueprint)
     # Imported here: the console imports the API's views, which import this package.
     from algohost.console import console

@@ -30,6 +30,7 @@ from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
 from algohost.store.usage import ComputeBudget, UsageLedger
+from algohost.store.sweeps import SweepStore
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
@@ -54,6 +55,7 @@ class Services:
     submitter: JobSubmitter
     job_keys: IdempotencyKeys
     batch_keys: IdempotencyKeys
+    sweeps: SweepStore
     openapi: dict[str, Any] = field(default_factory=dict)
     secrets: SecretStore | None = None
     artifacts: ArtifactStore | None = None

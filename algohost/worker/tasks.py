@@ -2,8 +2,9 @@
 
 Tasks carry only ids; everything else is read from the store. On start and
 periodically the worker gives back what lost workers held (jobs, batch chunks,
-webhook attempts whose message never came); on start it also removes containers a
-previous incarnation left behind; on shutdown it stops its warm containers.
+webhook attempts whose message never came, sweeps whose step was lost); on start it also
+removes containers a previous incarnation left behind; on shutdown it stops its warm
+containers.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.usage import ComputeBudget, UsageLedger
+from algohost.store.sweeps import SweepStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
@@ -55,6 +57,7 @@ from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_bu
 from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
 from algohost.worker.metering import metering_hooks
 from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
+from algohost.worker.sweeping import SweepController, SweepHook
 from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ class Runtime:
     notifier: WebhookNotifier
     fair: FairShare
     pipelines: Scheduler
+    sweeps: SweepController
     stop: threading.Event
 
 
@@ -120,16 +124,20 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     pipelines = Scheduler(PipelineStore(client, settings.job_retention_s), jobs, registry,
                           JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s,
                                        budget), settings.lease_s)
+    sweeps = SweepController(SweepStore(client, settings.job_retention_s), jobs, registry,
+                             JobSubmitter(jobs, fair, dispatcher.enqueue_run,
+                                          settings.max_timeout_s, budget))
     hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
                             *metering_hooks(client, settings),
-                            PipelineHook(dispatcher.enqueue_pipeline)]
+                            PipelineHook(dispatcher.enqueue_pipeline),
+                            SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
                        hooks=hooks, outputs=outputs)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings, BuildLeases(client))
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, fair, pipelines, threading.Event())
+                   notifier, fair, pipelines, sweeps, threading.Event())
 
 
 @celery.task(name=RUN_TASK)
@@ -170,6 +178,7 @@ def _reap(rt: Runtime, dispatcher: CeleryDispatcher) -> None:
     reap_expired_builds(rt.builds.leases, dispatcher.enqueue_build, rt.settings.max_attempts)
     redrive_due_runs(rt.pipelines.runs, dispatcher.enqueue_pipeline, rt.settings.lease_s)
     rt.notifier.resend_overdue()
+    rt.sweeps.step_all()
 
 
 def _status(jobs: JobStore, job_id: str) -> str | None:
