@@ -29,8 +29,8 @@ from algohost.store.metrics import BuildMetrics
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sessions import SessionStore
-from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.store.sweeps import SweepStore
+from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.store.webhooks import WebhookStore
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookNotifier
