@@ -47,8 +47,8 @@ from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
-from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.store.sweeps import SweepStore
+from algohost.store.usage import ComputeBudget, UsageLedger
 from algohost.submission import JobSubmitter
 from algohost.webhooks.notifier import WebhookHook, WebhookNotifier
 from algohost.worker.app import celery
