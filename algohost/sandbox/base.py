@@ -25,6 +25,9 @@ class ExitReason(StrEnum):
     TIMEOUT = "timeout"
     OOM = "oom"
     CRASHED = "crashed"  # the container or runner died for another reason
+    # The engine went away under the call (stopped, restarted, or the container was stopped
+    # or removed from outside): nothing the algorithm did, so the call may run again.
+    SANDBOX_LOST = "sandbox_lost"
     CANCELED = "canceled"
     OUTPUT_TOO_LARGE = "output_too_large"
     ARTIFACTS_TOO_LARGE = "artifacts_too_large"  # past the caps on files under /outputs
@@ -38,6 +41,7 @@ EXIT_ERROR_TYPES = {
     ExitReason.CANCELED: "Canceled",
     ExitReason.OOM: "OutOfMemory",
     ExitReason.CRASHED: "Crashed",
+    ExitReason.SANDBOX_LOST: "SandboxLost",
     ExitReason.START_FAILED: "StartFailed",
     ExitReason.OUTPUT_TOO_LARGE: "OutputTooLarge",
     ExitReason.ARTIFACTS_TOO_LARGE: "ArtifactsTooLarge",

@@ -120,17 +120,28 @@ def container_params(
     return params
 
 
+# The runner is the container's PID 1: nothing inside can kill it with a signal, and our own
+# kills never come this way (they end the call first). Killed or stopped by a signal, not by
+# the OOM killer, it was stopped from outside: the engine shutting down, or an operator.
+STOPPED_FROM_OUTSIDE = frozenset({128 + 9, 128 + 15})
+
+
 def _exit_cause(container: Any, memory_mb: int) -> tuple[ExitReason, str]:
-    """Why the output of a container ended: the OOM killer, or an exit with some code."""
+    """Why the output of a container ended: the OOM killer, an exit with some code, or the
+    engine itself going away (a restart takes every container with it)."""
     try:
         code = container.wait(timeout=EXIT_WAIT_S).get("StatusCode")
         container.reload()
         oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         log.warning("could not read the exit state of %s: %s", container.id[:12], exc)
-        code, oom = "unknown", False
+        return ExitReason.SANDBOX_LOST, ("the container engine stopped or restarted during "
+                                         f"the call ({type(exc).__name__})")
     if oom:
         return ExitReason.OOM, f"the container went over its {memory_mb} MB memory limit"
+    if code in STOPPED_FROM_OUTSIDE:
+        return ExitReason.SANDBOX_LOST, ("the container was stopped from outside (the engine "
+                                         "shutting down or restarting)")
     return ExitReason.CRASHED, f"the container exited with code {code}"
 
 

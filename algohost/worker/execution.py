@@ -16,7 +16,13 @@ from typing import Any, Protocol
 from algohost.artifacts.outputs import JobOutputs, Outputs
 from algohost.clock import ms_between, now_iso
 from algohost.config import Settings
-from algohost.errors import AlgohostError, BuildNotReady, ContainerStartFailed, NoFreeSlot
+from algohost.errors import (
+    AlgohostError,
+    BuildNotReady,
+    ContainerStartFailed,
+    NoFreeSlot,
+    SandboxUnavailable,
+)
 from algohost.names import AlgorithmRef
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Limits, Session
 from algohost.sandbox.runner import protocol
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 
 ACQUIRE_SLICE_S = 1.0  # how long one wait for a free container lasts before the lease is renewed
 
+LOST_PAUSE_S = 2.0  # times the attempt: the engine's restart takes seconds
+LOST_PAUSE_MAX_S = 10.0
 OUTCOME_STATUS = {
     ExitReason.SUCCEEDED: JobStatus.SUCCEEDED,
     ExitReason.TIMEOUT: JobStatus.TIMED_OUT,
@@ -126,8 +134,12 @@ class JobRunner:
     def __init__(self, jobs: JobStore, registry: Registry, pool: Pool, settings: Settings,
                  worker_id: str, secrets: SecretSource | None = None,
                  hooks: Sequence[JobHook] = (), clock: Callable[[], float] = time.time,
-                 outputs: Outputs | None = None) -> None:
+                 outputs: Outputs | None = None,
+                 requeue: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.jobs, self.registry, self.pool = jobs, registry, pool
+        # Sends a job again when the engine was lost under it (None: fail it instead).
+        self.requeue, self.sleep = requeue, sleep
         self.settings, self.worker_id = settings, worker_id
         self.clock = clock  # wall-clock seconds: leases are compared across workers
         self.secrets = secrets or NoSecrets()
@@ -168,6 +180,11 @@ class JobRunner:
         watch = CancelWatch(self.jobs, job.id, self.settings.lease_s, self.clock, outer=outer)
         try:
             acquired = self._acquire(spec, watch, nested=job.depth > 0)
+        except SandboxUnavailable as exc:  # the engine is away: the call never started
+            self._sandbox_lost(job, "sandbox_unavailable",
+                               {"type": "SandboxUnavailable", "message": exc.message,
+                                "traceback": None})
+            return
         except ContainerStartFailed as exc:
             error = exc.details.get("error") or {"type": "ContainerStartFailed",
                                                  "message": exc.message, "traceback": None}
@@ -204,6 +221,12 @@ class JobRunner:
             "run_ms": round(outcome.run_ms, 3),
             "peak_memory_bytes": outcome.peak_memory_bytes,
         }
+        if outcome.reason is ExitReason.SANDBOX_LOST:
+            self._sandbox_lost(job, outcome.reason.value,
+                               redactor.error(outcome.error, max_logs)
+                               or {"type": "SandboxLost", "message": "the sandbox was lost",
+                                   "traceback": None})
+            return
         status = OUTCOME_STATUS.get(outcome.reason, JobStatus.FAILED)
         # Whatever the algorithm hands back may quote a secret: mask it before it is stored.
         logs = startup + redactor.logs(outcome.logs, max_logs, outcome.logs_dropped)
@@ -211,6 +234,22 @@ class JobRunner:
                      error=redactor.error(outcome.error, max_logs), logs=logs, warm=warm,
                      metrics=metrics, artifacts=peer.artifacts if peer else [],
                      custom_metrics=reported.values)
+
+    def _sandbox_lost(self, job: JobRecord, reason: str, error: ErrorInfo) -> None:
+        """The engine went away under the call, or was away when it was to start: nothing
+        the algorithm did. Like a lost worker's job, it runs again (after a pause that lets
+        the engine come back) until max_attempts, then fails with `reason`."""
+        # A nested call runs inline in its caller's thread: it fails, and its caller decides.
+        if (self.requeue is not None and job.depth == 0
+                and job.attempts < self.settings.max_attempts):
+            log.warning("job %s: %s (%s); running it again", job.id, reason, error["message"])
+            self.sleep(min(LOST_PAUSE_S * job.attempts, LOST_PAUSE_MAX_S))
+            # A cancel meanwhile wins: the transition finds the job no longer running.
+            if self.jobs.transition(job.id, JobStatus.QUEUED, {JobStatus.RUNNING},
+                                    worker=None):
+                self.requeue(job.id)
+            return
+        self._finish(job, JobStatus.FAILED, reason, error=error)
 
     def _acquire(self, spec: ContainerSpec, watch: CancelWatch, nested: bool = False
                  ) -> tuple[Session, bool] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -239,3 +240,19 @@ def test_an_output_nested_past_the_limit_is_refused_and_the_container_kept(start
     assert outcome.reason is ExitReason.OUTPUT_TOO_LARGE and outcome.output is None
     assert outcome.error is not None and outcome.error["type"] == "OutputTooDeep"
     assert outcome.reusable
+
+
+def test_a_container_stopped_from_outside_mid_call_is_a_lost_sandbox(
+    start: Any, docker_client: Any
+) -> None:
+    # What a dockerd restart does to every container: stopped from outside, mid-call.
+    session = start("sleeper")
+    outcomes: list[Any] = []
+    caller = threading.Thread(target=lambda: outcomes.append(session.call(30, timeout_s=60)))
+    caller.start()
+    docker_client.containers.get(session.container_id).stop(timeout=1)
+    caller.join(60)
+    [outcome] = outcomes
+    assert outcome.reason is ExitReason.SANDBOX_LOST and not outcome.reusable
+    assert outcome.error is not None and outcome.error["type"] == "SandboxLost"
+    assert "stopped from outside" in outcome.error["message"]

@@ -10,9 +10,11 @@ import time
 import pytest
 
 from algohost.config import SandboxSettings, Settings
+from algohost.errors import SandboxUnavailable
 from algohost.manifest import Manifest, ResourcesSection, SecretsSection
+from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
-from algohost.sandbox.stub import StubSandbox
+from algohost.sandbox.stub import SimulatedExit, StubSandbox
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.registry import BuildRecord, BuildStatus
 from algohost.worker import execution
@@ -127,3 +129,73 @@ def test_a_job_waiting_for_a_container_keeps_its_lease_and_sees_a_cancel(redis_c
     assert not runner.is_alive()
     assert h.jobs.get(waiting).status == "canceled"
     h.pool.release(held, True)
+
+
+class EngineLost:
+    """An algorithm whose engine goes away under its first `times` calls."""
+
+    def __init__(self, times):
+        self.left = times
+
+    def __call__(self, x):
+        if self.left > 0:
+            self.left -= 1
+            raise SimulatedExit(ExitReason.SANDBOX_LOST, "the container engine restarted")
+        return x
+
+
+def requeuing_harness(redis_client, algorithm, max_attempts=3):
+    """A runner whose requeue delivers the message again at once, as a broker would."""
+    h = Harness(redis_client)
+    h.pool = WarmPool(StubSandbox({"bld_1": algorithm}), SandboxSettings())
+    sent, pauses = [], []
+    h.runner = JobRunner(h.jobs, Builds(), h.pool, Settings(max_attempts=max_attempts),
+                         "w1", secrets=OneSecret(), requeue=sent.append, sleep=pauses.append)
+    return h, sent, pauses
+
+
+def redeliver(h, sent):
+    while sent:
+        h.runner.run(sent.pop(0))
+
+
+def test_a_call_whose_engine_was_lost_runs_again_and_succeeds(redis_client):
+    h, sent, pauses = requeuing_harness(redis_client, EngineLost(times=1))
+    job_id = h.submit("again")
+    h.runner.run(job_id)
+    assert h.jobs.get(job_id).status == "queued" and sent == [job_id]
+    redeliver(h, sent)
+    job = h.jobs.get(job_id)
+    assert job.status == "succeeded" and job.output == "again" and job.attempts == 2
+    assert pauses == [execution.LOST_PAUSE_S]  # the engine is given time to come back
+
+
+def test_past_its_attempts_a_lost_call_fails_with_reason_sandbox_lost(redis_client):
+    h, sent, _ = requeuing_harness(redis_client, EngineLost(times=5), max_attempts=2)
+    job_id = h.submit("never")
+    h.runner.run(job_id)
+    redeliver(h, sent)
+    job = h.jobs.get(job_id)
+    assert job.status == "failed" and job.reason == "sandbox_lost"
+    assert job.error["type"] == "SandboxLost" and "engine" in job.error["message"]
+    assert job.attempts == 2
+
+
+class UnreachableEngine:
+    def acquire(self, spec, wait_s=None):
+        raise SandboxUnavailable("start container: the Docker engine is not reachable")
+
+    def release(self, session, reusable):
+        raise AssertionError("nothing was acquired")
+
+
+def test_a_call_that_could_not_start_while_the_engine_was_away_is_retried(redis_client):
+    h, sent, _ = requeuing_harness(redis_client, algorithm, max_attempts=2)
+    h.runner.pool = UnreachableEngine()
+    job_id = h.submit("later")
+    h.runner.run(job_id)
+    assert h.jobs.get(job_id).status == "queued" and sent == [job_id]
+    redeliver(h, sent)
+    job = h.jobs.get(job_id)
+    assert job.status == "failed" and job.reason == "sandbox_unavailable"
+    assert job.error["type"] == "SandboxUnavailable"
