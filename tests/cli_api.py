@@ -127,7 +127,7 @@ class InlineWorker:
         self.jobs = JobRunner(jobs, self.registry, self.pool, settings, "cli-test",
                               secrets=source,
                               hooks=[*metering_hooks(client, settings), FairShareHook(fair),
-                                     PipelineHook(self.enqueue_pipeline)])
+                                     PipelineHook(self.pipelines.advance, self.enqueue_pipeline)])
         self.chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), self.registry,
                                   self.pool, source, lease_s=settings.lease_s)
         self.hold = False

@@ -241,6 +241,11 @@ class PipelineStore:
         return PipelineRunRecord.from_redis(raw) if "status" in raw else None
 
     @translate_errors
+    def status(self, run_id: str) -> RunStatus | None:
+        raw = self.redis.hget(self.run_key(run_id), "status")
+        return RunStatus(decode_value(raw)) if raw else None
+
+    @translate_errors
     def write_run(self, run: PipelineRunRecord, due: float | None) -> bool:
         """Write every field of `run` if the stored run is still at `run.rev`; `due` is
         when it must next be checked (None: it is finished). False when another writer

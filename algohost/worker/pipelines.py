@@ -2,8 +2,9 @@
 compare-and-set, and only then submits the steps that became ready, as ordinary jobs.
 
 Advancing is idempotent and cheap, so it runs whenever anything may have changed: when a
-step's job finishes (a job hook sends an advance message), when the run starts, and when a
-run is overdue for a check (a lost worker's runs are re-driven by every worker's reaper).
+step's job finishes (its worker's job hook advances the run), when the run starts (an
+advance message), and when a run is overdue for a check (a lost worker's runs are sent
+an advance message again by every worker's reaper).
 It never waits on a job and never nests Celery work.
 """
 
@@ -317,17 +318,24 @@ class Scheduler:
 
 
 class PipelineHook:
-    """A job hook: a finished step's job asks for its run to be advanced."""
+    """A job hook: the worker that finished a step's job advances its run at once (no
+    message in between), and sends an advance message instead if that fails."""
 
-    def __init__(self, enqueue_advance: Callable[[str], None]) -> None:
-        self.enqueue_advance = enqueue_advance
+    def __init__(self, advance: Callable[[str], object],
+                 enqueue_advance: Callable[[str], None]) -> None:
+        self.advance, self.enqueue_advance = advance, enqueue_advance
 
     def job_started(self, job: JobRecord) -> None:
         pass
 
     def job_finished(self, job: JobRecord) -> None:
         run_id = run_of(job)
-        if run_id is not None:
+        if run_id is None:
+            return
+        try:
+            self.advance(run_id)
+        except Exception:  # the run is advanced by a message, or else by the reaper
+            log.exception("advancing pipeline run %s after job %s failed", run_id, job.id)
             self.enqueue_advance(run_id)
 
 

@@ -129,7 +129,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                                           settings.max_timeout_s, budget))
     hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
                             *metering_hooks(client, settings),
-                            PipelineHook(dispatcher.enqueue_pipeline),
+                            PipelineHook(pipelines.advance, dispatcher.enqueue_pipeline),
                             SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
                        hooks=hooks, outputs=outputs, requeue=dispatcher.enqueue_run)

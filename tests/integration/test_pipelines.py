@@ -63,7 +63,7 @@ class Pipelines:
         submitter = JobSubmitter(self.jobs, fair, self.dispatcher.enqueue_run, 3600)
         self.scheduler = Scheduler(self.runs, self.jobs, self.registry, submitter, 60,
                                    clock=self.clock)
-        self.hook = PipelineHook(self.dispatcher.enqueue_pipeline)
+        self.hook = PipelineHook(self.scheduler.advance, self.dispatcher.enqueue_pipeline)
         self.tmp_path = tmp_path
         for name in ("prep", "train", "evaluate", "pick"):
             self.publish_algorithm(name)
@@ -406,3 +406,22 @@ def test_a_run_of_a_step_with_no_successful_build_is_refused_naming_the_step(pip
                                  headers=pipes.alice)
     assert response.status_code == 404
     assert error_of(response)["details"]["step"] == "a"
+
+
+def test_a_finished_steps_worker_advances_the_run_or_else_sends_a_message(pipes):
+    pipes.publish(IRIS)
+    run_id = pipes.start({"rows": 4})
+    job = pipes.job_of(run_id, "prepare")
+    assert pipes.jobs.claim(job.id, "test-worker", now_iso(), time.time() + 60)[0]
+    pipes.jobs.transition(job.id, JobStatus.SUCCEEDED, {JobStatus.RUNNING},
+                          output={"train": [1], "test": [2]}, finished_at=now_iso())
+
+    def broken(run_id):
+        raise ConnectionError("the store went away")
+
+    sent = []
+    PipelineHook(broken, sent.append).job_finished(pipes.jobs.get(job.id))
+    assert sent == [run_id]
+    assert pipes.steps(run_id)["train_a"]["status"] == "pending"  # nothing moved yet
+    pipes.hook.job_finished(pipes.jobs.get(job.id))  # the working path advances at once
+    assert pipes.steps(run_id)["train_a"]["status"] == "queued"
