@@ -140,6 +140,22 @@ def test_a_form_without_its_csrf_token_is_refused(page, console_url):
     assert response.status == 200 and "/signin" not in page.url  # still signed in
 
 
+def test_the_editor_page_works_from_the_keyboard(page, console_url):
+    page.goto(f"{console_url}/algorithms/alice/keys/edit")
+    tabs = page.get_by_role("tab")
+    tabs.first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(tabs.nth(1)).to_be_focused()
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    content = page.locator(".file-editor:not([hidden]) .cm-content")
+    content.click()
+    page.keyboard.press("Tab")
+    expect(content).to_be_focused()  # Tab indents inside the editor...
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    expect(content).not_to_be_focused()  # ...and Esc then Tab moves on
+
+
 def test_a_json_input_that_is_not_json_never_leaves_the_page(page, console_url):
     page.goto(f"{console_url}/algorithms/alice/hello/edit")
     page.get_by_label("Input (JSON)").fill("{not json")
