@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import render_template, request, url_for
+from flask import redirect, render_template, request, url_for
 
 from algohost.api import batches as batches_api
 from algohost.api.routing import validate
@@ -58,3 +58,9 @@ def batch_status(batch_id: str) -> dict[str, Any]:
     found = answer(batches_api.get_batch, Batch, batch_id=batch_id)
     return {"id": found.id, "status": found.status.value,
             "terminal": found.status.value != "running", "progress": found.progress}
+
+
+@bp.route("/batches/<batch_id>/cancel", methods=["POST"])
+def cancel_batch(batch_id: str) -> Any:
+    answer(batches_api.cancel_batch, Batch, batch_id=batch_id)
+    return redirect(url_for("console.batch", batch_id=batch_id), 303)

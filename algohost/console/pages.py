@@ -11,6 +11,7 @@ from flask import Response, redirect, render_template, request, url_for
 from algohost.api import algorithms as algorithms_api
 from algohost.api import artifacts as artifacts_api
 from algohost.api import jobs as jobs_api
+from algohost.api import models as models_api
 from algohost.api import webhooks as webhooks_api
 from algohost.api.catalogue import AlgorithmQuery, VisibilityChange, catalogue_entry
 from algohost.api.context import services
@@ -22,8 +23,10 @@ from algohost.api.schemas import (
     BuildList,
     JobList,
     JobListQuery,
+    JobView,
+    ModelList,
 )
-from algohost.console.blueprint import bp
+from algohost.console.blueprint import NAV, bp
 from algohost.console.calls import answer, stream
 from algohost.console.session import current_session
 from algohost.public import DeliveryList, Job, public_job
@@ -32,6 +35,7 @@ from algohost.store.jobs import JobStatus
 # Shown inline on the console's origin; anything else (SVG and HTML too) is a download.
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 JOBS_SCANNED = 200  # the newest jobs the list page filters
+NAV.append(("console.models", "Models"))
 
 
 @bp.route("/")
@@ -141,6 +145,18 @@ def _parent(parent: str | None) -> tuple[str, str] | None:
 def job_status(job_id: str) -> dict[str, Any]:
     found = public_job(jobs_api.owned_job(job_id))
     return {"id": found.id, "status": found.status.value, "terminal": found.status.terminal}
+
+
+@bp.route("/jobs/<job_id>/cancel", methods=["POST"])
+def cancel_job(job_id: str) -> Any:
+    answer(jobs_api.cancel_job, Job, job_id=job_id, query=JobView())
+    return redirect(url_for("console.job", job_id=job_id), 303)
+
+
+@bp.route("/models")
+def models() -> str:
+    listing = answer(models_api.list_models, ModelList)
+    return render_template("models.html", models=listing.models, owner=current_session().owner)
 
 
 @bp.route("/artifacts/<sha256>")

@@ -347,3 +347,23 @@ def test_a_job_links_the_job_that_called_it_and_the_calls_it_made(api, console):
                                children=children, depth=1 if parent else 0))
     assert 'href="/console/jobs/j_child"' in console.get("/console/jobs/j_parent").text
     assert 'href="/console/jobs/j_parent"' in console.get("/console/jobs/j_child").text
+
+
+def test_a_queued_job_is_canceled_from_its_page(api, console):
+    publish_from_editor(console, api)
+    api.worker.hold = True
+    called = console.post("/console/try", json={"algorithm": f"{api.owner}/hello", "input": 1},
+                          headers={"X-CSRF-Token": csrf_of(console)})
+    job_id = called.get_json()["job"]["id"]
+    page = console.get(f"/console/jobs/{job_id}")
+    assert "Cancel the job" in page.text
+    assert console.post(f"/console/jobs/{job_id}/cancel").status_code == 403  # no token
+    canceled = console.post(f"/console/jobs/{job_id}/cancel",
+                            data={"csrf_token": token_in(page.text)}, follow_redirects=True)
+    assert canceled.status_code == 200 and 'class="status canceled"' in canceled.text
+    assert "Cancel the job" not in canceled.text
+
+
+def test_the_models_page_lists_an_owners_models(console):
+    page = console.get("/console/models")
+    assert page.status_code == 200 and "No models yet." in page.text
