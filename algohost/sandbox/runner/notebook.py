@@ -59,13 +59,27 @@ if "matplotlib.pyplot" in __s.modules:
     __p.close("all")
 """
 # Before each call: no variable of the last call survives; imported modules stay loaded.
+# InteractiveShell.reset() would do it, but its gc.collect() costs a warm call ~100 ms.
 RESET = """
-get_ipython().reset(new_session=True)
-import os as __o, sys as __s
-__o.chdir(%r)
-if "matplotlib.pyplot" in __s.modules:
-    __s.modules["matplotlib.pyplot"].close("all")
-del __o, __s
+def __algohost_reset(directory):
+    import os, sys
+    shell = get_ipython()
+    ns, hidden = shell.user_ns, shell.user_ns_hidden
+    for name in [name for name in ns if name not in hidden]:
+        del ns[name]
+    history = shell.history_manager  # the last call's code and outputs, parameters included
+    history.output_hist.clear()
+    history.input_hist_parsed[:] = [""]
+    history.input_hist_raw[:] = [""]
+    for name in ("_", "__", "___", "_i", "_ii", "_iii"):
+        ns[name] = ""
+    shell.displayhook.prompt_count = 0
+    shell.execution_count = 1
+    os.chdir(directory)
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+__algohost_reset(%r)
+del __algohost_reset
 """
 TO_JSON = ("__import__('json').dumps(%s, allow_nan=False, default=lambda o: o.tolist() "
            "if hasattr(o, 'tolist') else (_ for _ in ()).throw(TypeError("
@@ -124,7 +138,9 @@ class NotebookAlgorithm:
         # Unix sockets in a private directory: the kernel needs no network, not even lo.
         sockets = os.path.join(tempfile.mkdtemp(prefix="algohost-kernel-"), "kernel")
         manager = AsyncKernelManager(transport="ipc", ip=sockets)
+        # No history database: nothing of one call may be read back by the next.
         self.client = NotebookClient(self.nb, km=manager, timeout=None,
+                                     extra_arguments=["--HistoryManager.enabled=False"],
                                      kernel_name="python3", allow_errors=False,
                                      resources={"metadata": {"path": self.directory}})
         self.logs: list[str] = []
@@ -227,24 +243,26 @@ class NotebookAlgorithm:
         return CellFailed(ename, evalue, tb, published, nb.cells[index].source)
 
     def _result(self, result_cell: Any) -> Any:
+        """The call's output, asked of the kernel in one round trip as [found, value]."""
         protocol = self.protocol
         if result_cell is not None and result_cell.get("execution_count"):
-            expression = f"Out.get({int(result_cell['execution_count'])})"
+            pair = f"[True, Out.get({int(result_cell['execution_count'])})]"
             where = f"the last expression of the cell tagged {protocol.RESULT_TAG!r}"
         else:
             name = protocol.RESULT_VARIABLE
-            self._silent("", {"has": f"{name!r} in get_ipython().user_ns"})
-            if self.expressions.get("has", {}).get("data", {}).get("text/plain") != "True":
-                print(f"notebook: no variable {name!r} and no cell tagged "
-                      f"{protocol.RESULT_TAG!r}: the output is null")
-                return None
-            expression, where = name, f"the variable {name!r}"
-        self._silent("", {"value": TO_JSON % expression})
+            pair = (f"[{name!r} in get_ipython().user_ns, "
+                    f"get_ipython().user_ns.get({name!r})]")
+            where = f"the variable {name!r}"
+        self._silent("", {"value": TO_JSON % pair})
         value = self.expressions.get("value", {})
         if value.get("status") != "ok":
             raise TypeError(f"{where} is not JSON: {value.get('ename', 'Error')}: "
                             f"{value.get('evalue', '')}")
-        return json.loads(ast.literal_eval(value["data"]["text/plain"]))
+        found, output = json.loads(ast.literal_eval(value["data"]["text/plain"]))
+        if not found:
+            print(f"notebook: no variable {protocol.RESULT_VARIABLE!r} and no cell tagged "
+                  f"{protocol.RESULT_TAG!r}: the output is null")
+        return output
 
     def _save(self, nb: Any, injected_at: int) -> None:
         """The executed notebook and each image it drew go to /outputs: the job's artifacts.
@@ -268,8 +286,9 @@ class NotebookAlgorithm:
                     os.makedirs(os.path.dirname(path), exist_ok=True)
                     with open(path, "wb") as f:
                         f.write(raw)
+        # As nbformat writes it, without validating again what nbformat read and nbclient filled.
         with open(os.path.join(outputs, f"{stem}.executed.ipynb"), "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
+            json.dump(nb, f, indent=1, sort_keys=True, ensure_ascii=False)
 
 
 def _plain(traceback: Any) -> str:
