@@ -32,6 +32,8 @@ from algohost.public import (
     Job,
     PipelineRun,
     PipelineVersion,
+    Sweep,
+    SweepList,
 )
 from algohost.reports import AlgorithmMetrics, UsageReport
 from algohost.store.registry import BuildStatus
@@ -54,6 +56,8 @@ _METRICS = TypeAdapter(AlgorithmMetrics)
 _USAGE = TypeAdapter(UsageReport)
 _PIPELINE = TypeAdapter(PipelineVersion)
 _PIPELINE_RUN = TypeAdapter(PipelineRun)
+_SWEEP = TypeAdapter(Sweep)
+_SWEEPS = TypeAdapter(SweepList)
 # A submit is retried after these pauses when the API could not be reached or answered
 # that it could not finish it now; its Idempotency-Key makes every retry the same submit.
 SUBMIT_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0)
@@ -373,6 +377,19 @@ class ApiClient:
 
     def pipeline_run(self, run_id: str) -> PipelineRun:
         return self._model(_PIPELINE_RUN, self._json("GET", f"/v1/pipeline-runs/{run_id}"))
+
+    def start_sweep(self, spec: dict[str, Any]) -> Sweep:
+        return self._model(_SWEEP, self._json("POST", "/v1/sweeps", json=spec))
+
+    def sweep(self, sweep_id: str) -> Sweep:
+        return self._model(_SWEEP, self._json("GET", f"/v1/sweeps/{sweep_id}"))
+
+    def sweeps(self, limit: int = 20) -> list[Sweep]:
+        return self._model(_SWEEPS, self._json("GET", "/v1/sweeps",
+                                               params={"limit": limit})).sweeps
+
+    def cancel_sweep(self, sweep_id: str) -> Sweep:
+        return self._model(_SWEEP, self._json("POST", f"/v1/sweeps/{sweep_id}/cancel"))
 
     def batch(self, batch_id: str) -> Batch:
         return self._model(_BATCH, self._json("GET", f"/v1/batches/{batch_id}"))

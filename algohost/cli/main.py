@@ -25,6 +25,7 @@ from algohost.cli.prune import prune
 from algohost.cli.publishing import publish
 from algohost.cli.scaffold import init
 from algohost.cli.secrets import secrets
+from algohost.cli.sweep import sweep
 from algohost.cli.webhooks import webhooks
 from algohost.config import load_settings
 from algohost.dev.commands import dev
@@ -47,7 +48,7 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (publish, *API_COMMANDS, *CATALOGUE_COMMANDS, *LOCAL_COMMANDS, init, batch, webhooks,
-                secrets, keys, limits, dev, egress, prune, gc, models, data, pipeline):
+                secrets, keys, limits, dev, egress, prune, gc, models, data, pipeline, sweep):
     cli.add_command(command)
 for command in METERING_COMMANDS:
     cli.add_command(command)

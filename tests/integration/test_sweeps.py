@@ -1,17 +1,22 @@
 """Sweeps through the whole stack: each trial a real job in a container, the controller
 stepped by the real worker as trials finish, the leaderboard read back from the API."""
 
+import csv
 import itertools
+import json
 import os
 import signal
 from dataclasses import replace
 
 import pytest
+from click.testing import CliRunner
 
+from algohost.cli.common import CliContext
+from algohost.cli.main import cli
 from algohost.dispatch import CeleryDispatcher, make_celery
 from algohost.store import connect
 from algohost.store.sweeps import SweepStatus, SweepStore, Trial
-from tests.stack import TEST_ALGORITHMS, publish
+from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -213,3 +218,47 @@ def test_a_sweep_carries_on_after_its_worker_is_killed(stack, quadratic):
     assert [t["number"] for t in trials] == list(range(8))
     assert len({t["job"] for t in trials}) == 8
     assert all(t["status"] == "succeeded" for t in trials), trials
+
+
+def run_cli(stack, url, *args):
+    settings = stack.settings.with_overrides(api_url=url, api_key=stack.key)
+    result = CliRunner().invoke(cli, list(args), obj=CliContext(settings))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_the_command_line_follows_a_sweep_and_writes_its_leaderboard_as_csv(
+        stack, quadratic, tmp_path):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(f'algorithm = "{quadratic}"\nstrategy = "grid"\n'
+                    '[space.x]\ntype = "int"\nlow = 2\nhigh = 4\n'
+                    '[budget]\nparallelism = 2\n[objective]\nkey = "score"\n')
+    table = tmp_path / "leaderboard.csv"
+    with stack.serving() as url:
+        shown = run_cli(stack, url, "sweep", "start", str(spec), "--out", str(table))
+        listed = run_cli(stack, url, "sweep", "list", "--json")
+    assert "best: 9 with" in shown and "completed" in shown
+    rows = list(csv.DictReader(table.open()))
+    assert [(row["rank"], row["x"], row["score"]) for row in rows] == \
+        [("1", "3", "9.0"), ("2", "2", "8.0"), ("3", "4", "8.0")]
+    assert all(row["job"].startswith("j_") and float(row["duration_ms"]) > 0 for row in rows)
+    assert json.loads(listed)[0]["status"] == "completed"
+
+
+def test_a_sweep_over_a_notebooks_parameters_keeps_each_trials_plot(stack):
+    regression = publish(stack, EXAMPLES / "notebook_regression")
+    created = start(stack, algorithm=regression, strategy="tpe", seed=11,
+                    space={"noise": {"type": "float", "low": 0.1, "high": 3.0, "log": True},
+                           "n": {"type": "int", "low": 20, "high": 200, "step": 20}},
+                    budget={"trials": 6, "parallelism": 2},
+                    objective={"key": "r2", "direction": "maximize"})
+    record = finished(stack, created["id"], timeout_s=600)
+    assert record["status"] == "completed" and record["counts"]["succeeded"] == 6, record
+    objectives = [t["objective"] for t in record["trials"]]
+    assert objectives == sorted(objectives, reverse=True) and 0 < objectives[0] <= 1
+    for trial in record["trials"]:
+        names = [a["name"] for a in trial["artifacts"]]
+        plots = [a for a in trial["artifacts"] if a["name"].endswith(".png")]
+        assert len(plots) == 1 and "regression.executed.ipynb" in names, names
+        png = stack.client.get(plots[0]["url"], headers=stack.auth)
+        assert png.status_code == 200 and png.data.startswith(b"\x89PNG\r\n\x1a\n")
