@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from flask import Blueprint, request
 from pydantic import BaseModel, Field
 
-from algohost.api.auth import require_owner
+from algohost.api.access import owned_algorithm
 from algohost.api.context import services
 from algohost.api.routing import EventStream, Header, Streamed, route
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
@@ -95,7 +95,7 @@ def follow(registry: Registry, build: BuildRecord, offset: int, limit_s: float
        query=LogsQuery, headers=(LAST_EVENT_ID,), responses={200: EventStream},
        errors=(403, 404))
 def build_logs(owner: str, name: str, version: str, query: LogsQuery) -> Streamed:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    owned_algorithm(owner, name)  # the author's alone; a private one is 404 to others
     svc = services()
     build = svc.registry.find(owner, name, version)
     resume = request.headers.get("Last-Event-ID", "")

@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 from flask import Blueprint
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from algohost.api.auth import current_owner, require_owner
+from algohost.api.access import owned_algorithm
+from algohost.api.auth import current_owner
 from algohost.api.context import services
 from algohost.api.routing import Reply, route
 from algohost.clock import iso
@@ -130,7 +131,7 @@ def days_back(last: date, days: int) -> date:
        summary="Metrics of an algorithm's builds, side by side", query=MetricsQuery,
        responses={200: AlgorithmMetrics}, errors=(403, 404))
 def algorithm_metrics(owner: str, name: str, query: MetricsQuery) -> Reply:
-    require_owner(owner, f"algorithm {owner}/{name}")
+    owned_algorithm(owner, name)  # the author's alone; a private one is 404 to others
     validate_owner(owner)
     validate_algorithm_name(name)
     svc = services()

@@ -132,7 +132,9 @@ def test_others_may_call_but_never_change_a_public_algorithm(api, greeter):
     for response in (api.client.post(f"{base}/versions/0.1.0/yank", headers=api.bob),
                      api.client.post(f"{base}/versions/0.1.0/unyank", headers=api.bob),
                      api.client.delete(f"{base}/versions/0.1.0", headers=api.bob),
-                     api.client.get(f"{base}/secrets", headers=api.bob)):
+                     api.client.get(f"{base}/secrets", headers=api.bob),
+                     api.client.get(f"{base}/versions/0.1.0/logs", headers=api.bob),
+                     api.client.get(f"{base}/metrics", headers=api.bob)):
         assert response.status_code == 403, response.get_json()
     assert api.dispatcher.retired == []
 
@@ -146,6 +148,8 @@ def attempts_on(api, name, headers):
         "version": client.get(f"{base}/versions/0.1.0", headers=headers),
         "latest": client.get(f"{base}/versions/latest", headers=headers),
         "range": client.get(f"{base}/versions/0", headers=headers),
+        "logs": client.get(f"{base}/versions/0.1.0/logs", headers=headers),
+        "metrics": client.get(f"{base}/metrics", headers=headers),
         "yank": client.post(f"{base}/versions/0.1.0/yank", headers=headers),
         "unyank": client.post(f"{base}/versions/0.1.0/unyank", headers=headers),
         "delete": client.delete(f"{base}/versions/0.1.0", headers=headers),

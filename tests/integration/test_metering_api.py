@@ -80,7 +80,8 @@ def test_metrics_refuse_bad_queries_with_400(api, versions, query):
 
 
 def test_metrics_of_another_owners_or_a_missing_algorithm_are_refused(api, versions):
-    assert metrics(api, headers=api.bob).status_code == 403
+    # Private: to another owner it does not exist.
+    assert metrics(api, headers=api.bob).status_code == 404
     assert metrics(api, "?versions=9.9.9").status_code == 404
     missing = api.client.get("/v1/algorithms/alice/nope/metrics", headers=api.alice)
     assert missing.status_code == 404 and error_code(missing) == "algorithm_not_found"

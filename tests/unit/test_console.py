@@ -276,7 +276,8 @@ def test_metrics_of_another_owners_algorithm_are_refused(api, console, redis_cli
     publish_from_editor(console, api)
     other = api.app.test_client()
     sign_in(other, KeyStore(redis_client).create("mallory"))
-    assert other.get(f"/console/algorithms/{api.owner}/hello/metrics").status_code == 403
+    # Private: to another owner it does not exist.
+    assert other.get(f"/console/algorithms/{api.owner}/hello/metrics").status_code == 404
 
 
 def test_a_bad_since_is_a_400(api, console):
