@@ -51,6 +51,17 @@ def split_name(client: ApiClient, text: str) -> tuple[str, str]:
     return owner, name
 
 
+def stages(order: list[str], needs: dict[str, list[str]]) -> str:
+    """The graph on one line: steps that can run side by side share a stage (a | b)."""
+    depth: dict[str, int] = {}
+    for name in order:
+        depth[name] = 1 + max((depth[need] for need in needs.get(name, [])), default=-1)
+    grouped: dict[int, list[str]] = {}
+    for name in order:
+        grouped.setdefault(depth[name], []).append(name)
+    return " -> ".join(" | ".join(names) for _, names in sorted(grouped.items()))
+
+
 def step_status(step: PipelineStep) -> Text:
     label = "cached" if step.cached else step.status.value
     return Text(label, style="green dim" if step.cached else
@@ -136,7 +147,7 @@ def publish_pipeline(ctx: CliContext, spec_file: Path, name: str, as_json: bool)
         return
     what = "published" if created else "unchanged, still"
     out.print(f"{what} [bold]{owner}/{name}[/bold] version {version.version}: "
-              + " -> ".join(version.order))
+              + stages(version.order, version.needs))
 
 
 @pipeline.command("run")
