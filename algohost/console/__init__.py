@@ -14,6 +14,7 @@ from algohost.console import (  # noqa: F401 - they register the pages
     metrics,
     pages,
     session,
+    sweeps,
 )
 from algohost.console.blueprint import bp as console
 

@@ -9,12 +9,11 @@ from flask import redirect, render_template, request, url_for
 
 from algohost.api import batches as batches_api
 from algohost.api.routing import validate
-from algohost.console.blueprint import NAV, bp
+from algohost.console.blueprint import bp
 from algohost.console.calls import answer
 from algohost.console.session import current_session
 from algohost.public import Batch, BatchResults
 
-NAV.insert(2, ("console.batches", "Batches"))
 RESULTS_SHOWN = 100
 
 

@@ -61,9 +61,14 @@ bp = ConsoleBlueprint("console", __name__, url_prefix="/console", template_folde
                       static_folder="static", static_url_path="/static")
 
 
-# Pages add themselves here: the top navigation, and the links on an algorithm's page.
-NAV: list[tuple[str, str]] = [("console.algorithms", "Algorithms"), ("console.jobs", "Jobs")]
-ALGORITHM_LINKS: list[tuple[str, str]] = []
+# The top navigation, and the links on an algorithm's page (to its owner).
+NAV: list[tuple[str, str]] = [
+    ("console.algorithms", "Algorithms"), ("console.jobs", "Jobs"),
+    ("console.batches", "Batches"), ("console.pipelines", "Pipelines"),
+    ("console.sweeps", "Sweeps"), ("console.models", "Models"),
+    ("console.collections", "Data"), ("console.usage", "Usage")]
+ALGORITHM_LINKS: list[tuple[str, str]] = [("console.secrets", "Secrets"),
+                                          ("console.metrics", "Metrics")]
 
 
 @bp.context_processor

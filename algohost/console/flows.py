@@ -14,14 +14,13 @@ from algohost.api.artifacts import configured
 from algohost.api.context import services
 from algohost.api.routing import validate
 from algohost.api.schemas import JobView
-from algohost.console.blueprint import NAV, bp
+from algohost.console.blueprint import bp
 from algohost.console.calls import answer
 from algohost.console.drawing import Node, step_graph
 from algohost.console.session import current_session
 from algohost.errors import InvalidRequest
 from algohost.public import PipelineRun, PipelineVersion
 
-NAV.append(("console.pipelines", "Pipelines"))
 RUN_PARENT = "pipeline:"
 
 

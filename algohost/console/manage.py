@@ -20,12 +20,9 @@ from algohost.api.schemas import (
     DataListing,
     DataListQuery,
 )
-from algohost.console.blueprint import ALGORITHM_LINKS, NAV, bp
+from algohost.console.blueprint import bp
 from algohost.console.calls import answer, replied, stream
 from algohost.console.session import current_session
-
-NAV.append(("console.collections", "Data"))
-ALGORITHM_LINKS.append(("console.secrets", "Secrets"))
 
 
 def _secrets_page(owner: str, name: str, notice: str = "", status: int = 200) -> Any:

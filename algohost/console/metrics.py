@@ -14,14 +14,12 @@ from algohost.api import metering as metering_api
 from algohost.api.artifacts import configured
 from algohost.api.context import services
 from algohost.api.routing import validate
-from algohost.console.blueprint import ALGORITHM_LINKS, NAV, bp
+from algohost.console.blueprint import bp
 from algohost.console.calls import answer
 from algohost.console.drawing import Series, line_chart
 from algohost.console.session import current_session
 from algohost.reports import AlgorithmMetrics, UsageReport
 
-ALGORITHM_LINKS.append(("console.metrics", "Metrics"))
-NAV.append(("console.usage", "Usage"))
 DEFAULT_SINCE = "7d"
 
 

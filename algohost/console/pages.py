@@ -26,7 +26,7 @@ from algohost.api.schemas import (
     JobView,
     ModelList,
 )
-from algohost.console.blueprint import NAV, bp
+from algohost.console.blueprint import bp
 from algohost.console.calls import answer, stream
 from algohost.console.session import current_session
 from algohost.public import DeliveryList, Job, public_job
@@ -35,7 +35,6 @@ from algohost.store.jobs import JobStatus
 # Shown inline on the console's origin; anything else (SVG and HTML too) is a download.
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 JOBS_SCANNED = 200  # the newest jobs the list page filters
-NAV.append(("console.models", "Models"))
 
 
 @bp.route("/")
@@ -138,6 +137,9 @@ def _parent(parent: str | None) -> tuple[str, str] | None:
         run_id, _, step = rest.partition(":")
         return (f"step {step} of pipeline run {run_id}",
                 url_for("console.pipeline_run", run_id=run_id))
+    if kind == "sweep" and rest:
+        sweep_id = rest.split(":", 1)[0]
+        return f"a trial of sweep {sweep_id}", url_for("console.sweep", sweep_id=sweep_id)
     return parent, ""
 
 

@@ -9,7 +9,7 @@ import time
 from playwright.sync_api import expect
 
 from tests.browser.conftest import OUTPUT
-from tests.stack import EXAMPLES, publish
+from tests.stack import EXAMPLES, TEST_ALGORITHMS, publish
 from tests.waiting import eventually
 
 BUILD_WAIT_MS = 900_000  # a first build on a cold engine installs its packages
@@ -209,6 +209,25 @@ def test_a_notebook_shows_its_parameters_and_its_plot_inline(page, console_url, 
     expect(image).to_be_visible()
     assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) > 0
     page.screenshot(path=OUTPUT / "notebook-job.png", full_page=True)
+
+
+def test_a_sweep_is_a_leaderboard_with_a_chart_of_its_objective(page, console_url, stack):
+    ref = publish(stack, TEST_ALGORITHMS / "quadratic", timeout_s=BUILD_WAIT_MS / 1000)
+    made = stack.client.post("/v1/sweeps", headers=stack.auth, json={
+        "algorithm": ref, "strategy": "grid", "objective": {"key": "score"},
+        "space": {"x": {"type": "int", "low": 1, "high": 5}}, "budget": {"parallelism": 2}})
+    assert made.status_code == 202, made.get_json()
+    sweep_id = made.get_json()["id"]
+    page.goto(f"{console_url}/sweeps/{sweep_id}")
+    expect(page.locator("#job-status")).to_have_text("completed", timeout=CALL_WAIT_MS)
+    leader = page.locator("table.leaderboard tbody tr").first
+    expect(leader.locator("td").first).to_have_text("1")
+    expect(leader).to_contain_text('"x": 3')  # the peak of the quadratic
+    expect(page.locator("#sweep-chart svg polyline")).to_have_count(2)  # objective, best
+    page.screenshot(path=OUTPUT / "sweep.png", full_page=True)
+    trial_job = leader.locator("a").first.inner_text()
+    page.goto(f"{console_url}/jobs/{trial_job}")
+    expect(page.locator("body")).to_contain_text(f"a trial of sweep {sweep_id}")
 
 
 def test_what_a_first_load_transfers_is_measured(chromium, console_url, stack):

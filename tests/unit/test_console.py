@@ -368,3 +368,4 @@ def test_a_queued_job_is_canceled_from_its_page(api, console):
 def test_the_models_page_lists_an_owners_models(console):
     page = console.get("/console/models")
     assert page.status_code == 200 and "No models yet." in page.text
+
