@@ -130,6 +130,22 @@ def get_job(job_id: str, query: JobView) -> Reply:
     return Reply(public_job(job, query.include == "input"), 200, headers)
 
 
+MAX_CANCELED_DESCENDANTS = 10_000
+
+
+def cancel_descendants(record: JobRecord) -> None:
+    """Cancel the calls a canceled job's algorithm made, and theirs. The worker running a
+    child inline sees its parent's cancel too; this also reaches a child that a lost
+    worker's reaper sent back to the queue."""
+    jobs, pending, seen = services().jobs, list(record.children), 0
+    while pending and seen < MAX_CANCELED_DESCENDANTS:
+        child_id, seen = pending.pop(), seen + 1
+        jobs.transition(child_id, JobStatus.CANCELED, CANCELABLE, finished_at=now_iso(),
+                        reason="parent_canceled")
+        child = jobs.get(child_id)
+        pending += child.children if child is not None else []
+
+
 @route(bp, "POST", "/v1/jobs/<job_id>/cancel", summary="Cancel a queued or running job",
        query=JobView, responses={200: Job}, errors=(403, 404, 409))
 def cancel_job(job_id: str, query: JobView) -> Reply:
@@ -142,6 +158,7 @@ def cancel_job(job_id: str, query: JobView) -> Reply:
         status = (svc.jobs.get(job_id) or record).status
         raise JobNotCancelable(f"job {job_id} is already {status}", status=status.value)
     record = svc.jobs.get(job_id) or record
+    cancel_descendants(record)
     try:
         svc.fair.finished(record.owner, job_id)
     except Exception:  # the lease reaper's repair gives the slot back later

@@ -99,8 +99,7 @@ class NestedCalls:
             algorithm=build.ref, build_id=build.id, image=build.image, input=payload,
             created_at=now_iso(), timeout_s=self._timeout(build.manifest.resources.timeout_s,
                                                           msg.get("timeout_s"), left),
-            royalty_micros=royalty_of(build, caller), parent=f"job:{self.parent.id}",
-            parent_job=self.parent.id, depth=depth)
+            royalty_micros=royalty_of(build, caller), parent_job=self.parent.id, depth=depth)
         self.jobs.create(child)
         self.children.append(child.id)
         self.jobs.update(self.parent.id, children=self.children)
