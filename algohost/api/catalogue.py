@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from algohost.api.schemas import AlgorithmSummary
-from algohost.store.registry import Registry
+from algohost.store.registry import BuildRecord, Registry
 
 
 class AlgorithmQuery(BaseModel):
@@ -31,6 +31,15 @@ class VisibilityChange(BaseModel):
     visibility: Literal["private", "public"]
 
 
+def described_parameters(build: BuildRecord | None) -> dict[str, str]:
+    """Input fields and their meanings: a notebook's inspected parameters (their comments),
+    then what the manifest's [parameters] says, which wins."""
+    if build is None:
+        return {}
+    found = {param.name: param.help for param in build.parameters or []}
+    return {**found, **build.manifest.parameters}
+
+
 def catalogue_entry(registry: Registry, owner: str, name: str) -> AlgorithmSummary:
     builds = registry.versions(owner, name)
     latest = next((b for b in builds if b.listed), None)
@@ -42,5 +51,5 @@ def catalogue_entry(registry: Registry, owner: str, name: str) -> AlgorithmSumma
         versions=[b.version for b in builds],
         visibility="public" if visibility == "public" else "private",
         description=manifest.description if manifest else "",
-        parameters=dict(manifest.parameters) if manifest else {},
+        parameters=described_parameters(shown),
         royalty_micros=latest.royalty_micros if latest else 0)

@@ -128,6 +128,7 @@ def test_a_timeout_kills_the_kernel_and_the_next_call_starts_a_new_one(stack, pr
     assert (timed_out["status"], timed_out["reason"]) == ("timed_out", "timeout"), timed_out
     after = call(stack, probe, {"label": "after"})
     assert after["status"] == "succeeded" and after["output"]["label"] == "after", after
+    assert after["warm"] is False  # the kernel went with its container: a new one started
 
 
 def test_a_cell_reads_data_through_algohost_runtime(stack, probe):
@@ -144,6 +145,14 @@ def test_a_cell_reads_data_through_algohost_runtime(stack, probe):
     job = call(stack, probe, {"uri": f"data://{owner}/nbsets/points.csv"})
     assert job["status"] == "succeeded", job
     assert job["output"]["text"] == text
+
+
+def test_the_catalogue_lists_a_notebooks_parameters_with_their_help(stack, regression):
+    name = regression.split("@")[0].split("/")[1]
+    found = stack.client.get(f"/v1/algorithms?q={name}", headers=stack.auth).get_json()
+    entry = next(a for a in found["algorithms"] if a["name"] == name)
+    assert entry["parameters"]["n"] == "how many points to generate"
+    assert set(entry["parameters"]) == {"n", "noise", "seed"}
 
 
 def test_describe_prints_the_parameters_and_job_download_saves_the_plot(stack, regression,
