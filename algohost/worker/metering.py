@@ -1,18 +1,24 @@
 """Lifecycle hooks that meter finished jobs: per-build metrics and the usage ledger.
 
 Both fold a job in once per job id, so a job finished twice (a redelivery, a cancel
-racing the worker) counts once. A hook's failure is logged by the runner and never
-loses the job's result.
+racing the worker) counts once. They run before the job's fair-share slot is given
+back, so a finished job still holding its slot may have lost its worker before it was
+metered: the lease reaper's repair pass meters it then (`metered_status`).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
+
 import redis
 
 from algohost.config import Settings
-from algohost.store.jobs import JobRecord
+from algohost.store.jobs import JobRecord, JobStore
 from algohost.store.metrics import BuildMetrics
 from algohost.store.usage import UsageLedger
+
+log = logging.getLogger(__name__)
 
 
 class MetricsHook:
@@ -41,3 +47,23 @@ def metering_hooks(client: redis.Redis, settings: Settings) -> list[MetricsHook 
     """The hooks every job runner takes to meter what it finishes."""
     return [MetricsHook(BuildMetrics.from_settings(client, settings)),
             UsageHook(UsageLedger.from_settings(client, settings))]
+
+
+def metered_status(jobs: JobStore, hooks: Sequence[MetricsHook | UsageHook]
+                   ) -> Callable[[str], str | None]:
+    """The job status the fair-share repair asks for, metering a finished job on the way:
+    one found holding its slot may have lost its worker between its terminal write and
+    its hooks (or been failed by the lease reaper, which runs no hooks)."""
+
+    def status_of(job_id: str) -> str | None:
+        status = jobs.status(job_id)
+        record = jobs.get(job_id) if status is not None and status.terminal else None
+        if record is not None:
+            for hook in hooks:
+                try:
+                    hook.job_finished(record)
+                except Exception:  # the slot is given back all the same
+                    log.exception("metering job %s in the repair pass failed", job_id)
+        return None if status is None else status.value
+
+    return status_of

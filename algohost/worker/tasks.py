@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
 from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
-from algohost.worker.metering import metering_hooks
+from algohost.worker.metering import MetricsHook, UsageHook, metered_status, metering_hooks
 from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
 from algohost.worker.sweeping import SweepController, SweepHook
 from algohost.worker.webhook_tasks import make_notifier
@@ -81,6 +82,7 @@ class Runtime:
     pipelines: Scheduler
     sweeps: SweepController
     stop: threading.Event
+    metering: Sequence[MetricsHook | UsageHook] = ()
 
 
 _runtime: Runtime | None = None
@@ -127,8 +129,9 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     sweeps = SweepController(SweepStore(client, settings.job_retention_s), jobs, registry,
                              JobSubmitter(jobs, fair, dispatcher.enqueue_run,
                                           settings.max_timeout_s, budget))
-    hooks: list[JobHook] = [WebhookHook(notifier), FairShareHook(fair),
-                            *metering_hooks(client, settings),
+    # Metered before the slot is given back: a job still holding one may need metering.
+    metering = metering_hooks(client, settings)
+    hooks: list[JobHook] = [*metering, WebhookHook(notifier), FairShareHook(fair),
                             PipelineHook(pipelines.advance, dispatcher.enqueue_pipeline),
                             SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
@@ -137,7 +140,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings, BuildLeases(client))
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, fair, pipelines, sweeps, threading.Event())
+                   notifier, fair, pipelines, sweeps, threading.Event(), metering)
 
 
 @celery.task(name=RUN_TASK)
@@ -174,16 +177,11 @@ def _reap(rt: Runtime, dispatcher: CeleryDispatcher) -> None:
     """Give back what lost workers held, and send attempts whose message never came."""
     reap_expired_leases(rt.jobs, dispatcher.enqueue_run, rt.settings.max_attempts)
     reap_expired_chunks(rt.chunks, dispatcher.enqueue_batch, rt.settings.max_attempts)
-    rt.fair.repair(lambda job_id: _status(rt.jobs, job_id), stale_s=rt.settings.lease_s)
+    rt.fair.repair(metered_status(rt.jobs, rt.metering), stale_s=rt.settings.lease_s)
     reap_expired_builds(rt.builds.leases, dispatcher.enqueue_build, rt.settings.max_attempts)
     redrive_due_runs(rt.pipelines.runs, dispatcher.enqueue_pipeline, rt.settings.lease_s)
     rt.notifier.resend_overdue()
     rt.sweeps.step_all()
-
-
-def _status(jobs: JobStore, job_id: str) -> str | None:
-    status = jobs.status(job_id)
-    return None if status is None else status.value
 
 
 def _reap_forever(rt: Runtime) -> None:

@@ -7,10 +7,10 @@ from datetime import date
 import pytest
 
 from algohost.clock import parse_iso
-from algohost.store.jobs import JobRecord, JobStatus
+from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.metrics import MS_BUCKETS, BuildMetrics
 from algohost.store.usage import MiB, UsageLedger
-from algohost.worker.metering import MetricsHook, UsageHook
+from algohost.worker.metering import MetricsHook, UsageHook, metered_status
 
 DAY = "2026-03-0{}T{:02d}:15:00.000Z"
 
@@ -145,3 +145,20 @@ def test_an_entry_names_payer_payee_and_the_exact_version(ledger):
     assert entry["algorithm"] == "carol/algo" and entry["version"] == "1.2.3"
     assert entry["compute_us"] == 1_500_000 and entry["memory_mib_ms"] == 768_000
     assert entry["royalty_micros"] == 500 and entry["day"] == "2026-03-01"
+
+
+def test_a_finished_job_still_holding_its_slot_is_metered_by_the_repair_pass(
+        redis_client, metrics, ledger):
+    """Its worker was lost between the terminal write and the hooks: the lease reaper's
+    fair-share repair meters it, once however often it looks."""
+    jobs = JobStore(redis_client, retention_s=3600)
+    job = finished("j_lost", run_ms=250.0)
+    jobs.create(job)
+    jobs.create(JobRecord(id="j_running", owner="alice", status=JobStatus.RUNNING))
+    status_of = metered_status(jobs, [MetricsHook(metrics), UsageHook(ledger)])
+    for _ in range(2):
+        assert status_of("j_lost") == "succeeded"
+        assert status_of("j_running") == "running" and status_of("j_gone") is None
+    assert metrics.summary("b_1").calls == 1
+    assert ledger.entry("j_lost")["compute_us"] == 250_000
+    assert ledger.entry("j_running") is None
