@@ -102,6 +102,8 @@ def job_fields(job: JobRecord) -> tuple[dict[str, int], dict[str, float], dict[s
     sums: dict[str, float] = {}
     maxima: dict[str, float] = {}
     for name, (tag, buckets) in HISTOGRAMS.items():
+        if name not in metrics:
+            continue  # never measured (the reaper failed it with worker_lost): no sample
         value = float(metrics.get(name) or 0.0)
         if name == "peak_memory_bytes" and value <= 0:
             continue  # never measured (the call did not start): no sample

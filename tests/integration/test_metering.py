@@ -162,3 +162,13 @@ def test_a_finished_job_still_holding_its_slot_is_metered_by_the_repair_pass(
     assert metrics.summary("b_1").calls == 1
     assert ledger.entry("j_lost")["compute_us"] == 250_000
     assert ledger.entry("j_running") is None
+
+
+def test_a_job_never_measured_counts_as_a_call_without_latency_samples(metrics):
+    MetricsHook(metrics).job_finished(finished("j_1", run_ms=40.0))
+    lost = JobRecord(id="j_lost", owner="alice", status=JobStatus.FAILED, build_id="b_1",
+                     algorithm="alice/algo@0.1.0", finished_at=DAY.format(1, 9))
+    MetricsHook(metrics).job_finished(lost)
+    summary = metrics.summary("b_1")
+    assert summary.calls == 2 and summary.rate(JobStatus.FAILED) == 0.5
+    assert summary.run_ms.count == 1 and summary.run_ms.p50 == pytest.approx(40.0, rel=0.05)
