@@ -59,13 +59,14 @@ def _shallow(value: Any) -> Any:
     return value
 
 
-def _whole_number(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     # JSON has one number type: 30.0 is the integer 30 to JSON Schema, and to us.
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 Template = Annotated[Any, AfterValidator(_shallow)]
-TimeoutSeconds = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+TimeoutSeconds = Annotated[int, Field(ge=1), BeforeValidator(whole_number)]
+VersionNumber = Annotated[int, Field(ge=1), BeforeValidator(whole_number)]
 StepName = Annotated[str, StringConstraints(pattern=STEP_NAME_PATTERN)]
 
 

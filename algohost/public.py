@@ -470,3 +470,32 @@ def public_sweep(record: SweepRecord, trials: Sequence[Trial] | None) -> Sweep:
                  best=table[0] if table and table[0].rank == 1 else None,
                  trials=table if trials is not None else [],
                  created_at=record.created_at, finished_at=record.finished_at)
+
+
+class PipelineRunSummary(BaseModel):
+    id: str
+    pipeline: str
+    version: int
+    status: RunStatus
+    reason: str | None
+    failed_step: str | None
+    created_at: str
+    finished_at: str | None
+    steps: int = Field(description="How many steps the run has")
+    finished_steps: int
+    cached_steps: int
+
+
+class PipelineRunList(BaseModel):
+    runs: list[PipelineRunSummary] = Field(description="Newest first")
+    next_cursor: str | None = Field(description="null on the last page")
+
+
+def public_run_summary(record: PipelineRunRecord) -> PipelineRunSummary:
+    states = record.steps.values()
+    return PipelineRunSummary(
+        id=record.id, pipeline=record.pipeline, version=record.version, status=record.status,
+        reason=record.reason, failed_step=record.failed_step, created_at=record.created_at,
+        finished_at=record.finished_at, steps=len(record.steps),
+        finished_steps=sum(state.status.terminal for state in states),
+        cached_steps=sum(state.cached for state in states))

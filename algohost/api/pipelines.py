@@ -14,7 +14,7 @@ import uuid
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
-from algohost.api.auth import require_owner
+from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
 from algohost.api.routing import Reply, route
 from algohost.api.schemas import JobView, JsonValue
@@ -27,8 +27,22 @@ from algohost.errors import (
     UnknownAlgorithm,
 )
 from algohost.names import OWNER, PIPELINE_NAME, AlgorithmRef
-from algohost.pipeline import Graph, PipelineSpec, check, spec_digest, step_algorithm
-from algohost.public import PipelineRun, PipelineVersion, public_pipeline, public_pipeline_run
+from algohost.pipeline import (
+    Graph,
+    PipelineSpec,
+    VersionNumber,
+    check,
+    spec_digest,
+    step_algorithm,
+)
+from algohost.public import (
+    PipelineRun,
+    PipelineRunList,
+    PipelineVersion,
+    public_pipeline,
+    public_pipeline_run,
+    public_run_summary,
+)
 from algohost.store.pipelines import (
     PipelineRunRecord,
     PipelineStore,
@@ -45,13 +59,23 @@ PIPELINE_PATH = {"owner": rf"^{OWNER.pattern.pattern}$",
                  "name": rf"^{PIPELINE_NAME.pattern.pattern}$"}
 
 
+class RunListQuery(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    pipeline: str | None = Field(default=None, pattern=PIPELINE_PATH["name"],
+                                 description="Only the runs of this pipeline of yours")
+    limit: int = Field(default=20, ge=1, le=200, description="How many runs, newest first")
+    cursor: str | None = Field(default=None, pattern=r"^[0-9]{1,9}$",
+                               description="next_cursor of the previous page")
+
+
 class RunCreate(BaseModel):
     """A run of a pipeline's version (the latest unless given)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     input: JsonValue = Field(default=None, description="The run's input: `$input` in the spec")
-    version: int | None = Field(default=None, ge=1, description="Default: the latest")
+    version: VersionNumber | None = Field(default=None, description="Default: the latest")
     cache: bool = Field(default=True, description="false: run every step, reusing nothing")
 
 
@@ -170,6 +194,15 @@ def start_run(owner: str, name: str, body: RunCreate) -> Reply:
         store.postpone(run.id, time.time())
     return Reply(public_pipeline_run(run, graph), 202,
                  {"Location": f"/v1/pipeline-runs/{run.id}"})
+
+
+@route(bp, "GET", "/v1/pipeline-runs", summary="List your pipeline runs, newest first",
+       query=RunListQuery, responses={200: PipelineRunList})
+def list_runs(query: RunListQuery) -> Reply:
+    runs, following = _store().list_runs(current_owner(), query.pipeline, query.limit,
+                                         int(query.cursor or 0))
+    return Reply(PipelineRunList(runs=[public_run_summary(run) for run in runs],
+                                 next_cursor=None if following is None else str(following)))
 
 
 @route(bp, "GET", "/v1/pipeline-runs/<run_id>", summary="Read a pipeline run: its graph, "

@@ -31,6 +31,7 @@ from algohost.public import (
     Delivery,
     Job,
     PipelineRun,
+    PipelineRunList,
     PipelineVersion,
     Sweep,
     SweepList,
@@ -56,6 +57,7 @@ _METRICS = TypeAdapter(AlgorithmMetrics)
 _USAGE = TypeAdapter(UsageReport)
 _PIPELINE = TypeAdapter(PipelineVersion)
 _PIPELINE_RUN = TypeAdapter(PipelineRun)
+_PIPELINE_RUNS = TypeAdapter(PipelineRunList)
 _SWEEP = TypeAdapter(Sweep)
 _SWEEPS = TypeAdapter(SweepList)
 # A submit is retried after these pauses when the API could not be reached or answered
@@ -377,6 +379,13 @@ class ApiClient:
 
     def pipeline_run(self, run_id: str) -> PipelineRun:
         return self._model(_PIPELINE_RUN, self._json("GET", f"/v1/pipeline-runs/{run_id}"))
+
+    def pipeline_runs(self, name: str | None = None, limit: int = 20) -> PipelineRunList:
+        params: dict[str, Any] = {"limit": limit}
+        if name:
+            params["pipeline"] = name
+        return self._model(_PIPELINE_RUNS, self._json("GET", "/v1/pipeline-runs",
+                                                      params=params))
 
     def start_sweep(self, spec: dict[str, Any]) -> Sweep:
         return self._model(_SWEEP, self._json("POST", "/v1/sweeps", json=spec))

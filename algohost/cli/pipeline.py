@@ -27,7 +27,7 @@ from algohost.cli.common import (
     out,
     pass_ctx,
 )
-from algohost.cli.render import compact_json, ms, status_text, truncate
+from algohost.cli.render import compact_json, ms, short_time, status_text, truncate
 from algohost.errors import AlgohostError
 from algohost.names import OWNER, PIPELINE_NAME
 from algohost.pipeline import load_spec_text, parse_spec
@@ -195,3 +195,22 @@ def pipeline_status(ctx: CliContext, run_id: str, watch: bool, as_json: bool) ->
         return
     live = not as_json and out.is_terminal
     finish(follow(client, run_id, live), as_json, live)
+
+
+@pipeline.command("runs")
+@click.argument("name", required=False)
+@click.option("--limit", type=click.IntRange(1, 200), default=20, show_default=True)
+@json_option
+@pass_ctx
+def pipeline_runs(ctx: CliContext, name: str | None, limit: int, as_json: bool) -> None:
+    """Your pipeline runs, newest first (of pipeline NAME only, if given)."""
+    listing = ctx.client().pipeline_runs(name, limit)
+    if as_json:
+        emit_json(listing)
+        return
+    table = Table("run", "pipeline", "status", "steps", "cached", "failed step", "started")
+    for run in listing.runs:
+        table.add_row(run.id, f"{run.pipeline} v{run.version}", status_text(run.status.value),
+                      f"{run.finished_steps}/{run.steps}", str(run.cached_steps),
+                      run.failed_step or "-", short_time(run.created_at))
+    out.print(table)

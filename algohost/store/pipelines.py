@@ -9,6 +9,7 @@ lost is found there and advanced again.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -187,6 +188,11 @@ class PipelineStore:
         return f"{PREFIX}pipeline-run:{run_id}"
 
     @staticmethod
+    def runs_key(owner: str, name: str | None = None) -> str:
+        """The owner's runs (of one pipeline, with `name`) by when they started."""
+        return f"{PREFIX}pipeline-runs:{owner}" + ("" if name is None else f"/{name}")
+
+    @staticmethod
     def cache_key(owner: str, build_digest: str, input_digest: str) -> str:
         return f"{PREFIX}pipeline-cache:{owner}:{build_digest}:{input_digest}"
 
@@ -229,11 +235,29 @@ class PipelineStore:
     def create_run(self, run: PipelineRunRecord, due: float) -> None:
         """Write a new run and mark it due for its first check at `due`."""
         key = self.run_key(run.id)
+        now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=run.to_redis())
         pipe.expire(key, self.retention_s)
         pipe.zadd(self.ACTIVE_KEY, {run.id: due})
+        name = run.pipeline.partition("/")[2]
+        for index in (self.runs_key(run.owner), self.runs_key(run.owner, name)):
+            pipe.zadd(index, {run.id: now})
+            pipe.expire(index, self.retention_s)
+            pipe.zremrangebyscore(index, "-inf", now - self.retention_s)
         pipe.execute()
+
+    @translate_errors
+    def list_runs(self, owner: str, name: str | None, limit: int,
+                  offset: int = 0) -> tuple[list[PipelineRunRecord], int | None]:
+        """Up to `limit` of the owner's runs (of pipeline `name`), newest first, from
+        `offset` in the index; and the offset of the next page (None at the end)."""
+        ids = self.redis.zrevrange(self.runs_key(owner, name), offset, offset + limit)
+        pipe = self.redis.pipeline(transaction=False)
+        for run_id in ids[:limit]:
+            pipe.hgetall(self.run_key(run_id))
+        runs = [PipelineRunRecord.from_redis(raw) for raw in pipe.execute() if "status" in raw]
+        return runs, offset + limit if len(ids) > limit else None
 
     @translate_errors
     def get_run(self, run_id: str) -> PipelineRunRecord | None:

@@ -425,3 +425,22 @@ def test_a_finished_steps_worker_advances_the_run_or_else_sends_a_message(pipes)
     assert pipes.steps(run_id)["train_a"]["status"] == "pending"  # nothing moved yet
     pipes.hook.job_finished(pipes.jobs.get(job.id))  # the working path advances at once
     assert pipes.steps(run_id)["train_a"]["status"] == "queued"
+
+
+def test_runs_are_listed_newest_first_by_owner_and_by_pipeline(pipes):
+    pipes.publish(IRIS)
+    pipes.publish({"steps": {"a": {"algorithm": "prep"}}}, name="other")
+    first, other, second = (pipes.start({"rows": 1}), pipes.start(1, name="other"),
+                            pipes.start({"rows": 2}))
+
+    def listed(query, headers=None):
+        response = pipes.client.get(f"/v1/pipeline-runs{query}", headers=headers or pipes.alice)
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()
+
+    assert [r["id"] for r in listed("")["runs"]] == [second, other, first]
+    page = listed("?pipeline=iris&limit=1")
+    assert [r["id"] for r in page["runs"]] == [second] and page["next_cursor"] == "1"
+    rest = listed(f"?pipeline=iris&limit=1&cursor={page['next_cursor']}")
+    assert [r["id"] for r in rest["runs"]] == [first] and rest["next_cursor"] is None
+    assert listed("", pipes.bob)["runs"] == []

@@ -57,6 +57,19 @@ def test_publish_then_run_shows_the_graph_and_the_output(api, spec_file):
         assert name in shown.stdout
 
 
+def test_runs_lists_the_newest_first_with_their_progress(api, spec_file):
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    first = json.loads(api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}',
+                                "--json"]).stdout)
+    second = json.loads(api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}',
+                                 "--json"]).stdout)
+    listing = json.loads(api.run(["pipeline", "runs", "numbers", "--json"]).stdout)
+    assert [run["id"] for run in listing["runs"]] == [second["id"], first["id"]]
+    assert listing["runs"][0]["cached_steps"] == 4 == listing["runs"][0]["finished_steps"]
+    table = api.run(["pipeline", "runs"])
+    assert table.exit_code == 0 and first["id"] in table.stdout
+
+
 def test_publishing_the_same_spec_again_says_it_is_unchanged(api, spec_file):
     api.run(["pipeline", "publish", str(spec_file), "numbers"])
     again = api.run(["pipeline", "publish", str(spec_file), "alice/numbers"])
