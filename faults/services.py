@@ -71,9 +71,17 @@ def redis_restart(stack: FaultStack, redis: Redis, refs: dict[str, str],
     row.duplicated = f"{reruns(final)} re-run"
     row.note = ("`lost` counts jobs accepted more than a second before the kill or after the "
                 "restart; AOF with appendfsync everysec may drop the last second, reported "
-                "beside it. Jobs accepted after the restart but left queued mean a worker "
-                "stopped consuming when its broker connection dropped")
+                "beside it. Jobs accepted after the restart but left queued would mean a worker "
+                "stopped consuming when its broker connection dropped; the consumer watchdog "
+                f"made the calls worker reconnect {watchdog_reconnects(stack)} times")
     return row
+
+
+def watchdog_reconnects(stack: FaultStack) -> int:
+    """Times the calls worker's consumer watchdog found its consumer stalled (its log)."""
+    log = stack.state / "worker-calls.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return text.count("the broker consumer is stalled")
 
 
 def dockerd_restart(stack: FaultStack, dockerd: Dockerd, refs: dict[str, str],

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from celery.signals import celeryd_init, worker_ready, worker_shutdown
+from celery.signals import celeryd_init, task_received, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 from celery.worker.control import control_command
 
 from algohost.artifacts.data import DataStore
@@ -59,11 +60,14 @@ from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
 from algohost.worker.metering import MetricsHook, UsageHook, metered_status, metering_hooks
 from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
 from algohost.worker.sweeping import SweepController, SweepHook
+from algohost.worker.watchdog import ConsumerWatchdog, force_reconnect, queue_lengths
 from algohost.worker.webhook_tasks import make_notifier
 
 log = logging.getLogger(__name__)
 WORKER_BUILD_CACHE_S = 300.0
 LIMITS_CACHE_S = 5.0
+# How often the consumer watchdog looks: a stalled consumer is made to reconnect after two.
+WATCHDOG_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -203,10 +207,26 @@ def _on_init(sender: Any = None, **_: Any) -> None:
         _worker_id = str(sender)
 
 
+def _watch_consumer(rt: Runtime, consumer: Any) -> None:
+    """Start the watchdog that makes a stalled broker consumer reconnect."""
+    waiting = queue_lengths(rt.settings.broker, [q.name for q in consumer.task_consumer.queues])
+    if waiting is None:
+        return
+    concurrency = int(consumer.controller.concurrency)
+    watchdog = ConsumerWatchdog(
+        waiting, lambda: concurrency - len(worker_state.reserved_requests),
+        lambda: force_reconnect(consumer))
+    task_received.connect(lambda **_: watchdog.on_received(), weak=False)
+    threading.Thread(target=watchdog.watch, args=(WATCHDOG_INTERVAL_S, rt.stop),
+                     name="consumer-watchdog", daemon=True).start()
+
+
 @worker_ready.connect
-def _on_ready(**_: Any) -> None:
+def _on_ready(sender: Any = None, **_: Any) -> None:
     rt = runtime()
     threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
+    if sender is not None:  # the consumer
+        _watch_consumer(rt, sender)
     threading.Thread(target=collect_periodically, args=(rt.settings, rt.stop),
                      name="artifact-gc", daemon=True).start()
     _reap(rt, CeleryDispatcher(celery))
