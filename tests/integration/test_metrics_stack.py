@@ -4,6 +4,8 @@ that differ in latency by design, called through the API, run in Docker by a rea
 import pytest
 
 from algohost.store import connect
+from algohost.store.keys import KeyStore
+from algohost.store.limits import LimitStore
 from algohost.store.usage import MiB, UsageLedger
 from tests.stack import TEST_ALGORITHMS, call, publish
 from tests.waiting import eventually
@@ -83,3 +85,43 @@ def test_the_ledger_holds_each_job_as_its_record_says(stack, builds):
         line = by_version[ref.split("@")[1]]
         slept_s = (0.02 if ref == refs[0] else 0.12) * len(ran)
         assert line["calls"] >= len(ran) and line["compute_s"] >= slept_s
+
+
+def test_another_owners_call_pays_a_royalty_then_meets_its_budget(stack, tmp_path):
+    """carol calls alice's public algorithm: the ledger names carol as payer and alice as
+    payee with the version's royalty; once carol's day's compute is spent, 402."""
+    source = tmp_path / "royal"
+    source.mkdir()
+    (source / "algorithm.toml").write_text(
+        'name = "royal"\nentrypoint = "main:apply"\npython = "3.11"\n'
+        'visibility = "public"\nroyalty_micros = 2500\n')
+    (source / "main.py").write_text((TEST_ALGORITHMS / "paced" / "main.py").read_text())
+    ref = publish(stack, source)
+    carol = {"Authorization": f"Bearer {KeyStore(stack.redis).create('carol')}"}
+    LimitStore(stack.redis, stack.settings).set("carol", compute_s_per_day=0.001)
+
+    def submit():
+        return stack.client.post("/v1/jobs", json={"algorithm": ref, "input": 1},
+                                 headers={**carol, "Prefer": "wait=60"})
+
+    first = submit()
+    assert first.status_code in (200, 202), first.get_json()
+    job_id = first.get_json()["id"]
+
+    def succeeded():
+        job = stack.client.get(f"/v1/jobs/{job_id}", headers=carol).get_json()
+        return job if job["status"] == "succeeded" else None
+
+    job = eventually(succeeded, 60, "carol's call to succeed")
+    ledger = UsageLedger.from_settings(connect(stack.settings), stack.settings)
+    entry = eventually(lambda: ledger.entry(job_id), 30)
+    assert (entry["payer"], entry["payee"], entry["royalty_micros"]) == ("carol", "alice", 2500)
+    assert entry["compute_us"] == round(job["metrics"]["run_ms"] * 1000) >= 20_000
+    refused = submit()
+    assert refused.status_code == 402, refused.get_json()
+    assert refused.get_json()["error"]["code"] == "budget_exhausted"
+    paid = stack.client.get("/v1/usage?group_by=algorithm&role=payee", headers=stack.auth)
+    line = next(x for x in paid.get_json()["lines"] if x["algorithm"] == "alice/royal")
+    assert (line["calls"], line["royalty_micros"]) == (1, 2500)
+    owed = stack.client.get("/v1/usage?group_by=", headers=carol).get_json()["total"]
+    assert (owed["calls"], owed["royalty_micros"]) == (1, 2500)
