@@ -90,6 +90,7 @@ class Settings:
     max_call_depth: int = 8  # algorithms calling algorithms: how deep a chain may go
     max_call_children: int = 100  # calls one job's algorithm may make
     max_attempts: int = 3
+    prewarm: bool = True  # a successful build starts one warm container on a calls worker
     vault_url: str = "http://127.0.0.1:8200"
     vault_token: str = ""
     vault_token_file: str = ""

@@ -25,6 +25,7 @@ WEBHOOKS_QUEUE = "webhooks"
 REMOVE_IMAGE_TASK = "algohost.remove_image"
 PIPELINE_TASK = "algohost.advance_pipeline"
 SWEEP_TASK = "algohost.step_sweep"
+PREWARM_TASK = "algohost.prewarm"
 CLOSE_BUILD_COMMAND = "algohost_close_build"
 QUEUES = (CALLS_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
 TASK_MODULES = ["algohost.worker.tasks", "algohost.worker.webhook_tasks",
@@ -50,6 +51,7 @@ def make_celery(settings: Settings) -> Celery:
                      BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE},
                      PIPELINE_TASK: {"queue": CALLS_QUEUE},
                      REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE},
+                     PREWARM_TASK: {"queue": CALLS_QUEUE},
                      SWEEP_TASK: {"queue": CALLS_QUEUE}},
         broker_connection_retry_on_startup=True,
         # The job record's lease, not the broker's visibility timeout, recovers
@@ -113,6 +115,10 @@ class CeleryDispatcher:
     def enqueue_sweep(self, sweep_id: str) -> None:
         """A step of the sweep's controller."""
         self.app.send_task(SWEEP_TASK, args=[sweep_id], queue=CALLS_QUEUE)
+
+    def enqueue_prewarm(self, build_id: str) -> None:
+        """Start one warm container of a new build on whichever calls worker takes it."""
+        self.app.send_task(PREWARM_TASK, args=[build_id], queue=CALLS_QUEUE)
 
 
 class RecordingDispatcher:

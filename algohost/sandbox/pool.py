@@ -37,6 +37,7 @@ class _Idle:
 class _Build:
     idle: list[_Idle] = field(default_factory=list)  # oldest first
     busy: int = 0  # handed out, or being started
+    warming: list[tuple[str, str, str]] = field(default_factory=list)  # prewarms under way
     generation: int = 0  # bumped by close_build: older sessions are not kept
 
     @property
@@ -97,7 +98,10 @@ class WarmPool:
                         raise SandboxUnavailable("the warm pool is shut down")
                     build = self._builds.setdefault(spec.build_id, _Build())
                     warm = self._take_idle(build, spec, to_close)
-                    if warm is not None or nested or self._reserve(build, to_close):
+                    # A prewarm of this very kind is starting: it is sooner than a cold start.
+                    coming = warm is None and not nested and reuse_key(spec) in build.warming
+                    if not coming and (warm is not None or nested
+                                       or self._reserve(build, to_close)):
                         build.busy += 1
                         generation = build.generation
                         break
@@ -184,6 +188,33 @@ class WarmPool:
             self._cond.notify_all()
         if not keep:
             self._close_later([session])
+
+    def prewarm(self, spec: ContainerSpec) -> bool:
+        """Start one idle session of `spec` if the pool has room without evicting anything
+        and holds none of that build yet; True if one was started."""
+        with self._cond:
+            build = self._builds.setdefault(spec.build_id, _Build())
+            if (self._closed or build.size > 0
+                    or self._total() >= self.settings.pool_max_total):
+                self._prune()
+                return False
+            build.busy += 1
+            build.warming.append(reuse_key(spec))
+            generation = build.generation
+        try:
+            session = self._start(spec)
+        except BaseException:
+            with self._cond:
+                build.busy -= 1
+                build.warming.remove(reuse_key(spec))
+                self._prune()
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            build.warming.remove(reuse_key(spec))
+            self._generations[id(session)] = generation
+        self.release(session, reusable=True)  # wakes a call that waited for it
+        return True
 
     def reap_idle(self) -> int:
         """Close sessions idle for longer than pool_idle_s; returns how many."""

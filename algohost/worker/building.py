@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from algohost.archive import read_archive
@@ -31,9 +31,11 @@ class Builder(Protocol):
 
 class BuildRunner:
     def __init__(self, registry: Registry, builder: Builder, settings: Settings,
-                 leases: BuildLeases) -> None:
+                 leases: BuildLeases,
+                 on_succeeded: Sequence[Callable[[str], None]] = ()) -> None:
         self.registry, self.builder, self.settings = registry, builder, settings
         self.leases = leases
+        self.on_succeeded = list(on_succeeded)  # each told the id of a build that succeeded
 
     def run(self, build_id: str) -> None:
         lease_s = self.settings.lease_s
@@ -77,6 +79,11 @@ class BuildRunner:
             self._failed(build_id, str(exc), "build_failed")
             return
         self.registry.mark_succeeded(build_id, image_id=image_id, finished_at=now_iso())
+        for hook in self.on_succeeded:
+            try:
+                hook(build_id)
+            except Exception:  # the build succeeded whatever a hook does
+                log.exception("a hook after build %s failed", build_id)
 
     def _failed(self, build_id: str, message: str, reason: str) -> None:
         # The log streamed so far stays: it is what says where a build stopped.

@@ -58,6 +58,8 @@ class Pool(Protocol):
 
     def release(self, session: Session, reusable: bool) -> None: ...
 
+    def prewarm(self, spec: ContainerSpec) -> bool: ...
+
 
 class JobHook(Protocol):
     """Cross-cutting work (webhooks, audit) hangs here, not on flags."""
@@ -166,6 +168,16 @@ class JobRunner:
         except Exception as exc:  # the worker must survive anything a call does
             redactor.log_exception(log, "job %s failed inside the worker", job_id, exc=exc)
             self._finish(job, JobStatus.FAILED, "worker_error", error=redactor.failure(exc))
+
+    def prewarm(self, build_id: str) -> bool:
+        """One warm container of a build just made, as its owner's first call would want
+        it (same secrets version, same mounts), if the pool has room; True if started."""
+        build = self.registry.build_for_call(build_id)
+        if build.status is not BuildStatus.SUCCEEDED:
+            return False
+        values, version = self.secrets.for_build(build)
+        mounts = self.outputs.mounts(build) if self.outputs is not None else ()
+        return self.pool.prewarm(spec_for(build, values, version, mounts))
 
     def _execute(self, job: JobRecord, redactor: Redactor,
                  outer: Callable[[], bool] | None = None) -> None:

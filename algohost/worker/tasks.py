@@ -32,6 +32,7 @@ from algohost.config import Settings
 from algohost.dispatch import (
     BUILD_TASK,
     CLOSE_BUILD_COMMAND,
+    PREWARM_TASK,
     REMOVE_IMAGE_TASK,
     RUN_TASK,
     CeleryDispatcher,
@@ -142,7 +143,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                        hooks=hooks, outputs=outputs, requeue=dispatcher.enqueue_run)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
-    builds = BuildRunner(registry, builder, settings, BuildLeases(client))
+    builds = BuildRunner(registry, builder, settings, BuildLeases(client),
+                         on_succeeded=[dispatcher.enqueue_prewarm] if settings.prewarm else [])
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
                    notifier, fair, pipelines, sweeps, threading.Event(), metering)
 
@@ -155,6 +157,18 @@ def run_job(job_id: str) -> None:
 @celery.task(name=BUILD_TASK)
 def build(build_id: str) -> None:
     runtime().builds.run(build_id)
+
+
+@celery.task(name=PREWARM_TASK)
+def prewarm(build_id: str) -> None:
+    """A new build's first warm container, on this calls worker, if its pool has room."""
+    try:
+        started = runtime().runner.prewarm(build_id)
+    except AlgohostError as exc:  # a missing secret, an engine away: the first call says so
+        log.warning("no warm container of build %s: %s", build_id, exc.message)
+        return
+    log.info("build %s: %s", build_id,
+             "a warm container is ready" if started else "no room to prewarm, or one exists")
 
 
 @celery.task(name=REMOVE_IMAGE_TASK)

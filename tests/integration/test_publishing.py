@@ -20,7 +20,7 @@ from algohost.cli.main import cli
 from algohost.manifest import loads_manifest
 from algohost.semver import Bump
 from algohost.store.registry import Registry
-from tests.stack import Stack
+from tests.stack import EXAMPLES, Stack, call, publish_own
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -155,3 +155,15 @@ def test_the_build_log_streams_live_as_events_and_resumes_after_the_last_event_i
                                timeout=60)
     assert resumed.status_code == 200
     assert "first" not in resumed.text and "data: Step 2/2 : second" in resumed.text
+
+
+def test_a_successful_build_starts_a_warm_container_so_the_first_call_is_warm(
+        stack: Stack, tmp_path: Path) -> None:
+    ref = publish_own(stack, EXAMPLES / "hello", tmp_path, "prewarmed")
+    eventually(lambda: stack.containers_of(ref, running_only=True), 120,
+               lambda: f"a container of {ref} before any call: {stack.worker_log()}")
+
+    job = call(stack, ref, {"name": "first"})
+    assert job["status"] == "succeeded", job
+    assert job["warm"] is True and job["metrics"]["cold_start_ms"] == 0
+    assert len(stack.containers_of(ref)) == 1

@@ -298,3 +298,61 @@ def test_a_missing_image_without_a_restorer_fails_the_start() -> None:
 def test_a_spec_never_shows_its_secret_values() -> None:
     spec = ContainerSpec("a", "img:a", secrets={"TOKEN": "s3cr3t-value"})
     assert "s3cr3t-value" not in repr(spec) and "s3cr3t-value" not in str(spec)
+
+
+def test_a_prewarmed_session_serves_the_first_call_warm() -> None:
+    pool, sandbox, _ = make_pool()
+    assert pool.prewarm(spec())
+    assert len(sandbox.sessions) == 1
+    session, warm = pool.acquire(spec())
+    assert warm and session is sandbox.sessions[0]
+
+
+def test_prewarm_starts_nothing_for_a_build_that_has_a_session_already() -> None:
+    pool, sandbox, _ = make_pool()
+    assert pool.prewarm(spec())
+    assert not pool.prewarm(spec())
+    busy, _ = pool.acquire(spec())
+    assert not pool.prewarm(spec())  # busy counts too
+    assert len(sandbox.sessions) == 1
+
+
+def test_prewarm_evicts_nothing_when_the_pool_is_full() -> None:
+    pool, sandbox, _ = make_pool(pool_max_total=2)
+    for build_id in ("a", "b"):
+        session, _ = pool.acquire(spec(build_id))
+        pool.release(session, reusable=True)
+    assert not pool.prewarm(spec("c"))
+    pool.drain()
+    assert len(sandbox.sessions) == 2
+    assert not any(isinstance(s, StubSession) and s.closed for s in sandbox.sessions)
+
+
+class HeldSandbox(StubSandbox):
+    """Starts hold until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__({"a": echo})
+        self.go = threading.Event()
+        self.starting = threading.Event()
+
+    def start(self, spec: ContainerSpec) -> StubSession:
+        self.starting.set()
+        assert self.go.wait(30)
+        return super().start(spec)
+
+
+def test_a_call_that_comes_while_its_build_is_prewarmed_waits_for_that_container() -> None:
+    sandbox = HeldSandbox()
+    pool = WarmPool(sandbox, SandboxSettings(pool_max_total=4, pool_max_per_build=2))
+    prewarm = threading.Thread(target=pool.prewarm, args=(spec(),))
+    prewarm.start()
+    assert sandbox.starting.wait(30)
+    got: list[tuple[Any, bool]] = []
+    caller = threading.Thread(target=lambda: got.append(pool.acquire(spec())))
+    caller.start()
+    eventually(lambda: pool.waiting() == 1, what="the call waiting for the prewarm")
+    sandbox.go.set()
+    prewarm.join(30)
+    caller.join(30)
+    assert got[0][1] is True and len(sandbox.sessions) == 1
