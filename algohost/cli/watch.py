@@ -3,7 +3,8 @@
 A change to the code is sent to the running container, whose runner imports it in place
 of the old (no build, no cold start); a change to algorithm.toml or to the requirements
 file builds again (cached dependency layers make that quick unless [build] changed) and
-starts a new container. Each result says how long it came after the save.
+starts a new container, as does any change to a notebook algorithm. Each result says how
+long it came after the save.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from algohost.clock import now_iso
 from algohost.config import SandboxSettings
 from algohost.errors import ContainerStartFailed
 from algohost.public import Job
+from algohost.sandbox.buildplan import is_notebook
 from algohost.sandbox.docker import DockerSession
 
 if TYPE_CHECKING:
@@ -125,8 +127,9 @@ class Watcher:
             return  # saved without a change
         cold_start_ms, logs = 0.0, ""
         try:
+            # A notebook's kernel runs the cells it started with: it takes a new container.
             if (previous is None or self.session is None or not self.session.alive
-                    or recipe(previous) != recipe(algorithm)):
+                    or recipe(previous) != recipe(algorithm) or is_notebook(algorithm.manifest)):
                 if previous is not None:
                     err.print(f"{MANIFEST} or the requirements changed: building again"
                               if self.session is not None else "starting a new container")

@@ -23,11 +23,15 @@ from algohost.cli.common import CliContext
 from algohost.cli.local import LABEL_LOCAL, read_algorithm
 from algohost.cli.main import cli
 from algohost.config import load_settings
+from tests.stack import CA_BUNDLE
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = load_settings()
+# Builds that install packages trust the same extra CA as the stack's (a proxy's, here).
+LOCAL_ENV = {**os.environ, "ALGOHOST_EXTRA_CA_BUNDLE": os.environ.get(
+    "ALGOHOST_EXTRA_CA_BUNDLE", CA_BUNDLE if Path(CA_BUNDLE).exists() else "")}
+SETTINGS = load_settings(LOCAL_ENV)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -174,6 +178,20 @@ def test_init_writes_a_notebook_with_a_tagged_parameters_cell(tmp_path: Path) ->
     assert (directory / "tests" / "test_analysis.py").exists()
 
 
+def test_the_notebook_template_runs_and_passes_its_test_in_its_image(
+        tmp_path: Path, local: list[Path | str]) -> None:
+    assert invoke("init", "explorer", "--template", "notebook",
+                  "--dir", str(tmp_path)).exit_code == 0
+    directory = tmp_path / "explorer"
+    local.append(directory)
+
+    ran = invoke("run", str(directory), '{"name": "ada", "repeat": 2}')
+    assert ran.exit_code == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"greeting": "hello ada hello ada"}
+    tested = invoke("test", str(directory))
+    assert tested.exit_code == 0, tested.stdout + tested.stderr
+
+
 def test_a_model_file_is_mounted_read_only_where_the_platform_mounts_models(
         tmp_path: Path, local: list[Path | str]) -> None:
     code = ("from pathlib import Path\n\n"
@@ -211,7 +229,7 @@ class Watch:
     """`algohost run --watch` in a process of its own, its stdout lines collected."""
 
     def __init__(self, directory: Path, payload: str, state_dir: Path) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "ALGOHOST_STATE_DIR": str(state_dir)}
+        env = {**LOCAL_ENV, "PYTHONPATH": str(ROOT), "ALGOHOST_STATE_DIR": str(state_dir)}
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from algohost.cli.main import cli; cli()", "run",
              str(directory), payload, "--watch"],
