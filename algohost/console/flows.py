@@ -1,5 +1,5 @@
 """Pipelines: each with its latest graph and a form to start a run; a run drawn as a graph of
-step states that refreshes until it ends. Recent runs are found through the jobs they made.
+step states that refreshes until it ends; the newest runs with their progress.
 """
 
 from __future__ import annotations
@@ -19,17 +19,7 @@ from algohost.console.calls import answer
 from algohost.console.drawing import Node, step_graph
 from algohost.console.session import current_session
 from algohost.errors import InvalidRequest
-from algohost.public import PipelineRun, PipelineVersion
-
-RUN_PARENT = "pipeline:"
-
-
-def recent_runs(limit: int = 200) -> list[str]:
-    """Runs that made the owner's newest jobs, newest first (a job's parent names its run)."""
-    records = services().jobs.list_for_owner(current_session().owner, limit)
-    runs = [r.parent.split(":")[1] for r in records
-            if r.parent and r.parent.startswith(RUN_PARENT) and r.parent.count(":") >= 2]
-    return list(dict.fromkeys(runs))
+from algohost.public import PipelineRun, PipelineRunList, PipelineVersion
 
 
 @bp.route("/pipelines")
@@ -41,7 +31,9 @@ def pipelines() -> Any:
         version = answer(pipelines_api.get_pipeline, PipelineVersion, owner=owner, name=name)
         nodes = [Node(step, version.needs.get(step, []), "pending") for step in version.order]
         found.append((version, step_graph(nodes, title=f"{owner}/{name}")))
-    return render_template("pipelines.html", pipelines=found, runs=recent_runs(), owner=owner)
+    runs = answer(pipelines_api.list_runs, PipelineRunList,
+                  query=pipelines_api.RunListQuery(limit=50)).runs
+    return render_template("pipelines.html", pipelines=found, runs=runs, owner=owner)
 
 
 @bp.route("/pipelines/<owner>/<name>/runs", methods=["POST"])

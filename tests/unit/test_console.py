@@ -219,6 +219,8 @@ def test_a_pipeline_is_drawn_and_a_run_started_from_its_page(api, console):
     assert started.status_code == 303, started.text
     run = console.get(started.headers["Location"])
     assert run.status_code == 200 and "<svg" in run.text and 'data-step="prep"' in run.text
+    run_id = started.headers["Location"].rsplit("/", 1)[1]
+    assert run_id in console.get("/console/pipelines").text
 
 
 def test_a_pipeline_run_input_that_is_not_json_is_a_400(api, console):
