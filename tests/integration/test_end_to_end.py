@@ -100,14 +100,14 @@ def test_cancel_of_a_running_job_kills_its_container(stack, published):
     assert stack.get_job(job["id"])["status"] == "canceled"
 
 
-def test_another_owner_gets_403_for_job_and_algorithm(stack, published):
+def test_another_owner_gets_403_for_a_job_and_404_for_a_private_algorithm(stack, published):
     job = call(stack, published["hello"], "x")
     other = {"Authorization": f"Bearer {stack.other_key}"}
     assert stack.client.get(f"/v1/jobs/{job['id']}", headers=other).status_code == 403
     response = stack.client.post("/v1/jobs", json={"algorithm": published["hello"], "input": 1},
                                  headers=other)
-    assert response.status_code == 403
-    assert response.get_json()["error"]["code"] == "forbidden"
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "algorithm_not_found"
 
 
 def test_failed_build_keeps_its_logs_and_is_not_callable(stack, tmp_path):
