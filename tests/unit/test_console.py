@@ -371,3 +371,20 @@ def test_the_models_page_lists_an_owners_models(console):
     page = console.get("/console/models")
     assert page.status_code == 200 and "No models yet." in page.text
 
+
+
+def test_an_installed_package_carries_the_consoles_templates_and_assets():
+    """`pip install .` (the Dockerfile's) ships only the files package-data names."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["algohost"]
+    console = root / "algohost" / "console"
+    files = [p.relative_to(root / "algohost").as_posix()
+             for folder in ("templates", "static") for p in (console / folder).rglob("*")
+             if p.is_file()]
+    assert files and all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns)
+                         for f in files)
