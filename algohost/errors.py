@@ -34,6 +34,7 @@ into these where they are caught, with `raise ... from exc`.
     ├── MethodNotAllowed (405 method_not_allowed)
     ├── Conflict (409 conflict)
     │   ├── JobNotCancelable (job_not_cancelable)
+    │   ├── PipelineRunNotCancelable (pipeline_run_not_cancelable)
     │   ├── BuildNotReady (build_not_ready)
     │   ├── BatchNotCancelable (batch_not_cancelable)
     │   ├── ParentCanceled (parent_canceled)
@@ -288,6 +289,10 @@ class ParentCanceled(Conflict):
 
 class JobNotCancelable(Conflict):
     code = "job_not_cancelable"
+
+
+class PipelineRunNotCancelable(Conflict):
+    code = "pipeline_run_not_cancelable"
 
 
 class BuildNotReady(Conflict):

@@ -10,12 +10,14 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import replace
 
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field
 
 from algohost.api.auth import current_owner, require_owner
 from algohost.api.context import services
+from algohost.api.jobs import CANCELABLE, cancel_descendants
 from algohost.api.routing import Reply, route
 from algohost.api.schemas import JobView, JsonValue
 from algohost.clock import now_iso
@@ -23,7 +25,9 @@ from algohost.errors import (
     AlgohostError,
     InvalidRequest,
     PipelineNotFound,
+    PipelineRunNotCancelable,
     PipelineRunNotFound,
+    ServiceUnavailable,
     UnknownAlgorithm,
 )
 from algohost.names import OWNER, PIPELINE_NAME, AlgorithmRef
@@ -43,12 +47,14 @@ from algohost.public import (
     public_pipeline_run,
     public_run_summary,
 )
+from algohost.store.jobs import JobStatus
 from algohost.store.pipelines import (
     PipelineRunRecord,
     PipelineStore,
     PipelineVersionRecord,
     RunStatus,
     StepState,
+    StepStatus,
 )
 
 log = logging.getLogger(__name__)
@@ -196,6 +202,14 @@ def start_run(owner: str, name: str, body: RunCreate) -> Reply:
                  {"Location": f"/v1/pipeline-runs/{run.id}"})
 
 
+def _owned_run(run_id: str) -> PipelineRunRecord:
+    record = _store().get_run(run_id) if len(run_id) <= 64 else None
+    if record is None:
+        raise PipelineRunNotFound(f"pipeline run {run_id[:64]} does not exist (or has expired)")
+    require_owner(record.owner, f"pipeline run {run_id}")
+    return record
+
+
 @route(bp, "GET", "/v1/pipeline-runs", summary="List your pipeline runs, newest first",
        query=RunListQuery, responses={200: PipelineRunList})
 def list_runs(query: RunListQuery) -> Reply:
@@ -210,11 +224,63 @@ def list_runs(query: RunListQuery) -> Reply:
        responses={200: PipelineRun}, errors=(403, 404))
 def get_run(run_id: str, query: JobView) -> Reply:
     svc = services()
-    record = _store().get_run(run_id) if len(run_id) <= 64 else None
-    if record is None:
-        raise PipelineRunNotFound(f"pipeline run {run_id[:64]} does not exist (or has expired)")
-    require_owner(record.owner, f"pipeline run {run_id}")
+    record = _owned_run(run_id)
     graph = check(PipelineSpec.model_validate(record.spec))
     live = {state.job_id: svc.jobs.get(state.job_id) for state in record.steps.values()
             if state.status.active and state.job_id}
     return Reply(public_pipeline_run(record, graph, live, query.include == "input"))
+
+
+MAX_CANCEL_TRIES = 20
+
+
+def _canceled(run: PipelineRunRecord) -> tuple[PipelineRunRecord, list[str]]:
+    """The run as canceled, and the jobs of its steps that were under way."""
+    now, under_way = now_iso(), []
+    steps = {name: replace(state) for name, state in run.steps.items()}
+    for state in steps.values():
+        if state.status.active and state.job_id:
+            under_way.append(state.job_id)
+            state.status = StepStatus.CANCELED
+        elif state.status is StepStatus.PENDING:
+            state.status = StepStatus.SKIPPED
+        else:
+            continue
+        state.reason, state.finished_at = "canceled", now
+    return replace(run, status=RunStatus.CANCELED, reason="canceled", finished_at=now,
+                   steps=steps), under_way
+
+
+def _cancel_job(job_id: str) -> None:
+    svc = services()
+    if not svc.jobs.transition(job_id, JobStatus.CANCELED, CANCELABLE, finished_at=now_iso(),
+                               reason="canceled"):
+        return  # finished meanwhile, or never written: nothing runs
+    record = svc.jobs.get(job_id)
+    if record is None:
+        return
+    cancel_descendants(record)
+    try:
+        svc.fair.finished(record.owner, job_id)
+    except Exception:  # the lease reaper's repair gives the slot back later
+        log.exception("releasing the slot of job %s failed", job_id)
+
+
+@route(bp, "POST", "/v1/pipeline-runs/<run_id>/cancel", summary="Cancel a running pipeline "
+       "run: its steps under way are canceled, the rest never start",
+       query=JobView, responses={200: PipelineRun}, errors=(403, 404, 409))
+def cancel_run(run_id: str, query: JobView) -> Reply:
+    store = _store()
+    for _ in range(MAX_CANCEL_TRIES):
+        run = _owned_run(run_id)
+        if run.status.terminal:
+            raise PipelineRunNotCancelable(f"pipeline run {run_id} is already {run.status}",
+                                           status=run.status.value)
+        canceled, under_way = _canceled(run)
+        if store.write_run(canceled, None):
+            for job_id in under_way:
+                _cancel_job(job_id)
+            graph = check(PipelineSpec.model_validate(run.spec))
+            return Reply(public_pipeline_run(replace(canceled, rev=run.rev + 1), graph,
+                                             include_input=query.include == "input"))
+    raise ServiceUnavailable(f"pipeline run {run_id} kept moving; cancel it again")

@@ -380,6 +380,10 @@ class ApiClient:
     def pipeline_run(self, run_id: str) -> PipelineRun:
         return self._model(_PIPELINE_RUN, self._json("GET", f"/v1/pipeline-runs/{run_id}"))
 
+    def cancel_pipeline_run(self, run_id: str) -> PipelineRun:
+        return self._model(_PIPELINE_RUN, self._json(
+            "POST", f"/v1/pipeline-runs/{run_id}/cancel"))
+
     def pipeline_runs(self, name: str | None = None, limit: int = 20) -> PipelineRunList:
         params: dict[str, Any] = {"limit": limit}
         if name:

@@ -214,3 +214,16 @@ def pipeline_runs(ctx: CliContext, name: str | None, limit: int, as_json: bool) 
                       f"{run.finished_steps}/{run.steps}", str(run.cached_steps),
                       run.failed_step or "-", short_time(run.created_at))
     out.print(table)
+
+
+@pipeline.command("cancel")
+@click.argument("run_id")
+@json_option
+@pass_ctx
+def cancel_pipeline_run(ctx: CliContext, run_id: str, as_json: bool) -> None:
+    """Cancel a running pipeline run: steps under way are canceled, the rest never start."""
+    run = ctx.client().cancel_pipeline_run(run_id)
+    if as_json:
+        emit_json(run)
+    else:
+        out.print(run_view(run))

@@ -288,6 +288,8 @@ class Scheduler:
         for build_digest, input_digest, job_id in plan.remember:
             self.runs.remember(plan.run.owner, build_digest, input_digest, job_id)
         ended = False  # a job that ended at its submit: record it now, not at the next check
+        if plan.submits and self.runs.status(plan.run.id) is not RunStatus.RUNNING:
+            return  # canceled since this plan was written: its steps never start
         for job in plan.submits:
             try:
                 self.submitter.submit(plan.run.owner, job.requested, job.build, job.payload,

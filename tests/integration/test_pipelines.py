@@ -444,3 +444,27 @@ def test_runs_are_listed_newest_first_by_owner_and_by_pipeline(pipes):
     rest = listed(f"?pipeline=iris&limit=1&cursor={page['next_cursor']}")
     assert [r["id"] for r in rest["runs"]] == [first] and rest["next_cursor"] is None
     assert listed("", pipes.bob)["runs"] == []
+
+
+def test_canceling_a_run_cancels_its_steps_under_way_and_starts_no_other(pipes):
+    pipes.publish(IRIS)
+    run_id = pipes.start({"rows": 4})
+    pipes.finish(run_id, "prepare", {"train": [1], "test": [2]})
+    train_a = pipes.job_of(run_id, "train_a")
+    response = pipes.client.post(f"/v1/pipeline-runs/{run_id}/cancel", headers=pipes.alice)
+    assert response.status_code == 200, response.get_json()
+    run = response.get_json()
+    assert run["status"] == "canceled" and run["reason"] == "canceled"
+    steps = {step["name"]: step for step in run["steps"]}
+    assert steps["prepare"]["status"] == "succeeded"
+    assert steps["train_a"]["status"] == steps["train_b"]["status"] == "canceled"
+    assert steps["evaluate"]["status"] == "skipped" and steps["evaluate"]["reason"] == "canceled"
+    assert pipes.jobs.get(train_a.id).status is JobStatus.CANCELED
+    submitted = list(pipes.dispatcher.runs)
+    pipes.advance(run_id)
+    assert pipes.dispatcher.runs == submitted and pipes.view(run_id)["status"] == "canceled"
+    again = pipes.client.post(f"/v1/pipeline-runs/{run_id}/cancel", headers=pipes.alice)
+    assert again.status_code == 409
+    assert error_of(again)["code"] == "pipeline_run_not_cancelable"
+    other = pipes.client.post(f"/v1/pipeline-runs/{run_id}/cancel", headers=pipes.bob)
+    assert other.status_code == 403

@@ -119,3 +119,17 @@ def test_steps_past_the_owners_compute_budget_fail_and_say_so(api, spec_file):
     assert steps["total"]["reason"] == "upstream_failed"
     refused = api.run(["pipeline", "run", "numbers", "--input", '{"n": 5}'])
     assert refused.exit_code != 0 and "budget_exhausted" in refused.output
+
+
+def test_cancel_stops_a_run_whose_steps_wait_for_a_worker(api, spec_file):
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    api.worker.hold = True  # the first step's job waits in the queue
+    started = api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}', "--detach"])
+    run_id = started.stdout.strip()
+    canceled = api.run(["pipeline", "cancel", run_id, "--json"])
+    assert canceled.exit_code == 0, canceled.output
+    assert json.loads(canceled.stdout)["status"] == "canceled"
+    api.worker.release()
+    shown = json.loads(api.run(["pipeline", "status", run_id, "--json"]).stdout)
+    assert {step["status"] for step in shown["steps"]} <= {"canceled", "skipped"}
+    assert api.run(["pipeline", "cancel", run_id]).exit_code != 0
