@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.artifacts_bench
 	$(BIN)/python -m bench.notebook_bench
+	$(BIN)/python -m bench.sweep_bench
 
 down:
 	if [ -x $(BIN)/algohost ]; then $(BIN)/algohost dev down; fi
