@@ -50,6 +50,13 @@ def param_names(sweep: Sweep) -> list[str]:
     return list(sweep.spec.get("space", {}))
 
 
+def shown(value: Any) -> str:
+    """A parameter's value in a cell: floats to 4 significant digits (the CSV has them all)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return truncate(compact_json(value), 16)
+
+
 def leaderboard(sweep: Sweep, limit: int | None = None) -> Table:
     names = param_names(sweep)
     table = Table("#", *names, sweep.objective["key"], "status",
@@ -57,7 +64,7 @@ def leaderboard(sweep: Sweep, limit: int | None = None) -> Table:
                   Column("note", overflow="fold"), title_justify="left")
     for trial in sweep.trials[:limit]:
         table.add_row(str(trial.rank or "-"),
-                      *(truncate(compact_json(trial.params.get(n)), 16) for n in names),
+                      *(shown(trial.params.get(n)) for n in names),
                       "-" if trial.objective is None else f"{trial.objective:.6g}",
                       status_text(trial.status.value), trial.job, ms(trial.duration_ms),
                       ", ".join(a.name for a in trial.artifacts) or "-",
@@ -81,8 +88,8 @@ def sweep_view(sweep: Sweep) -> RenderableType:
                          f"({counts.running} running, {counts.failed} failed)")
     parts: list[RenderableType] = [head, bar(done, total)]
     if sweep.best is not None:
-        parts.append(Text(f"best: {sweep.best.objective:.6g} with "
-                          f"{compact_json(sweep.best.params)}", style="green"))
+        params = ", ".join(f"{name}={shown(value)}" for name, value in sweep.best.params.items())
+        parts.append(Text(f"best: {sweep.best.objective:.6g} with {params}", style="green"))
     parts.append(leaderboard(sweep, SHOWN))
     if len(sweep.trials) > SHOWN:
         parts.append(Text(f"... {len(sweep.trials) - SHOWN} more", style="dim"))

@@ -237,7 +237,7 @@ def test_the_command_line_follows_a_sweep_and_writes_its_leaderboard_as_csv(
     with stack.serving() as url:
         shown = run_cli(stack, url, "sweep", "start", str(spec), "--out", str(table))
         listed = run_cli(stack, url, "sweep", "list", "--json")
-    assert "best: 9 with" in shown and "completed" in shown
+    assert "best: 9 with x=3" in shown and "completed" in shown
     rows = list(csv.DictReader(table.open()))
     assert [(row["rank"], row["x"], row["score"]) for row in rows] == \
         [("1", "3", "9.0"), ("2", "2", "8.0"), ("3", "4", "8.0")]
