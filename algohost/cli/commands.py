@@ -146,7 +146,7 @@ def finish_job(job: Job, as_json: bool, show_metrics: bool) -> None:
     elif job.status == "succeeded":
         emit_json(job.output)
     if show_metrics and job.metrics:
-        err.print(metrics_table(job.metrics, job.warm))
+        err.print(metrics_table(job.metrics, job.warm, job.custom_metrics))
     if job.status != "succeeded":
         if not as_json:
             print_failure(err, job)

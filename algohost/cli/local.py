@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,15 @@ from algohost.errors import AlgohostError, ContainerStartFailed, SandboxUnavaila
 from algohost.manifest import Manifest, loads_manifest
 from algohost.names import MODEL_KEY, validate_secret_name
 from algohost.public import Job, JobError, JobMetrics
-from algohost.sandbox.base import ContainerSpec, ExitReason, Limits
+from algohost.sandbox.base import CallPeer, ContainerSpec, ExitReason, Limits
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.buildplan import ALGORITHM_DIR, VENV
 from algohost.sandbox.docker import DockerSandbox, DockerSession, docker_client
 from algohost.sandbox.local import LocalEngine
+from algohost.sandbox.runner import protocol
 from algohost.secrets.redaction import redact, redact_text
 from algohost.store.registry import image_tag
+from algohost.worker.reported import ReportedMetrics
 
 LOCAL_OWNER = "local"
 LABEL_LOCAL = "algohost.local"  # on every image and container these commands make
@@ -217,12 +220,31 @@ def start_failure(algorithm: LocalAlgorithm, created: str, exc: ContainerStartFa
                 logs=redact_text(str(exc.details.get("logs", "")), hidden), metrics=None)
 
 
+class LocalPeer(CallPeer):
+    """A local call's requests: reported metrics are kept for its record, as the worker
+    keeps them; what only the platform can answer (data://, calls) is refused."""
+
+    def __init__(self) -> None:
+        self.reported = ReportedMetrics()
+
+    def handle(self, msg: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        if msg["type"] != protocol.REQUEST:
+            return []
+        if msg.get("op") == protocol.OP_METRIC_LOG:
+            return self.reported(msg)
+        error = protocol.error_info("Unavailable", f"a local run cannot answer "
+                                    f"{str(msg.get('op'))[:40]!r}: it needs the platform")
+        return [{"type": protocol.RESPONSE, "id": msg.get("id", ""), "ok": False, "end": True,
+                 "error": error}]
+
+
 def call_session(algorithm: LocalAlgorithm, session: DockerSession, payload: Any,
                  secrets: dict[str, str], cold_start_ms: float, startup_logs: str = "") -> Job:
     """One call on a started session; the record `call` prints, secrets masked."""
     hidden = list(secrets.values())
     created, started = now_iso(), time.monotonic()
-    outcome = session.call(payload, algorithm.manifest.resources.timeout_s)
+    peer = LocalPeer()
+    outcome = session.call(payload, algorithm.manifest.resources.timeout_s, peer=peer)
     metrics = JobMetrics(queue_ms=0.0, cold_start_ms=round(cold_start_ms, 3),
                          run_ms=round(outcome.run_ms, 3),
                          total_ms=round((time.monotonic() - started) * 1000.0 + cold_start_ms,
@@ -232,7 +254,8 @@ def call_session(algorithm: LocalAlgorithm, session: DockerSession, payload: Any
     return _job(algorithm, created, status=OUTCOME_STATUS.get(outcome.reason, "failed"),
                 reason=outcome.reason.value, output=redact(outcome.output, hidden),
                 error=JobError(**error) if error else None, metrics=metrics,
-                logs=redact_text(startup_logs + outcome.logs, hidden), warm=cold_start_ms == 0)
+                logs=redact_text(startup_logs + outcome.logs, hidden), warm=cold_start_ms == 0,
+                custom_metrics=peer.reported.values)
 
 
 def call_once(algorithm: LocalAlgorithm, settings: SandboxSettings, client: Any, payload: Any,

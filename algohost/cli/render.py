@@ -6,7 +6,7 @@ Pure presentation over rich; it never calls the API and never decides exit codes
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -118,7 +118,8 @@ def jobs_table(jobs: Sequence[Job]) -> Table:
     return table
 
 
-def metrics_table(metrics: JobMetrics, warm: bool | None = None) -> Table:
+def metrics_table(metrics: JobMetrics, warm: bool | None = None,
+                  reported: Mapping[str, float] | None = None) -> Table:
     table = Table("metric", "value", title="metrics")
     table.add_row("queue_ms", ms(metrics.queue_ms))
     table.add_row("cold_start_ms", ms(metrics.cold_start_ms))
@@ -127,6 +128,8 @@ def metrics_table(metrics: JobMetrics, warm: bool | None = None) -> Table:
     table.add_row("peak memory MiB", mib(metrics.peak_memory_bytes))
     if warm is not None:
         table.add_row("warm", "yes" if warm else "no")
+    for name, value in sorted((reported or {}).items()):
+        table.add_row(f"{name} (reported)", f"{value:g}")
     return table
 
 

@@ -288,3 +288,24 @@ def test_watch_reloads_an_edited_entrypoint_in_the_same_warm_container(
     finally:
         code = watch.stop()
     assert code == 0, "\n".join(watch.errors)
+
+
+def test_run_keeps_what_the_call_reports_with_log_metric(tmp_path: Path,
+                                                         local: list[Path | str]) -> None:
+    code = ("import algohost_runtime as ah\n\n"
+            "def apply(x):\n"
+            "    ah.log_metric('accuracy', 0.75)\n"
+            "    try:\n"
+            "        ah.open('data://alice/sets/a.csv')\n"
+            "    except OSError as exc:\n"
+            "        return {'data': str(exc)}\n")
+    directory = write_algorithm(tmp_path, "reporter", code)
+    local.append(directory)
+
+    ran = invoke("run", str(directory), "{}", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    job = json.loads(ran.stdout)
+    assert job["custom_metrics"] == {"accuracy": 0.75}
+    assert "a local run cannot answer 'data.read'" in job["output"]["data"]
+    shown = invoke("run", str(directory), "{}")
+    assert "accuracy (reported)" in shown.stderr and "0.75" in shown.stderr
