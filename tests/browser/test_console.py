@@ -25,8 +25,9 @@ def test_signing_in_lands_on_the_algorithms_page(page, console_url):
 
 def test_build_in_the_editor_streams_its_log_then_try_it_returns_the_output(page, console_url,
                                                                            stack):
+    # The hello template under a name of its own: the suite's other tests call alice/hello.
     page.goto(f"{console_url}/new")
-    page.get_by_label("Name").fill("hello")
+    page.get_by_label("Name").fill("hello-editor")
     page.get_by_role("button", name="Open the editor").click()
     editor = page.locator(".file-editor:not([hidden]) .cm-content")
     expect(editor).to_contain_text("def apply(data)")
@@ -37,7 +38,7 @@ def test_build_in_the_editor_streams_its_log_then_try_it_returns_the_output(page
     started = time.monotonic()
     page.get_by_role("button", name="Build").click()
     state = page.locator("#build-state")
-    expect(state).to_contain_text("alice/hello@", timeout=30_000)
+    expect(state).to_contain_text("alice/hello-editor@", timeout=30_000)
     expect(page.locator("#editor-log")).not_to_be_empty(timeout=BUILD_WAIT_MS)
     expect(state).to_contain_text("succeeded", timeout=BUILD_WAIT_MS)
     page.screenshot(path=OUTPUT / "editor-build.png", full_page=True)
@@ -51,9 +52,10 @@ def test_build_in_the_editor_streams_its_log_then_try_it_returns_the_output(page
     print(f"\nbuild in the editor to a successful try-it call of hello: {elapsed:.1f} s")
     page.screenshot(path=OUTPUT / "editor-try.png", full_page=True)
 
-    versions = stack.client.get("/v1/algorithms/alice/hello/versions", headers=stack.auth)
-    source_note = versions.get_json()["versions"][0]["version"]
-    page.goto(f"{console_url}/algorithms/alice/hello/versions/{source_note}")
+    versions = stack.client.get("/v1/algorithms/alice/hello-editor/versions",
+                                headers=stack.auth)
+    newest = versions.get_json()["versions"][0]["version"]
+    page.goto(f"{console_url}/algorithms/alice/hello-editor/versions/{newest}")
     expect(page.locator("#build-status")).to_have_text("succeeded")
     expect(page.locator("#build-log")).not_to_be_empty()
     page.screenshot(path=OUTPUT / "build.png", full_page=True)
@@ -157,7 +159,7 @@ def test_the_editor_page_works_from_the_keyboard(page, console_url):
 
 
 def test_a_json_input_that_is_not_json_never_leaves_the_page(page, console_url):
-    page.goto(f"{console_url}/algorithms/alice/hello/edit")
+    page.goto(f"{console_url}/algorithms/alice/hello-editor/edit")
     page.get_by_label("Input (JSON)").fill("{not json")
     page.get_by_role("button", name="Call").click()
     expect(page.locator("#try-state")).to_contain_text("not JSON")
@@ -240,7 +242,7 @@ def test_what_a_first_load_transfers_is_measured(chromium, console_url, stack):
             ("sign-in page", lambda: page.goto(f"{console_url}/signin")),
             ("algorithms page after sign-in", lambda: _submit_key(page, stack.key)),
             ("editor page (CodeMirror)", lambda: page.goto(
-                f"{console_url}/algorithms/alice/hello/edit"))):
+                f"{console_url}/algorithms/alice/hello-editor/edit"))):
         action()
         page.wait_for_load_state("load")
         entries = page.evaluate("""() => [...performance.getEntriesByType('navigation'),
