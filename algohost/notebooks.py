@@ -54,7 +54,9 @@ def read_notebook(data: bytes, name: str) -> Any:
     """The notebook as nbformat reads it (v4), or InvalidNotebook with nbformat's message
     and the index of the cell it points at."""
     try:
-        nb = nbformat.reads(data.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
+        # The validation error is captured (else nbformat logs it) and raised below.
+        nb = nbformat.reads(data.decode("utf-8"), as_version=4,  # type: ignore[no-untyped-call]
+                            capture_validation_error={})
     except UnicodeDecodeError as exc:
         raise InvalidNotebook(f"{name} is not UTF-8 text", notebook=name) from exc
     except Exception as exc:  # nbformat raises NotJSONError, ValueError, KeyError...

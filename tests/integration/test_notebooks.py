@@ -79,6 +79,15 @@ def test_a_parameter_of_the_wrong_type_is_refused(stack, regression):
     assert body["details"] == {"parameter": "n", "expected": "integer", "got": "string"}
 
 
+def test_a_batch_input_with_an_unknown_parameter_is_refused_naming_its_index(stack, regression):
+    response = stack.client.post("/v1/batches", json={
+        "algorithm": regression, "inputs": [{"n": 10}, {"seed": 1, "colour": "red"}]},
+        headers=stack.auth)
+    body = response.get_json()["error"]
+    assert response.status_code == 400 and body["code"] == "unknown_parameter", body
+    assert body["details"]["index"] == 1 and body["message"].startswith("input 1: ")
+
+
 def test_the_call_injects_parameters_returns_result_and_keeps_its_plot(stack, regression):
     job = call(stack, regression, {"n": 60, "noise": 0.1, "seed": 3})
     assert job["status"] == "succeeded", (job, stack.worker_log())
@@ -170,3 +179,20 @@ def test_describe_prints_the_parameters_and_job_download_saves_the_plot(stack, r
     assert saved.exit_code == 0, saved.output
     assert (tmp_path / "images" / "cell5-1.png").read_bytes().startswith(PNG_SIGNATURE)
     assert f"saved {tmp_path / 'images' / 'cell5-1.png'}" in saved.stderr
+
+
+def test_a_bare_notebook_publishes_with_a_derived_manifest_and_returns_null(stack):
+    notebook = TEST_ALGORITHMS / "nbbare" / "Bare Notes.ipynb"
+    with stack.serving() as url:
+        settings = stack.settings.with_overrides(api_url=url, api_key=stack.key)
+        result = CliRunner().invoke(cli, ["publish", str(notebook), "--quiet"],
+                                    obj=CliContext(settings))
+    assert result.exit_code == 0, result.output
+    assert "has no algorithm.toml: publishing it with this derived one" in result.stderr
+    assert 'entrypoint = "bare_notes.ipynb"' in result.stderr
+    ref = result.stdout.strip().splitlines()[-1]
+    assert ref == f"{stack.owner}/bare_notes@0.1.0"
+    job = call(stack, ref, None)
+    assert job["status"] == "succeeded" and job["output"] is None, job
+    assert "no result here" in job["logs"]
+    assert "no variable 'result' and no cell tagged 'result': the output is null" in job["logs"]
