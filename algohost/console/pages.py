@@ -29,7 +29,8 @@ from algohost.api.schemas import (
 from algohost.console.blueprint import bp
 from algohost.console.calls import answer, stream
 from algohost.console.session import current_session
-from algohost.public import DeliveryList, Job, public_job
+from algohost.errors import NotFound
+from algohost.public import Delivery, DeliveryList, Job, public_job
 from algohost.store.jobs import JobStatus
 
 # Shown inline on the console's origin; anything else (SVG and HTML too) is a download.
@@ -70,6 +71,27 @@ def visibility(owner: str, name: str) -> Any:
                     "form")
     answer(algorithms_api.set_visibility, AlgorithmSummary, owner=owner, name=name, body=body)
     return redirect(url_for("console.algorithm", owner=owner, name=name), 303)
+
+
+# What a version's buttons do: the API's own views, as the owner.
+VERSION_ACTIONS = {"yank": algorithms_api.yank_version, "unyank": algorithms_api.unyank_version,
+                   "delete": algorithms_api.delete_version}
+
+
+@bp.route("/algorithms/<owner>/<name>/versions/<version>/<action>", methods=["POST"])
+def version_action(owner: str, name: str, version: str, action: str) -> Any:
+    view = VERSION_ACTIONS.get(action)
+    if view is None:
+        raise NotFound(f"no action {action[:40]!r} on a version")
+    answer(view, Build, owner=owner, name=name, version=version)
+    return redirect(url_for("console.algorithm", owner=owner, name=name), 303)
+
+
+@bp.route("/jobs/<job_id>/redeliver", methods=["POST"])
+def redeliver(job_id: str) -> Any:
+    answer(webhooks_api.redeliver_job, Delivery, job_id=job_id,
+           query=webhooks_api.RedeliverQuery())
+    return redirect(url_for("console.job", job_id=job_id), 303)
 
 
 def _build(owner: str, name: str, version: str) -> Build:

@@ -388,3 +388,25 @@ def test_an_installed_package_carries_the_consoles_templates_and_assets():
              if p.is_file()]
     assert files and all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns)
                          for f in files)
+
+
+def test_a_version_is_yanked_unyanked_and_deleted_from_the_algorithm_page(api, console):
+    publish_from_editor(console, api)
+    base = f"/console/algorithms/{api.owner}/hello"
+    token = {"csrf_token": csrf_of(console)}
+    assert console.post(f"{base}/versions/0.1.0/yank", data=token).status_code == 303
+    assert "yanked" in console.get(base).text and "Unyank" in console.get(base).text
+    assert console.post(f"{base}/versions/0.1.0/unyank", data=token).status_code == 303
+    assert console.post(f"{base}/versions/0.1.0/delete", data=token).status_code == 303
+    assert 'class="status deleted"' in console.get(base).text
+    assert console.post(f"{base}/versions/0.1.0/explode", data=token).status_code == 404
+    assert console.post(f"{base}/versions/0.1.0/yank").status_code == 403  # no token
+
+
+def test_sending_a_webhook_again_goes_through_the_api(api, console):
+    publish_from_editor(console, api)
+    called = console.post("/console/try", json={"algorithm": f"{api.owner}/hello", "input": 1},
+                          headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})
+    job_id = called.get_json()["job"]["id"]
+    reply = console.post(f"/console/jobs/{job_id}/redeliver", data={"csrf_token": csrf_of(console)})
+    assert reply.status_code == 404 and "delivery_not_found" in reply.text
