@@ -43,7 +43,7 @@ from algohost.secrets.base import SecretStore
 from algohost.secrets.vault import VaultSecretStore
 from algohost.store import connect, connect_raw
 from algohost.store.batches import BatchStore
-from algohost.store.completions import CompletionWaiter
+from algohost.store.completions import shared_waiter
 from algohost.store.fairshare import FairShare
 from algohost.store.idempotency import IdempotencyKeys
 from algohost.store.jobs import JobStore
@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.config["MAX_CONTENT_LENGTH"] = (
         max(settings.max_input_bytes, settings.max_upload_bytes) + BODY_SLACK_BYTES)
     # One listener per process wakes every `Prefer: wait` caller: none holds a connection.
-    job_store = JobStore(client, settings.job_retention_s, CompletionWaiter(settings.redis_url))
+    job_store = JobStore(client, settings.job_retention_s, shared_waiter(settings.redis_url))
     fair = FairShare(client, owner_limits, dispatcher.enqueue_run, JobStore.key(""))
     usage = UsageLedger.from_settings(client, settings)
     budget = ComputeBudget(usage, owner_limits)

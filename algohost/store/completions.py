@@ -26,6 +26,19 @@ CHANNEL = f"{PREFIX}jobs:done"  # the transition script publishes terminal job i
 RECONNECT_S = 0.5
 
 
+_SHARED: dict[str, CompletionWaiter] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_waiter(redis_url: str) -> CompletionWaiter:
+    """The process's one waiter for the Redis at `redis_url`, whatever number of apps the
+    process makes (tests make many): one subscription each, not one per app."""
+    with _SHARED_LOCK:
+        if redis_url not in _SHARED:
+            _SHARED[redis_url] = CompletionWaiter(redis_url)
+        return _SHARED[redis_url]
+
+
 class CompletionWaiter:
     """The process's listener on CHANNEL; started on first use, again after a fork."""
 

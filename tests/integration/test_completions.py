@@ -7,7 +7,10 @@ import threading
 import pytest
 import redis
 
-from algohost.store.completions import CompletionWaiter
+from algohost.api import create_app
+from algohost.config import Settings
+from algohost.dispatch import RecordingDispatcher
+from algohost.store.completions import CompletionWaiter, shared_waiter
 from algohost.store.jobs import JobStatus, JobStore
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.test_job_store import new_job
@@ -96,3 +99,12 @@ def test_a_finish_is_heard_after_the_listeners_connection_was_cut(store, redis_c
 def test_the_wait_ends_at_its_timeout_with_the_job_as_it_is(store):
     new_job(store)
     assert store.wait_terminal("j_1", 0.3).status == "queued"
+
+
+def test_every_app_of_a_process_shares_one_waiter_per_redis(api_redis_url):
+    first = create_app(Settings(redis_url=api_redis_url), dispatcher=RecordingDispatcher(),
+                       docker_ping=lambda: True)
+    second = create_app(Settings(redis_url=api_redis_url), dispatcher=RecordingDispatcher(),
+                        docker_ping=lambda: True)
+    waiters = {id(app.extensions["algohost"].jobs.completions) for app in (first, second)}
+    assert waiters == {id(shared_waiter(api_redis_url))}
