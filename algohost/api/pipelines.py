@@ -277,7 +277,7 @@ def cancel_run(run_id: str, query: JobView) -> Reply:
             raise PipelineRunNotCancelable(f"pipeline run {run_id} is already {run.status}",
                                            status=run.status.value)
         canceled, under_way = _canceled(run)
-        if store.write_run(canceled, None):
+        if store.write_run(canceled, None, run):
             for job_id in under_way:
                 _cancel_job(job_id)
             graph = check(PipelineSpec.model_validate(run.spec))

@@ -271,15 +271,19 @@ class PipelineStore:
         return RunStatus(decode_value(raw)) if raw else None
 
     @translate_errors
-    def write_run(self, run: PipelineRunRecord, due: float | None) -> bool:
-        """Write every field of `run` if the stored run is still at `run.rev`; `due` is
-        when it must next be checked (None: it is finished). False when another writer
-        won; the caller reads again and decides again."""
-        fields = RUN_FIELDS.encode(run)
-        del fields["rev"]
+    def write_run(self, run: PipelineRunRecord, due: float | None,
+                  read: PipelineRunRecord | None = None) -> bool:
+        """Write `run` if the stored run is still at `run.rev` (only the fields that differ
+        from `read`, the run as it was read, when given: a large input is not written
+        again on every move); `due` is when it must next be checked (None: it is
+        finished). False when another writer won; the caller reads again and decides
+        again."""
+        names = [name for name in RUN_FIELDS.names if name != "rev"
+                 and (read is None or getattr(run, name) != getattr(read, name))]
         args: list[str] = [str(run.rev), run.id, "" if due is None else repr(due)]
-        for name, value in fields.items():
-            args += [name, value]
+        for name in names:
+            value, to_plain = getattr(run, name), RUN_FIELDS.plain.get(name)
+            args += [name, encode_value(value if to_plain is None else to_plain(value))]
         return bool(self._write(keys=[self.run_key(run.id), self.ACTIVE_KEY], args=args) == 1)
 
     @translate_errors

@@ -277,7 +277,7 @@ class Scheduler:
                 self.runs.postpone(run_id, self.clock() + self.lease_s)
                 return run
             due = None if plan.run.status.terminal else self.clock() + self.lease_s
-            if self.runs.write_run(plan.run, due):
+            if self.runs.write_run(plan.run, due, run):
                 self._carry_out(plan)
                 return replace(plan.run, rev=run.rev + 1)
         log.warning("pipeline run %s: lost %d writes in a row; the next advance goes on",
