@@ -78,8 +78,18 @@ def editor(owner: str, name: str) -> str:
         texts, others = _text_files(_source_files(owner, name, base))
     else:
         texts, others = template_files(name, NEW_TEMPLATE), []
+    built = next((b for b in versions if b.version == base), None)
     return render_template("editor.html", algo_owner=owner, name=name, base=base,
-                           files=texts, carried=others, owner=current_session().owner)
+                           files=texts, carried=others, owner=current_session().owner,
+                           example=json.dumps(example_input(built)))
+
+
+def example_input(build: Build | None) -> Any:
+    """What the try-it panel starts with: a notebook's parameter defaults, else a name."""
+    properties = (build.parameters or {}).get("properties", {}) if build else {}
+    if properties:
+        return {key: prop.get("default") for key, prop in properties.items()}
+    return {"name": "world"}
 
 
 @bp.route("/algorithms/<owner>/<name>/build", methods=["POST"])

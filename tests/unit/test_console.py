@@ -410,3 +410,18 @@ def test_sending_a_webhook_again_goes_through_the_api(api, console):
     job_id = called.get_json()["job"]["id"]
     reply = console.post(f"/console/jobs/{job_id}/redeliver", data={"csrf_token": csrf_of(console)})
     assert reply.status_code == 404 and "delivery_not_found" in reply.text
+
+
+def test_try_it_starts_from_a_notebooks_parameter_defaults():
+    from algohost.console.editor import example_input
+    from algohost.public import Build
+
+    fields = {"id": "b_1", "owner": "a", "name": "n", "version": "0.1.0", "ref": "a/n@0.1.0",
+              "content_hash": "h", "image": "i", "status": "succeeded", "created_at": "",
+              "started_at": None, "finished_at": None, "manifest": {}, "error": None}
+    notebook = Build.model_validate({**fields, "parameters": {
+        "type": "object", "properties": {"n": {"type": "integer", "default": 50},
+                                         "noise": {"default": 0.5}}}})
+    assert example_input(notebook) == {"n": 50, "noise": 0.5}
+    assert example_input(Build.model_validate(fields)) == {"name": "world"}
+    assert example_input(None) == {"name": "world"}
