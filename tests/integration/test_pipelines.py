@@ -21,7 +21,8 @@ from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.submission import JobSubmitter
-from algohost.worker.pipelines import LOST_SUBMIT_S, PipelineHook, Scheduler, redrive_due_runs
+from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
+from algohost.worker.planning import LOST_SUBMIT_S
 from tests.waiting import ManualClock
 
 pytestmark = pytest.mark.integration
