@@ -111,6 +111,8 @@ def build_from_editor(owner: str, name: str) -> tuple[dict[str, Any], int]:
                       "ref": published.ref,
                       "log_url": url_for("console.build_log", owner=owner, name=name,
                                          version=published.version),
+                      "events_url": url_for("console.build_log_events", owner=owner,
+                                            name=name, version=published.version),
                       "url": url_for("console.build", owner=owner, name=name,
                                      version=published.version)},
             "created": reply.status == 202}, reply.status

@@ -10,6 +10,7 @@ from flask import Response, redirect, render_template, request, url_for
 
 from algohost.api import algorithms as algorithms_api
 from algohost.api import artifacts as artifacts_api
+from algohost.api import buildlogs as buildlogs_api
 from algohost.api import jobs as jobs_api
 from algohost.api import models as models_api
 from algohost.api import webhooks as webhooks_api
@@ -109,6 +110,16 @@ def build_log(owner: str, name: str, version: str) -> dict[str, Any]:
     found = _build(owner, name, version)
     return {"version": found.version, "ref": found.ref, "status": found.status.value,
             "error": found.error, "reason": found.reason, "logs": found.logs or ""}
+
+
+@bp.route("/algorithms/<owner>/<name>/versions/<version>/log.events")
+def build_log_events(owner: str, name: str, version: str) -> Response:
+    """The API's own server-sent events of the build log, followed until the build ends
+    (a reconnecting EventSource resumes after its Last-Event-ID)."""
+    reply = stream(buildlogs_api.build_logs, owner=owner, name=name, version=version,
+                   query=buildlogs_api.LogsQuery(follow=True))
+    return Response(reply.chunks, headers=dict(reply.headers), mimetype=reply.media_type,
+                    direct_passthrough=True)
 
 
 def _row(job: Job) -> dict[str, Any]:

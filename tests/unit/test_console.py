@@ -99,6 +99,9 @@ def test_build_from_the_editor_then_try_it(api, console):
     build = reply.get_json()["build"]
     log = console.get(build["log_url"]).get_json()
     assert log["status"] == "succeeded"
+    events = console.get(build["events_url"])
+    assert events.mimetype == "text/event-stream"
+    assert 'event: end\ndata: {"status": "succeeded"' in events.text
     called = console.post("/console/try", json={"algorithm": f"{api.owner}/hello@latest",
                                                 "input": 7},
                           headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"})

@@ -61,21 +61,25 @@
     setTimeout(refresh, 2000);
   }
 
-  // A build's log, followed while the build runs; calls done(status) at the end.
+  // A build's log as server-sent events until the build ends; calls done({status, error}).
+  // EventSource reconnects by itself and resumes after the last line it had.
   function followBuild(url, pre, statusElement, done) {
-    const round = async () => {
-      let data = null;
-      try { data = await getJSON(url); } catch (e) { /* try again */ }
-      if (data && !data.error) {
-        const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        if (pre.textContent !== data.logs) pre.textContent = data.logs;
-        if (atBottom) pre.scrollTop = pre.scrollHeight;
-        if (statusElement) setStatus(statusElement, data.status);
-        if (TERMINAL_BUILD.includes(data.status)) { if (done) done(data); return; }
-      }
-      setTimeout(round, 1000);
+    const source = new EventSource(url);
+    let fresh = true;
+    source.onmessage = (event) => {
+      if (fresh) { pre.textContent = ""; fresh = false; }
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(event.data + "\n");
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+      if (statusElement && statusElement.textContent === "queued") setStatus(statusElement, "building");
     };
-    round();
+    source.addEventListener("end", (event) => {
+      source.close();
+      const data = JSON.parse(event.data);
+      if (statusElement) setStatus(statusElement, data.status);
+      if (done) done(data);
+    });
+    source.addEventListener("timeout", () => source.close());
   }
 
   // A job page that is not finished reloads itself once its job is.
@@ -141,8 +145,8 @@
       const build = reply.data.build;
       buildState.textContent = build.ref + ": " + build.status;
       $("try-version").value = build.version;
-      followBuild(build.log_url, log, null, (data) => {
-        buildState.textContent = data.ref + ": " + data.status + (data.error ? " — " + data.error : "");
+      followBuild(build.events_url, log, null, (data) => {
+        buildState.textContent = build.ref + ": " + data.status + (data.error ? " — " + data.error : "");
         buildState.dataset.status = data.status;
         buildButton.disabled = false;
       });
@@ -204,7 +208,7 @@
     const jobs = document.querySelector("[data-live-jobs]"); if (jobs) liveJobs(jobs);
     const batches = document.querySelector("[data-live-batches]"); if (batches) liveBatches(batches);
     const log = $("build-log");
-    if (log && !TERMINAL_BUILD.includes(log.dataset.status)) followBuild(log.dataset.buildLog, log, $("build-status"));
+    if (log && !TERMINAL_BUILD.includes(log.dataset.status)) followBuild(log.dataset.buildEvents, log, $("build-status"));
     const job = document.querySelector("[data-job-status]");
     if (job && job.dataset.terminal === "no") watchJob(job);
     const page = $("editor-page"); if (page) editorPage(page);
