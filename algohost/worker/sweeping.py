@@ -26,7 +26,7 @@ from algohost.store.registry import Registry
 from algohost.store.sweeps import SweepRecord, SweepStatus, SweepStore, Trial, TrialStatus
 from algohost.submission import JobSubmitter, new_job_id
 from algohost.sweepspace import SweepSpec
-from algohost.worker.sampling import propose
+from algohost.worker.sampling import StudyCache, propose
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class SweepController:
                  token: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.sweeps, self.jobs, self.registry = sweeps, jobs, registry
         self.submitter, self.lock_s, self.token = submitter, lock_s, token
+        self.studies = StudyCache()
 
     def step(self, sweep_id: str) -> None:
         """Advance the sweep as far as it can go now; any worker may call it, any number
@@ -97,6 +98,7 @@ class SweepController:
             self.sweeps.forget(sweep_id)
             return
         if record.status is not SweepStatus.RUNNING:
+            self.studies.forget(sweep_id)
             return
         spec = record.spec
         trials = self.sweeps.trials(sweep_id)
@@ -110,12 +112,15 @@ class SweepController:
                 if in_flight == 0:
                     self.sweeps.finish(sweep_id, SweepStatus.COMPLETED, reason=reason,
                                        finished_at=now_iso())
+                    self.studies.forget(sweep_id)
                 return
             if in_flight >= spec.parallelism:
                 return
-            trial = Trial(number=len(trials), job_id=new_job_id(),
-                          params=propose(spec, trials, len(trials)), created_at=now_iso())
+            params = propose(spec, trials, len(trials), self.studies, sweep_id)
+            trial = Trial(number=len(trials), job_id=new_job_id(), params=params,
+                          created_at=now_iso())
             if not self.sweeps.add_trial(sweep_id, trial):
+                self.studies.forget(sweep_id)  # it asked for a trial that is not the record's
                 trials = self.sweeps.trials(sweep_id)  # another step took that number
                 continue
             trials.append(trial)
