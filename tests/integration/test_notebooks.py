@@ -94,6 +94,8 @@ def test_the_call_injects_parameters_returns_result_and_keeps_its_plot(stack, re
     assert job["output"]["n"] == 60 and job["output"]["r2"] > 0.99
     assert set(job["output"]) == {"r2", "mse", "slope", "intercept", "n"}
     assert "fit: y = " in job["logs"]
+    # algohost_runtime's requests work from a cell: the metrics it logged are the job's.
+    assert job["custom_metrics"] == {"r2": job["output"]["r2"], "mse": job["output"]["mse"]}
     by_name = {a["name"]: a for a in job["artifacts"]}
     assert set(by_name) == {"regression.executed.ipynb", "images/cell5-1.png"}
     png = stack.client.get(by_name["images/cell5-1.png"]["url"], headers=stack.auth).data
