@@ -97,7 +97,18 @@ def run_view(run: PipelineRun) -> RenderableType:
 
 def follow(client: ApiClient, run_id: str, live: bool,
            sleep: Callable[[float], None] = time.sleep) -> PipelineRun:
-    """Poll the run until it finishes, redrawing its graph when `live`."""
+    """Poll the run until it finishes, redrawing its graph when `live`; Ctrl-C stops
+    following (the run goes on)."""
+    try:
+        return _follow(client, run_id, live, sleep)
+    except KeyboardInterrupt:
+        err.print(f"stopped following; the run goes on: `algohost pipeline status {run_id} "
+                  "--watch`")
+        raise SystemExit(130) from None
+
+
+def _follow(client: ApiClient, run_id: str, live: bool,
+            sleep: Callable[[float], None]) -> PipelineRun:
     run = client.pipeline_run(run_id)
     if not live:
         while run.status.value == "running":

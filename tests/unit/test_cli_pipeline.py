@@ -133,3 +133,18 @@ def test_cancel_stops_a_run_whose_steps_wait_for_a_worker(api, spec_file):
     shown = json.loads(api.run(["pipeline", "status", run_id, "--json"]).stdout)
     assert {step["status"] for step in shown["steps"]} <= {"canceled", "skipped"}
     assert api.run(["pipeline", "cancel", run_id]).exit_code != 0
+
+
+def test_ctrl_c_stops_following_and_says_how_to_follow_again(api, spec_file, monkeypatch):
+    from algohost.cli.client import ApiClient
+
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    api.worker.hold = True  # the run stays running while the command follows it
+
+    def interrupted(self, run_id):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ApiClient, "pipeline_run", interrupted)
+    result = api.run(["pipeline", "run", "numbers", "--input", '{"n": 1}'])
+    assert result.exit_code == 130
+    assert "the run goes on" in result.output and "pipeline status pr_" in result.output
