@@ -35,6 +35,7 @@ from algohost.store.jobs import (
     Metrics,
 )
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
+from algohost.store.usage import ComputeBudget
 from algohost.worker.nesting import NestedCalls
 from algohost.worker.redacting import Redactor
 from algohost.worker.reported import ReportedMetrics
@@ -138,7 +139,8 @@ class JobRunner:
                  hooks: Sequence[JobHook] = (), clock: Callable[[], float] = time.time,
                  outputs: Outputs | None = None,
                  requeue: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 budget: ComputeBudget | None = None) -> None:
         self.jobs, self.registry, self.pool = jobs, registry, pool
         # Sends a job again when the engine was lost under it (None: fail it instead).
         self.requeue, self.sleep = requeue, sleep
@@ -147,6 +149,7 @@ class JobRunner:
         self.secrets = secrets or NoSecrets()
         self.hooks = list(hooks)
         self.outputs = outputs
+        self.budget = budget  # checked again for each call an algorithm makes
 
     def run(self, job_id: str, outer: Callable[[], bool] | None = None) -> None:
         """Run one job; `outer` is its parent's cancel watch when an algorithm called it."""
@@ -213,7 +216,8 @@ class JobRunner:
         peer: JobOutputs | None = None
         reported = ReportedMetrics()
         try:
-            calls = NestedCalls(self.jobs, self.registry, self.settings, job, self.run, watch)
+            calls = NestedCalls(self.jobs, self.registry, self.settings, job, self.run, watch,
+                                budget=self.budget)
             peer = (self.outputs.for_job(job, build, {protocol.OP_METRIC_LOG: reported,
                                                       protocol.OP_CALL: calls})
                     if self.outputs is not None else None)

@@ -31,6 +31,7 @@ from algohost.names import AlgorithmRef
 from algohost.sandbox.runner import protocol
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.registry import Registry, royalty_of
+from algohost.store.usage import ComputeBudget
 from algohost.submission import new_job_id
 
 PART_BYTES = 256 * 1024  # raw bytes of the reply per RESPONSE part
@@ -48,8 +49,10 @@ class NestedCalls:
 
     def __init__(self, jobs: JobStore, registry: Registry, settings: Settings,
                  parent: JobRecord, run_inline: RunInline, outer: Callable[[], bool],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 budget: ComputeBudget | None = None) -> None:
         self.jobs, self.registry, self.settings = jobs, registry, settings
+        self.budget = budget  # a call is a new call of the caller's: refused once it is spent
         self.parent, self.run_inline, self.outer, self.clock = parent, run_inline, outer, clock
         self.deadline = clock() + parent.timeout_s
         self.children = list(parent.children)
@@ -85,6 +88,8 @@ class NestedCalls:
                                      limit=self.settings.max_call_children)
         if self.outer():
             raise ParentCanceled(f"job {self.parent.id} was canceled")
+        if self.budget is not None:
+            self.budget.check(caller)
         left = self.deadline - self.clock()
         if left < MIN_CHILD_S:
             raise NestedCallTimeout(f"job {self.parent.id} has {max(left, 0):.1f} s left; a "

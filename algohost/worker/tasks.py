@@ -140,7 +140,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                             PipelineHook(pipelines.advance, dispatcher.enqueue_pipeline),
                             SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
-                       hooks=hooks, outputs=outputs, requeue=dispatcher.enqueue_run)
+                       hooks=hooks, outputs=outputs, requeue=dispatcher.enqueue_run,
+                       budget=budget)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
     builds = BuildRunner(registry, builder, settings, BuildLeases(client),

@@ -1,6 +1,8 @@
 """Metrics across builds and the usage ledger on the real stack: two builds of one algorithm
 that differ in latency by design, called through the API, run in Docker by a real worker."""
 
+import shutil
+
 import pytest
 
 from algohost.store import connect
@@ -125,3 +127,28 @@ def test_another_owners_call_pays_a_royalty_then_meets_its_budget(stack, tmp_pat
     assert (line["calls"], line["royalty_micros"]) == (1, 2500)
     owed = stack.client.get("/v1/usage?group_by=", headers=carol).get_json()["total"]
     assert (owed["calls"], owed["royalty_micros"]) == (1, 2500)
+
+
+def test_an_algorithms_calls_meet_the_callers_budget_too(stack, tmp_path):
+    """erin's call of a public algorithm is accepted with nothing spent; its first nested
+    call runs and spends the day's budget; its second is refused inside, 402."""
+    source = tmp_path / "nester"
+    shutil.copytree(TEST_ALGORITHMS / "nested", source)
+    (source / "algorithm.toml").write_text(
+        'name = "nester"\nentrypoint = "main:apply"\npython = "3.11"\nvisibility = "public"\n')
+    ref = publish(stack, source)
+    erin = {"Authorization": f"Bearer {KeyStore(stack.redis).create('erin')}"}
+    LimitStore(stack.redis, stack.settings).set("erin", compute_s_per_day=0.000001)
+    response = stack.client.post("/v1/jobs", headers=erin, json={
+        "algorithm": ref, "input": {"ref": ref.split("@")[0], "fan": 2, "catch": True}})
+    assert response.status_code == 202, response.get_json()
+    job_id = response.get_json()["id"]
+
+    def finished():
+        job = stack.client.get(f"/v1/jobs/{job_id}", headers=erin).get_json()
+        return job if job["status"] not in ("queued", "running") else None
+
+    job = eventually(finished, 120, lambda: f"erin's call to finish: {stack.worker_log()}")
+    assert job["status"] == "succeeded", job
+    assert (job["output"]["code"], job["output"]["status"]) == ("budget_exhausted", 402)
+    assert len(job["children"]) == 1
