@@ -302,6 +302,11 @@ class PipelineVersion(BaseModel):
     spec: dict[str, Any]
 
 
+class PipelineList(BaseModel):
+    pipelines: list[PipelineVersion] = Field(description="Each pipeline's latest version, "
+                                                         "by name")
+
+
 def public_pipeline(record: PipelineVersionRecord, graph: Graph) -> PipelineVersion:
     return PipelineVersion(owner=record.owner, name=record.name, version=record.version,
                            digest=record.digest, created_at=record.created_at,

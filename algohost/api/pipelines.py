@@ -40,6 +40,7 @@ from algohost.pipeline import (
     step_algorithm,
 )
 from algohost.public import (
+    PipelineList,
     PipelineRun,
     PipelineRunList,
     PipelineVersion,
@@ -144,6 +145,16 @@ def _version(owner: str, name: str, number: int | None) -> PipelineVersionRecord
         which = "no version" if number is None else f"no version {number}"
         raise PipelineNotFound(f"pipeline {owner}/{name} has {which}")
     return record
+
+
+@route(bp, "GET", "/v1/pipelines", summary="List your pipelines, each at its latest version",
+       responses={200: PipelineList})
+def list_pipelines() -> Reply:
+    store, owner = _store(), current_owner()
+    versions = [store.version(owner, name) for name in store.names(owner)]
+    return Reply(PipelineList(pipelines=[
+        public_pipeline(version, check(PipelineSpec.model_validate(version.spec)))
+        for version in versions if version is not None]))
 
 
 @route(bp, "GET", "/v1/pipelines/<owner>/<name>", summary="Read a pipeline's latest version",

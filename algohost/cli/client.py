@@ -30,6 +30,7 @@ from algohost.public import (
     Build,
     Delivery,
     Job,
+    PipelineList,
     PipelineRun,
     PipelineRunList,
     PipelineVersion,
@@ -58,6 +59,7 @@ _USAGE = TypeAdapter(UsageReport)
 _PIPELINE = TypeAdapter(PipelineVersion)
 _PIPELINE_RUN = TypeAdapter(PipelineRun)
 _PIPELINE_RUNS = TypeAdapter(PipelineRunList)
+_PIPELINES = TypeAdapter(PipelineList)
 _SWEEP = TypeAdapter(Sweep)
 _SWEEPS = TypeAdapter(SweepList)
 # A submit is retried after these pauses when the API could not be reached or answered
@@ -365,6 +367,9 @@ class ApiClient:
         """POST the spec as the pipeline's next version; (version, whether it is new)."""
         resp = self.request("POST", f"/v1/pipelines/{owner}/{name}", json=spec)
         return self._model(_PIPELINE, resp.json()), resp.status_code == 201
+
+    def pipelines(self) -> PipelineList:
+        return self._model(_PIPELINES, self._json("GET", "/v1/pipelines"))
 
     def pipeline(self, owner: str, name: str) -> PipelineVersion:
         return self._model(_PIPELINE, self._json("GET", f"/v1/pipelines/{owner}/{name}"))

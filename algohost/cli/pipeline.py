@@ -238,3 +238,19 @@ def cancel_pipeline_run(ctx: CliContext, run_id: str, as_json: bool) -> None:
         emit_json(run)
     else:
         out.print(run_view(run))
+
+
+@pipeline.command("list")
+@json_option
+@pass_ctx
+def list_pipelines(ctx: CliContext, as_json: bool) -> None:
+    """Your pipelines, each at its latest version, with its graph in stages."""
+    listing = ctx.client().pipelines()
+    if as_json:
+        emit_json(listing)
+        return
+    table = Table("pipeline", "version", Column("steps", overflow="fold"), "published")
+    for version in listing.pipelines:
+        table.add_row(f"{version.owner}/{version.name}", str(version.version),
+                      stages(version.order, version.needs), short_time(version.created_at))
+    out.print(table)

@@ -70,6 +70,16 @@ def test_runs_lists_the_newest_first_with_their_progress(api, spec_file):
     assert table.exit_code == 0 and first["id"] in table.stdout
 
 
+def test_list_shows_each_pipeline_at_its_latest_version(api, spec_file):
+    api.run(["pipeline", "publish", str(spec_file), "numbers"])
+    api.run(["pipeline", "publish", str(spec_file), "again"])
+    listing = json.loads(api.run(["pipeline", "list", "--json"]).stdout)
+    assert [(p["name"], p["version"]) for p in listing["pipelines"]] == [
+        ("again", 1), ("numbers", 1)]
+    table = api.run(["pipeline", "list"])
+    assert "alice/numbers" in table.stdout and "double -> left | right -> total" in table.stdout
+
+
 def test_publishing_the_same_spec_again_says_it_is_unchanged(api, spec_file):
     api.run(["pipeline", "publish", str(spec_file), "numbers"])
     again = api.run(["pipeline", "publish", str(spec_file), "alice/numbers"])
