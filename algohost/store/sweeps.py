@@ -110,6 +110,15 @@ class Trial:
                        **common)
 
 
+# KEYS[1] sweep hash, KEYS[2] trials hash; ARGV[1] the running status, ARGV[2] trial
+# number, ARGV[3] the trial's JSON, ARGV[4] retention (s).
+_ADD = """
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[3]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
 # KEYS[1] trials hash; ARGV[1] trial number, ARGV[2] the settled trial's JSON.
 _SETTLE = """
 local current = redis.call('HGET', KEYS[1], ARGV[1])
@@ -144,6 +153,7 @@ class SweepStore:
         # redis-py's stubs type replies as bytes | str; this client decodes to str.
         self.redis: Any = client
         self.retention_s = retention_s
+        self._add = client.register_script(_ADD)
         self._settle = client.register_script(_SETTLE)
         self._finish = client.register_script(_FINISH)
         self._unlock = client.register_script(_UNLOCK)
@@ -176,6 +186,11 @@ class SweepStore:
         return SweepRecord.from_redis(raw) if "status" in raw else None
 
     @translate_errors
+    def status(self, sweep_id: str) -> SweepStatus | None:
+        raw = self.redis.hget(self.key(sweep_id), "status")
+        return SweepStatus(json.loads(raw)) if raw else None
+
+    @translate_errors
     def trials(self, sweep_id: str) -> list[Trial]:
         """Every trial so far, by number."""
         raw = self.redis.hgetall(self.trials_key(sweep_id))
@@ -183,12 +198,11 @@ class SweepStore:
 
     @translate_errors
     def add_trial(self, sweep_id: str, trial: Trial) -> bool:
-        """Take the trial's number; False when another step took it first."""
-        key = self.trials_key(sweep_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hsetnx(key, str(trial.number), trial.to_json())
-        pipe.expire(key, self.retention_s)
-        return bool(pipe.execute()[0])
+        """Take the trial's number; False when another step took it first, or the sweep
+        has ended (a cancel between a step's read and this write starts nothing)."""
+        return bool(self._add(keys=[self.key(sweep_id), self.trials_key(sweep_id)],
+                              args=[_RUNNING, str(trial.number), trial.to_json(),
+                                    self.retention_s]) == 1)
 
     @translate_errors
     def settle_trial(self, sweep_id: str, trial: Trial) -> bool:

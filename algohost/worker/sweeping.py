@@ -120,8 +120,12 @@ class SweepController:
             trial = Trial(number=len(trials), job_id=new_job_id(), params=params,
                           created_at=now_iso())
             if not self.sweeps.add_trial(sweep_id, trial):
-                self.studies.forget(sweep_id)  # it asked for a trial that is not the record's
-                trials = self.sweeps.trials(sweep_id)  # another step took that number
+                # Another step took that number (or the sweep ended): the study asked for a
+                # trial that is not the record's.
+                self.studies.forget(sweep_id)
+                if self.sweeps.status(sweep_id) is not SweepStatus.RUNNING:
+                    return
+                trials = self.sweeps.trials(sweep_id)
                 continue
             trials.append(trial)
             if not self._submit(record, trial):

@@ -1,0 +1,59 @@
+"""The sweep record against a real Redis: trial numbers taken once, trials settled once,
+an ended sweep starting nothing, the controller's lock and its requests."""
+
+from dataclasses import replace
+
+import pytest
+
+from algohost.store.sweeps import SweepRecord, SweepStatus, SweepStore, Trial, TrialStatus
+from algohost.sweepspace import Objective, Param, Strategy, SweepSpec
+
+SPEC = SweepSpec(space={"x": Param("int", 0, 9)}, strategy=Strategy.RANDOM,
+                 objective=Objective("score"), trials=5, seed=1)
+
+
+@pytest.fixture
+def sweeps(redis_client):
+    store = SweepStore(redis_client, retention_s=60)
+    store.create(SweepRecord(id="s_1", owner="alice", status=SweepStatus.RUNNING, spec=SPEC),
+                 0.0)
+    return store
+
+
+def test_the_record_reads_back_with_its_typed_spec(sweeps):
+    record = sweeps.get("s_1")
+    assert record.spec == SPEC and record.status is SweepStatus.RUNNING
+    assert sweeps.running() == ["s_1"] and sweeps.list_for_owner("alice", 5) == [record]
+
+
+def test_a_trial_number_is_taken_once(sweeps):
+    assert sweeps.add_trial("s_1", Trial(0, "j_a", {"x": 1}))
+    assert not sweeps.add_trial("s_1", Trial(0, "j_b", {"x": 2}))
+    assert [(t.number, t.job_id) for t in sweeps.trials("s_1")] == [(0, "j_a")]
+
+
+def test_a_trial_settles_once(sweeps):
+    trial = Trial(0, "j_a", {"x": 1})
+    sweeps.add_trial("s_1", trial)
+    assert sweeps.settle_trial("s_1", replace(trial, status=TrialStatus.SUCCEEDED,
+                                              objective=3.0))
+    assert not sweeps.settle_trial("s_1", replace(trial, status=TrialStatus.FAILED))
+    assert sweeps.trials("s_1")[0].objective == 3.0
+
+
+def test_an_ended_sweep_takes_no_trial_and_ends_once(sweeps):
+    assert sweeps.finish("s_1", SweepStatus.CANCELED, reason="canceled")
+    assert not sweeps.finish("s_1", SweepStatus.COMPLETED, reason="budget_spent")
+    assert not sweeps.add_trial("s_1", Trial(0, "j_a", {"x": 1}))
+    assert sweeps.get("s_1").reason == "canceled" and sweeps.running() == []
+
+
+def test_a_step_asked_for_while_the_lock_is_held_is_left_for_the_holder(sweeps):
+    assert sweeps.lock("s_1", "a", 60)
+    assert not sweeps.lock("s_1", "b", 60)
+    sweeps.request_step("s_1")
+    assert sweeps.take_request("s_1") and not sweeps.take_request("s_1")
+    sweeps.unlock("s_1", "b")  # not its holder: nothing happens
+    assert not sweeps.lock("s_1", "b", 60)
+    sweeps.unlock("s_1", "a")
+    assert sweeps.lock("s_1", "b", 60)
