@@ -102,6 +102,27 @@ def test_publish_from_git_records_the_commit_and_the_same_commit_gives_the_same_
     assert (same["id"], same["version"], same["git_commit"]) == (
         build["id"], build["version"], commit)
 
+    # A URL is cloned by the command line (bare, in a temporary directory), never the server.
+    cloned = cli_at("publish", "--git", f"file://{repo}", "--ref", "v1", "--subdir",
+                    "algorithms/fromgit", "--json")
+    assert cloned.exit_code == 0, cloned.stderr
+    assert "cloning" in cloned.stderr and json.loads(cloned.stdout)["id"] == build["id"]
+
+
+@pytest.mark.parametrize("template", ["model", "notebook"])
+def test_each_template_runs_locally_and_publishes_as_the_same_source(
+        cli_at: Any, tmp_path: Path, template: str) -> None:
+    assert cli_at("init", f"tpl{template}", "--template", template,
+                  "--dir", str(tmp_path)).exit_code == 0
+    directory = tmp_path / f"tpl{template}"
+    ran = cli_at("run", str(directory), '{"name": "ada"}')
+    assert ran.exit_code == 0, ran.stderr
+
+    published = cli_at("publish", str(directory), "--json")
+    assert published.exit_code == 0, published.stderr
+    build = json.loads(published.stdout)
+    assert (build["status"], build["matches_local"]) == ("succeeded", True)
+
 
 def test_publish_from_git_refuses_a_subdir_outside_the_repository(
         cli_at: Any, tmp_path: Path) -> None:
