@@ -3,6 +3,7 @@ run as a real subprocess on the host against a tiny algorithm directory."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -307,3 +308,44 @@ def test_result_lines_are_valid_json_with_the_documented_keys(runner: Runner) ->
     assert set(result) == {"type", "id", "ok", "output", "logs", "logs_dropped",
                            "processes_left", "tmp_free_bytes"}
     json.dumps(result, allow_nan=False)
+
+
+def reload_message(files: dict[str, str]) -> dict[str, Any]:
+    encoded = {name: base64.b64encode(text.encode()).decode() for name, text in files.items()}
+    return {"type": protocol.RELOAD, "files": encoded}
+
+
+def test_reload_imports_the_new_code_in_place_of_the_old_and_runs_load_again(
+        runner: Runner) -> None:
+    assert runner.init()["type"] == protocol.READY
+    runner.send(reload_message({
+        "main.py": "import helper\n\ndef load():\n    print('loaded again')\n\n"
+                   "def apply(x):\n    return {'v': 2, 'helper': helper.VALUE}\n",
+        "helper.py": "VALUE = 'fresh'\n"}))
+    ready = runner.receive()
+    assert ready["type"] == protocol.READY and "loaded again" in ready["logs"]
+    assert runner.call({})["output"] == {"v": 2, "helper": "fresh"}
+
+    runner.send(reload_message({"main.py": "import helper\n\ndef apply(x):\n"
+                                           "    return helper.VALUE\n",
+                                "helper.py": "VALUE = 'newer'\n"}))
+    assert runner.receive()["type"] == protocol.READY
+    assert runner.call({})["output"] == "newer"  # the helper module was read again too
+    assert runner.finish() == 0
+
+
+def test_a_reload_that_fails_to_import_keeps_the_previous_code_serving(runner: Runner) -> None:
+    assert runner.init()["type"] == protocol.READY
+    runner.send(reload_message({"main.py": "def apply(x):\n    return (\n"}))
+    failed = runner.receive()
+    assert failed["type"] == protocol.LOAD_ERROR
+    assert failed["error"]["type"] == "SyntaxError"
+    assert runner.call({"kind": "echo"})["output"]["input"] == {"kind": "echo"}
+
+
+def test_a_reloaded_file_may_not_leave_the_algorithm_directory(runner: Runner) -> None:
+    assert runner.init()["type"] == protocol.READY
+    runner.send(reload_message({"../escape.py": "x = 1\n"}))
+    refused = runner.receive()
+    assert refused["type"] == protocol.LOAD_ERROR
+    assert "leaves the algorithm directory" in refused["error"]["message"]
