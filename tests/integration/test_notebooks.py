@@ -142,6 +142,14 @@ def test_a_timeout_kills_the_kernel_and_the_next_call_starts_a_new_one(stack, pr
     assert after["warm"] is False  # the kernel went with its container: a new one started
 
 
+def test_a_kernel_that_dies_ends_its_container_like_a_crash(stack, probe):
+    call(stack, probe, {})  # a warm container exists
+    crashed = call(stack, probe, {"crash": True})
+    assert (crashed["status"], crashed["reason"]) == ("failed", "crashed"), crashed
+    after = call(stack, probe, {"label": "after"})
+    assert after["status"] == "succeeded" and after["warm"] is False, after
+
+
 def test_a_cell_reads_data_through_algohost_runtime(stack, probe):
     owner = stack.owner
     response = stack.client.put(f"/v1/data/{owner}/nbsets", json={"access": "private"},

@@ -123,3 +123,31 @@ def test_a_bare_notebook_gets_a_manifest_with_the_packages_it_imports(tmp_path):
     assert (manifest.name, manifest.entrypoint) == ("my_analysis", "my_analysis.ipynb")
     assert file_name == "my_analysis.ipynb"
     assert manifest.build.python_packages == ["matplotlib", "numpy", "scikit-learn"]
+
+
+def test_the_demo_prints_the_notebook_metrics_and_where_it_saved_the_plots(tmp_path):
+    from algohost.dev.demo import DEMO_CALLS, notebook_report
+    from algohost.public import Job
+
+    class Saving:
+        def __init__(self):
+            self.saved = []
+
+        def download_artifact(self, sha256, target):
+            self.saved.append((sha256, target))
+
+    calls = [c for c in DEMO_CALLS if c.algorithm == "notebook_regression"]
+    assert len(calls) == 2 and calls[0].payload != calls[1].payload
+    job = Job.model_validate({
+        "id": "j_1", "algorithm": "demo/notebook_regression@0.1.0",
+        "requested": "demo/notebook_regression", "status": "succeeded", "reason": "succeeded",
+        "output": {"r2": 0.98765, "mse": 0.25}, "error": None, "logs": "",
+        "created_at": "", "started_at": None, "finished_at": None, "warm": True,
+        "timeout_s": 60, "attempts": 1, "metrics": None,
+        "artifacts": [{"name": "images/cell5-1.png", "sha256": "ab" * 32, "size": 3,
+                       "media_type": "image/png", "url": "/v1/artifacts/" + "ab" * 32}]})
+    client = Saving()
+    lines = notebook_report(client, [(calls[0], job)], tmp_path)
+    assert "r2=0.9877 mse=0.2500" in lines[0]
+    assert lines[1] == f"  saved {tmp_path / 'j_1' / 'images' / 'cell5-1.png'}"
+    assert client.saved == [("ab" * 32, tmp_path / "j_1" / "images" / "cell5-1.png")]
