@@ -94,6 +94,8 @@ class Job(BaseModel):
                                 description="Jobs of the calls this job's algorithm made")
     depth: int = Field(default=0, description="0 for a call from outside; a child's is its "
                        "parent's + 1")
+    parent: str | None = Field(default=None, description="What submitted it besides a "
+                               "caller: sweep:<id> for a sweep's trial")
 
 
 # Every field of the reply is a field of the record (a unit test holds them together).

@@ -71,6 +71,7 @@ def test_a_grid_runs_every_point_once_and_ranks_them_by_the_objective(stack, qua
     assert record["counts"] == {"running": 0, "succeeded": 9, "failed": 0, "pending": 0}
     job = stack.get_job(record["best"]["job"])  # each trial is an ordinary job of the owner's
     assert job["status"] == "succeeded" and job["output"]["score"] == 10
+    assert job["parent"] == f"sweep:{created['id']}"
     assert record["best"]["duration_ms"] == job["metrics"]["total_ms"]
 
 
