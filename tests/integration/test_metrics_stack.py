@@ -50,10 +50,11 @@ def test_the_slower_build_shows_its_latency_in_the_comparison(stack, builds):
     resolution = 0.95  # a percentile is read from buckets 5% wide
     assert 20 * resolution <= fast["run_ms"]["p50"] < 120 * resolution <= slow["run_ms"]["p50"]
     assert slow["run_ms"]["p50"] / fast["run_ms"]["p50"] > 2
-    assert slow["total_ms"]["p95"] > fast["total_ms"]["p95"]
-    for build in (fast, slow):
+    assert slow["total_ms"]["p50"] > fast["total_ms"]["p50"]  # a tail is the host's load
+    for build, ref in ((fast, refs[0]), (slow, refs[1])):
         assert build["error_rate"] == 0 and build["timeout_rate"] == 0
-        assert 0 < build["cold_start_share"] < 1  # the first call started a container
+        cold = sum(job["warm"] is False for job in jobs[ref])  # none if a container was ready
+        assert build["cold_start_share"] == pytest.approx(cold / CALLS) and cold < CALLS
         assert build["peak_memory_bytes"]["max"] > 0
     assert fast["custom"]["delay_ms"]["mean"] == pytest.approx(20.0)
     assert slow["custom"]["delay_ms"]["mean"] == pytest.approx(120.0)
