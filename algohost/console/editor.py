@@ -21,6 +21,7 @@ from algohost.archive import archive_of_files, read_archive
 from algohost.cli.scaffold import template_files
 from algohost.console.blueprint import bp
 from algohost.console.calls import answer, replied
+from algohost.console.pages import INLINE_IMAGES
 from algohost.console.session import current_session
 from algohost.errors import AlgohostError, AlgorithmNotFound, InvalidRequest
 from algohost.names import validate_algorithm_name
@@ -81,7 +82,8 @@ def editor(owner: str, name: str) -> str:
     built = next((b for b in versions if b.version == base), None)
     return render_template("editor.html", algo_owner=owner, name=name, base=base,
                            files=texts, carried=others, owner=current_session().owner,
-                           example=json.dumps(example_input(built)))
+                           example=json.dumps(example_input(built)),
+                           inline_images=INLINE_IMAGES)
 
 
 def example_input(build: Build | None) -> Any:

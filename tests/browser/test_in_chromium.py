@@ -4,6 +4,7 @@ value, or a change without the CSRF token."""
 
 from __future__ import annotations
 
+import re
 import time
 
 try:
@@ -233,6 +234,19 @@ def test_a_sweep_is_a_leaderboard_with_a_chart_of_its_objective(page, console_ur
     trial_job = leader.locator("a").first.inner_text()
     page.goto(f"{console_url}/jobs/{trial_job}")
     expect(page.locator("body")).to_contain_text(f"a trial of sweep {sweep_id}")
+
+
+def test_try_it_on_a_notebook_starts_from_its_defaults_and_shows_its_plot(page, console_url,
+                                                                         stack):
+    publish(stack, EXAMPLES / "notebook_regression", timeout_s=BUILD_WAIT_MS / 1000)
+    page.goto(f"{console_url}/algorithms/alice/notebook_regression/edit")
+    expect(page.get_by_role("tab", name="regression.ipynb")).to_be_visible()
+    expect(page.get_by_label("Input (JSON)")).to_have_value(re.compile(r'"noise"'))
+    page.get_by_role("button", name="Call").click()
+    expect(page.locator("#try-output")).to_contain_text("r2", timeout=CALL_WAIT_MS)
+    image = page.locator("#try-artifacts img").first
+    expect(image).to_be_visible()
+    assert page.evaluate("(img) => img.naturalWidth", image.element_handle()) > 0
 
 
 def test_what_a_first_load_transfers_is_measured(chromium, console_url, stack):

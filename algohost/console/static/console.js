@@ -177,7 +177,7 @@
         const item = document.createElement("li"), link = document.createElement("a");
         const url = page.dataset.artifacts.replace("SHA", artifact.sha256);
         link.href = url + "?download=1"; link.textContent = artifact.name; item.append(link);
-        if (/^image\/(png|jpeg|gif|webp)$/.test(artifact.media_type)) {
+        if (page.dataset.inlineImages.split(" ").includes(artifact.media_type)) {
           const img = document.createElement("img"); img.src = url; img.alt = artifact.name;
           item.append(document.createElement("br"), img);
         }
