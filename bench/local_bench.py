@@ -106,6 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--saves", type=int, default=5)
     parser.add_argument("--runs", type=int, default=3, help="warm runs to take the median of")
+    parser.add_argument("--skip-pg-version", action="store_true",
+                        help="leave out `algohost test examples/pg_version` (minutes cold)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="algohost-local-bench-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ALGOHOST_STATE_DIR": str(tmp / "state")}
@@ -126,10 +128,11 @@ def main() -> None:
         made.append(read_algorithm(directory, settings.max_upload_bytes).build_id)
         results["watch_save_to_result_ms"] = {"median": statistics.median(saves),
                                               "max": max(saves), "saves": len(saves)}
-        pg = ROOT / "examples" / "pg_version"
-        made.append(read_algorithm(pg, settings.max_upload_bytes).build_id)
-        results["test_pg_version_cold_s"] = timed(["test", str(pg)], env)
-        results["test_pg_version_cached_s"] = timed(["test", str(pg)], env)
+        if not args.skip_pg_version:
+            pg = ROOT / "examples" / "pg_version"
+            made.append(read_algorithm(pg, settings.max_upload_bytes).build_id)
+            results["test_pg_version_cold_s"] = timed(["test", str(pg)], env)
+            results["test_pg_version_cached_s"] = timed(["test", str(pg)], env)
     finally:
         remove_images(client, made)
     base = results["docker_run_baseline_s"]
