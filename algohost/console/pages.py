@@ -101,8 +101,9 @@ def _build(owner: str, name: str, version: str) -> Build:
 
 @bp.route("/algorithms/<owner>/<name>/versions/<version>")
 def build(owner: str, name: str, version: str) -> str:
-    return render_template("build.html", build=_build(owner, name, version),
-                           owner=current_session().owner)
+    found = _build(owner, name, version)
+    return render_template("build.html", build=found, owner=current_session().owner,
+                           live=found.status not in buildlogs_api.TERMINAL)
 
 
 @bp.route("/algorithms/<owner>/<name>/versions/<version>/log.json")

@@ -428,3 +428,12 @@ def test_try_it_starts_from_a_notebooks_parameter_defaults():
     assert example_input(notebook) == {"n": 50, "noise": 0.5}
     assert example_input(Build.model_validate(fields)) == {"name": "world"}
     assert example_input(None) == {"name": "world"}
+
+
+def test_a_version_page_follows_the_log_only_while_the_build_runs(api, console):
+    api.worker.hold = True
+    reply = publish_from_editor(console, api)
+    page = console.get(reply.get_json()["build"]["url"])
+    assert 'data-live="yes"' in page.text and 'class="status queued"' in page.text
+    api.worker.release()
+    assert 'data-live="no"' in console.get(reply.get_json()["build"]["url"]).text

@@ -2,7 +2,6 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const TERMINAL_BUILD = ["succeeded", "failed", "deleted"];
 
   async function getJSON(url) {
     const response = await fetch(url, {headers: {Accept: "application/json"}, credentials: "same-origin"});
@@ -208,7 +207,7 @@
     const jobs = document.querySelector("[data-live-jobs]"); if (jobs) liveJobs(jobs);
     const batches = document.querySelector("[data-live-batches]"); if (batches) liveBatches(batches);
     const log = $("build-log");
-    if (log && !TERMINAL_BUILD.includes(log.dataset.status)) followBuild(log.dataset.buildEvents, log, $("build-status"));
+    if (log && log.dataset.live === "yes") followBuild(log.dataset.buildEvents, log, $("build-status"));
     const job = document.querySelector("[data-job-status]");
     if (job && job.dataset.terminal === "no") watchJob(job);
     const page = $("editor-page"); if (page) editorPage(page);
