@@ -23,6 +23,9 @@ from algohost.errors import (
 Choice = str | int | float | bool | None
 
 
+GRID_BEYOND_COUNTING = 10**18  # a grid at least this large is only ever refused
+
+
 class Strategy(StrEnum):
     GRID = "grid"
     RANDOM = "random"
@@ -52,12 +55,17 @@ class Param:
             return len(self.values)
         assert self.low is not None and self.high is not None
         if self.type == "int":
-            return len(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
+            # Counted, not sized by range(): a range wider than a C ssize_t is valid JSON.
+            span, step = int(self.high) - int(self.low), int(self.step or 1)
+            return max(0, span // step + 1) if step > 0 else int(span <= 0)
         if self.step is None:
             raise GridNotEnumerable(
                 f"a grid cannot enumerate the float range {name!r} without a step",
                 param=name)
-        return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+        count = (self.high - self.low) / self.step
+        if not math.isfinite(count):
+            return GRID_BEYOND_COUNTING
+        return math.floor(count + 1e-9) + 1
 
     def grid(self, name: str) -> list[Choice]:
         """Every value this dimension takes in a grid."""
@@ -146,6 +154,15 @@ class SweepSpec:
                          timeout_s=plain.get("timeout_s"))
 
 
+def _whole(number: float) -> bool:
+    # An int is whole however large; float() of one past 1e308 would overflow.
+    return isinstance(number, int) or float(number).is_integer()
+
+
+def _num(number: float) -> str:
+    return str(number) if isinstance(number, int) else f"{number:g}"
+
+
 def check_param(name: str, param: Param) -> None:
     """Raise InvalidParameterRange when a range is empty or its scale impossible."""
     if param.type == "choice":
@@ -158,14 +175,15 @@ def check_param(name: str, param: Param) -> None:
 
     if low is None or high is None:
         raise bad("missing_bound", "a range needs low and high")
-    if param.type == "int" and not (float(low).is_integer() and float(high).is_integer()):
+    if param.type == "int" and not (_whole(low) and _whole(high)):
         raise bad("not_integer", "an int range has whole-number bounds")
     if not low < high:
-        raise bad("empty_range", f"low ({low:g}) must be below high ({high:g})")
+        raise bad("empty_range", f"low ({_num(low)}) must be below high ({_num(high)})")
     if step is not None:
         if step <= 0 or step > high - low:
-            raise bad("bad_step", f"step must be above 0 and at most high - low ({high - low:g})")
-        if param.type == "int" and not float(step).is_integer():
+            raise bad("bad_step",
+                      f"step must be above 0 and at most high - low ({_num(high - low)})")
+        if param.type == "int" and not _whole(step):
             raise bad("not_integer", "an int range has a whole-number step")
     if param.log:
         if low <= 0:
@@ -182,10 +200,16 @@ def resolve_spec(spec: SweepSpec, max_trials: int) -> SweepSpec:
         check_param(name, param)
     trials = spec.trials
     if spec.strategy is Strategy.GRID:
-        size = math.prod(param.grid_size(name) for name, param in spec.space.items())
+        size = 1
+        for name, param in spec.space.items():
+            # Past the limit, by how much does not matter: the product of a few huge
+            # dimensions would not even print (Python refuses ints of over 4,300 digits).
+            size = min(size * param.grid_size(name), GRID_BEYOND_COUNTING)
         if size > max_trials:
-            raise GridTooLarge(f"the grid has {size} points; a sweep runs at most {max_trials} "
-                               "trials", points=size, limit=max_trials)
+            shown = "more than 10^18" if size >= GRID_BEYOND_COUNTING else str(size)
+            raise GridTooLarge(f"the grid has {shown} points; a sweep runs at most "
+                               f"{max_trials} trials", points=min(size, GRID_BEYOND_COUNTING),
+                               limit=max_trials)
         trials = min(trials, size) if trials else size
     if trials > max_trials:
         raise TooManyTrials(f"a sweep runs at most {max_trials} trials; this one asks for "

@@ -67,6 +67,17 @@ def test_a_grid_counts_its_points_and_refuses_what_it_cannot_enumerate():
         resolve_spec(spec_of(trials=1001), 1000)
 
 
+@pytest.mark.parametrize("space", [
+    {"x": Param("int", -5718361, 161227287362933620736)},  # wider than a C ssize_t
+    {"x": Param("float", -1e308, 1e308, step=1e-300)},  # a count that is not finite
+    {f"x{n}": Param("int", 0, 10**1000) for n in range(6)},  # a product past printing
+])
+def test_a_grid_too_large_to_count_is_refused_as_too_large(space):
+    with pytest.raises(GridTooLarge) as refused:
+        resolve_spec(spec_of(Strategy.GRID, trials=0, space=space), 1000)
+    assert "points" in refused.value.message and refused.value.details["limit"] == 1000
+
+
 def test_parallelism_never_exceeds_the_budget():
     assert resolve_spec(spec_of(trials=3, parallelism=8), 1000).parallelism == 3
 
