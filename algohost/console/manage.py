@@ -76,8 +76,10 @@ def make_collection() -> Any:
 @bp.route("/data/<owner>/<collection>")
 def collection(owner: str, collection: str) -> Any:
     listing = answer(data_api.list_collection, DataListing, owner=owner, collection=collection,
-                     query=DataListQuery(prefix=request.args.get("prefix", "")))
-    return render_template("collection.html", listing=listing, owner=current_session().owner)
+                     query=validate(DataListQuery, {"prefix": request.args.get("prefix", "")},
+                                    "query"))
+    return render_template("collection.html", listing=listing, owner=current_session().owner,
+                           prefix=request.args.get("prefix", ""))
 
 
 @bp.route("/data/<owner>/<collection>/files/<path:path>", methods=["PUT"])

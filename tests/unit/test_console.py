@@ -194,6 +194,8 @@ def test_a_collection_is_made_uploaded_to_listed_and_downloaded(api, console):
                       headers={"Content-Type": "text/csv", "X-CSRF-Token": csrf_of(console)})
     assert put.status_code == 201, put.get_json()
     assert "a/b.csv" in console.get(url).text
+    assert "a/b.csv" in console.get(f"{url}?prefix=a/").text
+    assert "a/b.csv" not in console.get(f"{url}?prefix=z/").text
     got = console.get(f"{url}/files/a/b.csv")
     assert got.data == b"x,y\n1,2\n" and got.headers["Content-Disposition"].startswith("attachment")
     assert console.put(f"{url}/files/c.csv", data=b"1").status_code == 403
