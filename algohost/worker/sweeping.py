@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 from algohost.clock import now_iso
 from algohost.errors import (
@@ -97,11 +98,16 @@ class SweepController:
         if record is None:
             self.sweeps.forget(sweep_id)
             return
-        if record.status is not SweepStatus.RUNNING:
-            self.studies.forget(sweep_id)
-            return
         spec = record.spec
         trials = self.sweeps.trials(sweep_id)
+        if record.status is not SweepStatus.RUNNING:
+            # Trials still in flight when it ended (a spent budget, a deleted version)
+            # finish anyway: record how, and start nothing.
+            self.studies.forget(sweep_id)
+            for trial in trials:
+                if trial.status is TrialStatus.RUNNING:
+                    self._settle(record, trial, resubmit=False)
+            return
         for index, trial in enumerate(trials):
             if trial.status is TrialStatus.RUNNING:
                 trials[index] = self._settle(record, trial)
@@ -131,13 +137,19 @@ class SweepController:
             if not self._submit(record, trial):
                 return
 
-    def _settle(self, record: SweepRecord, trial: Trial) -> Trial:
+    def _settle(self, record: SweepRecord, trial: Trial, resubmit: bool = True) -> Trial:
         job = self.jobs.get(trial.job_id)
         if job is None:
             # Its number was taken but its job never written (a worker lost in between,
             # or the owner's limits refused it): submit it now.
-            self._submit(record, trial)
-            return trial
+            if resubmit:
+                self._submit(record, trial)
+                return trial
+            ended = replace(trial, status=TrialStatus.FAILED, reason="not_started",
+                            error=f"the sweep ended ({record.reason}) before it started",
+                            finished_at=now_iso())
+            self.sweeps.settle_trial(record.id, ended)
+            return ended
         if not job.status.terminal:
             return trial
         done = trial.settled_by(job, record.spec.objective)

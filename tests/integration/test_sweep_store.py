@@ -57,3 +57,24 @@ def test_a_step_asked_for_while_the_lock_is_held_is_left_for_the_holder(sweeps):
     assert not sweeps.lock("s_1", "b", 60)
     sweeps.unlock("s_1", "a")
     assert sweeps.lock("s_1", "b", 60)
+
+
+def test_a_trial_in_flight_when_its_sweep_ended_is_still_recorded_when_its_job_ends(
+        sweeps, redis_client):
+    """A spent budget or a deleted version fails the sweep while trials run: their ends
+    are recorded, and nothing new starts."""
+    from algohost.store.jobs import JobRecord, JobStatus, JobStore
+    from algohost.worker.sweeping import SweepController
+
+    jobs = JobStore(redis_client, retention_s=60)
+    jobs.create(JobRecord(id="j_a", owner="alice", status=JobStatus.SUCCEEDED,
+                          output={"score": 4.5}, metrics={"total_ms": 12.0}))
+    sweeps.add_trial("s_1", Trial(0, "j_a", {"x": 1}))
+    sweeps.add_trial("s_1", Trial(1, "j_never_written", {"x": 2}))
+    sweeps.finish("s_1", SweepStatus.FAILED, reason="budget_exhausted")
+    SweepController(sweeps, jobs, registry=None, submitter=None).step("s_1")
+    first, second = sweeps.trials("s_1")
+    assert (first.status, first.objective, first.duration_ms) == \
+        (TrialStatus.SUCCEEDED, 4.5, 12.0)
+    assert (second.status, second.reason) == (TrialStatus.FAILED, "not_started")
+    assert jobs.get("j_never_written") is None  # nothing was submitted for it
