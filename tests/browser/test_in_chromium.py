@@ -132,6 +132,15 @@ def test_a_secret_value_never_reaches_the_browser(page, console_url, stack):
     expect(page.locator(".notice")).to_contain_text("DB_PASSWORD is set")
     expect(page.locator("table")).to_contain_text("DB_PASSWORD")
     page.screenshot(path=OUTPUT / "secrets.png", full_page=True)
+    page.goto(f"{console_url}/algorithms/alice/failing")
+    expect(page.get_by_role("button", name="Make it public")).to_be_visible()
+    page.screenshot(path=OUTPUT / "algorithm.png", full_page=True)
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Delete 0.1.0").click()  # asked first; no means no
+    assert asked and "never be called again" in asked[0]
+    page.reload()
+    expect(page.locator("table").last).to_contain_text("succeeded")
     assert bodies and not any(value.encode() in body for body in bodies)
     assert value not in page.url and value not in page.content()
 

@@ -202,6 +202,12 @@
     });
   }
 
+  // A form that destroys something asks first.
+  document.addEventListener("submit", (event) => {
+    const message = event.target.dataset && event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     const upload = $("upload-form"); if (upload) uploadForm(upload);
     const jobs = document.querySelector("[data-live-jobs]"); if (jobs) liveJobs(jobs);
