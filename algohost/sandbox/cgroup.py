@@ -7,6 +7,7 @@ the processes in it, the tmpfs pages it holds. Read from outside, so no algorith
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
@@ -24,17 +25,42 @@ class ContainerCgroup:
         self.memory, self.procs, self.v2 = memory, procs, v2
 
     @classmethod
-    def find(cls, container_id: str, root: Path = ROOT) -> ContainerCgroup | None:
-        """The container's cgroup under the cgroupfs or systemd layouts, v1 or v2."""
+    def find(cls, container_id: str, root: Path = ROOT,
+             pid: Callable[[], int | None] = lambda: None,
+             proc: Path = Path("/proc")) -> ContainerCgroup | None:
+        """The container's cgroup under the cgroupfs or systemd layouts, v1 or v2; else
+        where its process says it is (an engine with its own --cgroup-parent, or a host
+        whose hierarchy nests it elsewhere), from /proc/PID/cgroup of the `pid` given."""
         names = (f"docker/{container_id}", f"system.slice/docker-{container_id}.scope")
         for name in names:
-            memory, pids = root / "memory" / name, root / "pids" / name
-            if (memory / "memory.max_usage_in_bytes").exists():
-                procs = pids if (pids / "cgroup.procs").exists() else memory
-                return cls(memory, procs / "cgroup.procs", v2=False)
-            unified = root / name
-            if (unified / "memory.peak").exists() or (unified / "memory.current").exists():
-                return cls(unified, unified / "cgroup.procs", v2=True)
+            found = cls._at(root, name, name)
+            if found is not None:
+                return found
+        init = pid()
+        if not init:
+            return None
+        try:
+            lines = (proc / str(init) / "cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        paths = {}
+        for line in lines:  # "ID:CONTROLLERS:PATH"; v2 is "0::PATH"
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(",") or [""]:
+                paths[controller] = path.lstrip("/")
+        return cls._at(root, paths.get("memory", paths.get("", "")),
+                       paths.get("pids", paths.get("memory", "")), unified=paths.get(""))
+
+    @classmethod
+    def _at(cls, root: Path, memory_name: str, pids_name: str,
+            unified: str | None = None) -> ContainerCgroup | None:
+        memory, pids = root / "memory" / memory_name, root / "pids" / pids_name
+        if memory_name and (memory / "memory.max_usage_in_bytes").exists():
+            procs = pids if (pids / "cgroup.procs").exists() else memory
+            return cls(memory, procs / "cgroup.procs", v2=False)
+        path = root / (memory_name if unified is None else unified)
+        if (path / "memory.peak").exists() or (path / "memory.current").exists():
+            return cls(path, path / "cgroup.procs", v2=True)
         return None
 
     def reset_peak(self) -> bool:

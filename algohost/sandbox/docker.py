@@ -145,6 +145,15 @@ def _exit_cause(container: Any, memory_mb: int) -> tuple[ExitReason, str]:
     return ExitReason.CRASHED, f"the container exited with code {code}"
 
 
+def _init_pid(container: Any) -> int | None:
+    """The host pid of a started container's first process (one inspect)."""
+    try:
+        container.reload()
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
+        return None
+    return int(container.attrs.get("State", {}).get("Pid") or 0) or None
+
+
 def remove_container(container: Any) -> None:
     try:
         container.remove(force=True)
@@ -220,7 +229,7 @@ class DockerSession(Session):
         self.spec = spec
         self.settings = settings or SandboxSettings()
         self.container_id = str(container.id)
-        self._cgroup = ContainerCgroup.find(self.container_id)
+        self._cgroup = ContainerCgroup.find(self.container_id, pid=lambda: _init_pid(container))
         # Made once the runner is ready: what it started itself (a notebook's kernel) is no
         # call's leftover.
         started = self._cgroup.processes() if self._cgroup is not None else None
