@@ -60,8 +60,18 @@ def run_of(job: JobRecord) -> str | None:
     return job.parent.split(":", 2)[1]
 
 
+_GRAPHS: dict[str, Graph] = {}  # by run id: a run's spec never changes
+_GRAPHS_KEPT = 1000
+
+
 def graph_of(run: PipelineRunRecord) -> Graph:
-    return check(PipelineSpec.model_validate(run.spec))
+    """The run's checked graph, made once per run in this process."""
+    graph = _GRAPHS.get(run.id)
+    if graph is None:
+        if len(_GRAPHS) >= _GRAPHS_KEPT:
+            _GRAPHS.clear()
+        graph = _GRAPHS[run.id] = check(PipelineSpec.model_validate(run.spec))
+    return graph
 
 
 def source_job(state: StepState) -> str | None:
