@@ -130,26 +130,34 @@ def _row(job: Job) -> dict[str, Any]:
             "url": url_for("console.job", job_id=job.id)}
 
 
-def _filtered_jobs() -> list[Job]:
+def _filtered_jobs() -> tuple[list[Job], str | None]:
+    """A page of the owner's jobs (the newest, or from ?cursor=), filtered; and the cursor of
+    the next, older page."""
     status, algorithm = request.args.get("status", ""), request.args.get("algorithm", "")
-    listing = answer(jobs_api.list_jobs, JobList, query=JobListQuery(limit=JOBS_SCANNED))
+    cursor = request.args.get("cursor") or None
+    listing = answer(jobs_api.list_jobs, JobList,
+                     query=validate(JobListQuery, {"limit": JOBS_SCANNED, "cursor": cursor},
+                                    "query"))
     return [job for job in listing.jobs
             if (not status or job.status.value == status)
-            and (not algorithm or algorithm in job.algorithm)]
+            and (not algorithm or algorithm in job.algorithm)], listing.next_cursor
 
 
 @bp.route("/jobs")
 def jobs() -> str:
-    return render_template("jobs.html", jobs=[_row(j) for j in _filtered_jobs()],
-                           statuses=[s.value for s in JobStatus],
-                           status=request.args.get("status", ""),
-                           algorithm=request.args.get("algorithm", ""),
-                           owner=current_session().owner)
+    found, older = _filtered_jobs()
+    status, algorithm = request.args.get("status", ""), request.args.get("algorithm", "")
+    return render_template("jobs.html", jobs=[_row(j) for j in found],
+                           statuses=[s.value for s in JobStatus], status=status,
+                           algorithm=algorithm, live="cursor" not in request.args,
+                           older=url_for("console.jobs", status=status, algorithm=algorithm,
+                                         cursor=older) if older else "",
+                           jobs_scanned=JOBS_SCANNED, owner=current_session().owner)
 
 
 @bp.route("/jobs.json")
 def jobs_json() -> dict[str, Any]:
-    return {"jobs": [_row(j) for j in _filtered_jobs()]}
+    return {"jobs": [_row(j) for j in _filtered_jobs()[0]]}
 
 
 @bp.route("/jobs/<job_id>")

@@ -439,3 +439,19 @@ def test_a_version_page_follows_the_log_only_while_the_build_runs(api, console):
     assert 'data-live="yes"' in page.text and 'class="status queued"' in page.text
     api.worker.release()
     assert 'data-live="no"' in console.get(reply.get_json()["build"]["url"]).text
+
+
+def test_older_jobs_are_a_page_away_and_not_live(api, console, monkeypatch):
+    from algohost.console import pages
+
+    monkeypatch.setattr(pages, "JOBS_SCANNED", 2)
+    publish_from_editor(console, api)
+    ids = [console.post("/console/try", json={"algorithm": f"{api.owner}/hello", "input": n},
+                        headers={"X-CSRF-Token": csrf_of(console), "Prefer": "wait=5"}
+                        ).get_json()["job"]["id"] for n in range(3)]
+    newest = console.get("/console/jobs")
+    assert ids[2] in newest.text and ids[0] not in newest.text and "data-live-jobs" in newest.text
+    older = re.search(r'href="([^"]+cursor=[^"]+)">Older jobs', newest.text).group(1)
+    page = console.get(older.replace("&amp;", "&"))
+    assert ids[0] in page.text and "data-live-jobs" not in page.text
+    assert console.get("/console/jobs?cursor=x").status_code == 400
