@@ -7,14 +7,13 @@ one after the other, waiting on each (Prefer-style, on the job's done list). The
 the wall time of each, their ratio, and the gap between one step's end and the next step's
 submit, read from the job records (the scheduler's own latency: job hook, advance
 message, compare-and-set, submit). Needs Redis, Docker and the base image; it starts its
-own worker on its own Redis database (ALGOHOST_BENCH_REDIS_URL, default db 12).
+own worker on a Redis database of its own (--redis-url, default db 12), which it empties.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from algohost.store.pipelines import PipelineStore, RunStatus
 from bench.stats import percentile
 from tests.stack import EXAMPLES, Stack, publish
 
-REDIS_URL = os.environ.get("ALGOHOST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = "redis://127.0.0.1:6379/12"
 
 
 def chain_spec(ref: str, steps: int) -> dict[str, Any]:
@@ -91,10 +90,10 @@ def durations_ms(records: list[dict[str, Any]]) -> list[float]:
     return [ms_between(record["created_at"], record["finished_at"]) for record in records]
 
 
-def measure(steps: int, rounds: int) -> dict[str, Any]:
+def measure(steps: int, rounds: int, redis_url: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="algohost-pipeline-bench-") as tmp:
-        os.environ["ALGOHOST_TEST_STACK_REDIS_URL"] = REDIS_URL
-        stack = Stack(Path(tmp), owner="pipebench", node="pipebench")
+        stack = Stack(Path(tmp), owner="pipebench", node="pipebench",
+                      ALGOHOST_REDIS_URL=redis_url)
         try:
             stack.start_worker()
             ref = publish(stack, EXAMPLES / "hello")
@@ -137,8 +136,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--redis-url", default=REDIS_URL,
+                        help="A database of the bench's own: it is emptied before and after")
     args = parser.parse_args()
-    figures = measure(args.steps, args.rounds)
+    figures = measure(args.steps, args.rounds, args.redis_url)
     print(json.dumps(figures, indent=2))
     print(f"pipeline / plain jobs: {figures['ratio_pipeline_over_plain']:.2f}x "
           f"({figures['overhead_per_step_ms']:+.1f} ms per step; the gap from a step's end "
