@@ -44,14 +44,18 @@ bp = Blueprint("sweeps", __name__)
 PARAM_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 Number = Annotated[float, Field(allow_inf_nan=False)]
 ChoiceValue = str | int | float | bool | None
+# Bounds a sampler can draw between and a JSON reader can take back exactly: integers a
+# double holds, and floats whose span stays finite.
+MAX_INT = 2**53
+MAX_FLOAT = 1e100
 
 
 class IntRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["int"]
-    low: int
-    high: int
+    low: int = Field(ge=-MAX_INT, le=MAX_INT)
+    high: int = Field(ge=-MAX_INT, le=MAX_INT)
     step: int | None = Field(default=None, ge=1, description="Default 1")
     log: bool = Field(default=False, description="Sample on a log scale (low >= 1, no step)")
 
@@ -60,8 +64,8 @@ class FloatRange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["float"]
-    low: Number
-    high: Number
+    low: Number = Field(ge=-MAX_FLOAT, le=MAX_FLOAT)
+    high: Number = Field(ge=-MAX_FLOAT, le=MAX_FLOAT)
     step: Number | None = Field(default=None, gt=0,
                                 description="Sample on this grid; a grid sweep needs it")
     log: bool = Field(default=False, description="Sample on a log scale (low > 0, no step)")

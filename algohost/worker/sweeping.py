@@ -75,7 +75,7 @@ class SweepController:
         while self.sweeps.lock(sweep_id, token, self.lock_s):
             try:
                 while self.sweeps.take_request(sweep_id):
-                    self._advance(sweep_id)
+                    self._advance_or_fail(sweep_id)
             finally:
                 self.sweeps.unlock(sweep_id, token)
             # A request made while the lock was held and after the last take is ours.
@@ -92,6 +92,19 @@ class SweepController:
                 raise
             except Exception:
                 log.exception("a step of sweep %s failed", sweep_id)
+
+    def _advance_or_fail(self, sweep_id: str) -> None:
+        """A step; one that breaks on something other than the store would break again
+        on every retry, so the sweep fails, saying why, instead of stalling unseen."""
+        try:
+            self._advance(sweep_id)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            log.exception("a step of sweep %s failed", sweep_id)
+            self.sweeps.finish(sweep_id, SweepStatus.FAILED, reason="controller_error",
+                               message=f"{type(exc).__name__}: {exc}"[:500],
+                               finished_at=now_iso())
 
     def _advance(self, sweep_id: str) -> None:
         record = self.sweeps.get(sweep_id)

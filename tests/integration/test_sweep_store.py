@@ -78,3 +78,20 @@ def test_a_trial_in_flight_when_its_sweep_ended_is_still_recorded_when_its_job_e
         (TrialStatus.SUCCEEDED, 4.5, 12.0)
     assert (second.status, second.reason) == (TrialStatus.FAILED, "not_started")
     assert jobs.get("j_never_written") is None  # nothing was submitted for it
+
+
+def test_a_step_that_breaks_fails_the_sweep_saying_why_instead_of_stalling(
+        sweeps, redis_client):
+    from algohost.store.jobs import JobStore
+    from algohost.worker.sweeping import SweepController
+
+    class BrokenRegistry:
+        def build_for_call(self, build_id):
+            raise KeyError(build_id)
+
+    controller = SweepController(sweeps, JobStore(redis_client, retention_s=60),
+                                 registry=BrokenRegistry(), submitter=None)
+    controller.step("s_1")
+    record = sweeps.get("s_1")
+    assert (record.status, record.reason) == (SweepStatus.FAILED, "controller_error")
+    assert record.message.startswith("KeyError")

@@ -146,8 +146,10 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on_keeping_artifacts(
     ({"x": {"type": "normal", "low": 0, "high": 9}}, "random", {}, "invalid_request"),
     ({"x": {"type": "int", "low": 0, "high": 9}}, "bayes", {}, "invalid_request"),
     ({}, "random", {}, "invalid_request"),
+    ({"x": {"type": "int", "low": 0, "high": 2**60}}, "random", {}, "invalid_request"),
 ], ids=["empty-range", "log-from-zero", "grid-of-a-float-range", "huge-grid",
-        "too-many-trials", "unknown-type", "unknown-strategy", "empty-space"])
+        "too-many-trials", "unknown-type", "unknown-strategy", "empty-space",
+        "beyond-exact-integers"])
 def test_a_bad_spec_is_a_400_naming_its_problem(stack, quadratic, space, strategy, extra,
                                                 code):
     response = stack.client.post("/v1/sweeps", headers=stack.auth, json={
