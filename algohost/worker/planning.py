@@ -159,7 +159,7 @@ class Planner:
         if stopped:
             state.status, state.reason = StepStatus.SKIPPED, UPSTREAM_FAILED
             state.error = error_info("UpstreamFailed", f"step {stopped[0]!r} "
-                                 f"{steps[stopped[0]].status.value}; this step never ran")
+                                     f"{steps[stopped[0]].status.value}; this step never ran")
             state.finished_at = now_iso()
             return True
         if any(steps[need].status is not StepStatus.SUCCEEDED for need in needs):
@@ -226,7 +226,7 @@ class Planner:
             message = state.error["message"] if state.error else state.reason or ""
             run.failed_step, run.reason = failed, "step_failed"
             run.error = error_info("StepFailed", f"step {failed!r} {state.status.value} "
-                                             f"({state.reason}): {message}")
+                                                 f"({state.reason}): {message}")
         if not all(state.status.terminal for state in steps.values()):
             return
         run.finished_at = now_iso()
