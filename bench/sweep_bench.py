@@ -8,15 +8,14 @@ inputs (the sweep's own trials' parameters) sent as plain jobs by a client that 
 jobs sent all at once (the stack's ceiling), and the gap from a trial's end to the next
 trial's submit, read from the job records (the controller's latency: job hook, step
 message, lock, rebuilding the study and asking it, submit). Needs Redis, Docker and the
-base image; it starts its own worker on its own Redis database (ALGOHOST_BENCH_REDIS_URL,
-default db 12).
+base image; it starts its own worker on a Redis database of its own (--redis-url, default
+db 12), which it empties.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from algohost.store.sweeps import SweepStatus, SweepStore
 from bench.stats import percentile
 from tests.stack import TEST_ALGORITHMS, Stack, publish
 
-REDIS_URL = os.environ.get("ALGOHOST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+REDIS_URL = "redis://127.0.0.1:6379/12"
 SPACE = {"x": {"type": "float", "low": -5.0, "high": 8.0},
          "y": {"type": "float", "low": -4.0, "high": 4.0}}
 
@@ -83,11 +82,11 @@ def trial_gaps_ms(stack: Stack, trials: list[dict[str, Any]], parallelism: int) 
 
 
 def measure(trials: int, parallelism: int, strategy: str, rounds: int,
-            work_s: float) -> dict[str, Any]:
+            work_s: float, redis_url: str) -> dict[str, Any]:
     fixed = {"sleep_s": work_s} if work_s else {}
     with tempfile.TemporaryDirectory(prefix="algohost-sweep-bench-") as tmp:
-        os.environ["ALGOHOST_TEST_STACK_REDIS_URL"] = REDIS_URL
-        stack = Stack(Path(tmp), owner="sweepbench", node="sweepbench")
+        stack = Stack(Path(tmp), owner="sweepbench", node="sweepbench",
+                      ALGOHOST_REDIS_URL=redis_url)
         try:
             stack.start_worker(concurrency=max(4, parallelism))
             ref = publish(stack, TEST_ALGORITHMS / "quadratic")
@@ -126,8 +125,11 @@ def main() -> None:
                         help="Take the best of this many (the first pays for imports)")
     parser.add_argument("--work-s", type=float, default=0.0,
                         help="Seconds each call sleeps, as a real trial would work")
+    parser.add_argument("--redis-url", default=REDIS_URL,
+                        help="A database of the bench's own: it is emptied before and after")
     args = parser.parse_args()
-    figures = measure(args.trials, args.parallelism, args.strategy, args.rounds, args.work_s)
+    figures = measure(args.trials, args.parallelism, args.strategy, args.rounds, args.work_s,
+                      args.redis_url)
     print(json.dumps(figures, indent=2))
     print(f"{args.trials}-trial sweep / {args.trials} plain jobs: "
           f"{figures['ratio_sweep_over_plain']:.2f}x ({figures['sweep_s']} s against "
