@@ -53,6 +53,7 @@ from algohost.names import REF_PATTERN, AlgorithmRef
 from algohost.notebooks import Parameter, check_call_input
 from algohost.public import Batch, BatchResults, public_batch, public_result
 from algohost.store.batches import BatchRecord, BatchStatus, chunk_ranges
+from algohost.store.registry import royalty_of
 from algohost.webhooks import EVENTS
 from algohost.webhooks.urls import refused_literal
 
@@ -243,7 +244,7 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
     record = BatchRecord(
         id="b_" + uuid.uuid4().hex[:24], owner=current_owner(), status=BatchStatus.RUNNING,
         requested=batch.algorithm, algorithm=build.ref, build_id=build.id, total=len(encoded),
-        created_at=now_iso(),
+        created_at=now_iso(), royalty_micros=royalty_of(build, current_owner()),
         timeout_s=batch.timeout_s or min(build.manifest.resources.timeout_s,
                                          svc.settings.max_timeout_s),
         webhook=batch.webhook,
@@ -258,7 +259,7 @@ def create_batch(body: bytes, query: BatchUploadQuery) -> Reply:
                                 "Idempotent-Replayed": "true"})
     with released_on_failure(svc.batch_keys, key, record.id):
         if svc.budget is not None:  # after a replay, which costs nothing new
-            svc.budget.check(ref.owner)
+            svc.budget.check(record.owner)  # the caller pays, as for a job
         svc.batches.create(record, encoded)
         try:
             svc.dispatcher.enqueue_batch(record.id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -55,6 +55,7 @@ class BatchRecord:
     timeout_s: int = 0  # each input's limit
     webhook: str | None = None
     webhook_events: list[str] = field(default_factory=list)
+    royalty_micros: int = 0  # what the caller owes the algorithm's owner per input run
 
     def to_redis(self) -> dict[str, str]:
         return BATCH_FIELDS.encode(self)
@@ -65,6 +66,16 @@ class BatchRecord:
 
 
 BATCH_FIELDS = RecordFields(BatchRecord, "batch", typed={"status": BatchStatus})
+
+
+@dataclass(frozen=True)
+class ChunkMeter:
+    """What folds a flush's newly stored inputs into the usage ledger and the build's
+    metrics in the same script that stores them (see store/batch_metering.py)."""
+
+    keys: list[str]
+    header: list[str]
+    item: Callable[[ItemResult], list[str]]  # an input's seven metering arguments
 
 
 class ItemResult(TypedDict, total=False):
@@ -184,14 +195,22 @@ class BatchStore:
 
     @translate_errors
     def record_results(self, batch_id: str, results: Mapping[int, ItemResult],
-                       finished_at: str) -> bool:
-        """Store results not stored yet; True when this call finished the batch."""
+                       finished_at: str, meter: ChunkMeter | None = None) -> bool:
+        """Store results not stored yet; True when this call finished the batch. With a
+        meter, those newly stored are metered in the same call, so each input once."""
         if not results:
             return False
-        args: list[Any] = [encode_value(finished_at), _RUNNING, _COMPLETED, _ITEM_STATUSES]
-        for index, result in results.items():
-            args += [index, result["status"], encode_value(result)]
+        args: list[Any] = [encode_value(finished_at), _RUNNING, _COMPLETED, _ITEM_STATUSES,
+                           3 if meter is None else 10]
         keys = [self.key(batch_id), self.results_key(batch_id), self.counts_key(batch_id)]
+        if meter is None:
+            for index, result in results.items():
+                args += [index, result["status"], encode_value(result)]
+        else:
+            keys += meter.keys
+            args += meter.header
+            for index, result in results.items():
+                args += [index, result["status"], encode_value(result), *meter.item(result)]
         return bool(self._record(keys=keys, args=args) == 1)
 
     @translate_errors

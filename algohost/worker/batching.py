@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from algohost.clock import now_iso
 from algohost.errors import AlgohostError, BuildNotReady, NoFreeSlot
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Session
+from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchRecord, BatchStatus, BatchStore, ItemResult
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
 from algohost.webhooks import Event
@@ -113,10 +114,12 @@ class CancelCheck:
 
 
 class _Results:
-    """A chunk's results: buffered, written in one round trip per flush, never twice."""
+    """A chunk's results: buffered, written in one round trip per flush, never twice, and
+    metered in that same round trip when the runner meters."""
 
-    def __init__(self, batches: BatchStore, batch_id: str) -> None:
-        self.batches, self.batch_id = batches, batch_id
+    def __init__(self, batches: BatchStore, batch: BatchRecord,
+                 metering: BatchMetering | None) -> None:
+        self.batches, self.batch, self.metering = batches, batch, metering
         self.buffer: dict[int, ItemResult] = {}
         self.finished: set[int] = set()
 
@@ -132,19 +135,23 @@ class _Results:
     def flush(self) -> bool:
         """Write the buffer; True when this write finished the batch."""
         buffer, self.buffer = self.buffer, {}
-        return self.batches.record_results(self.batch_id, buffer, now_iso())
+        if not buffer:
+            return False
+        at = now_iso()
+        meter = None if self.metering is None else self.metering.meter(self.batch, at)
+        return self.batches.record_results(self.batch.id, buffer, at, meter)
 
 
 class ChunkRunner:
     def __init__(self, batches: BatchStore, registry: Registry, pool: Pool,
                  secrets: SecretSource, notifier: WebhookNotifier | None = None, *,
                  lease_s: float, clock: Callable[[], float] = time.time,
-                 mounts: Callable[[BuildRecord], tuple[tuple[str, str], ...]] | None = None
-                 ) -> None:
+                 mounts: Callable[[BuildRecord], tuple[tuple[str, str], ...]] | None = None,
+                 metering: BatchMetering | None = None) -> None:
         # Wall-clock seconds: the chunk's lease is compared with other workers' clocks.
         self.batches, self.registry, self.pool = batches, registry, pool
         self.secrets, self.notifier, self.lease_s, self.clock = secrets, notifier, lease_s, clock
-        self.mounts = mounts
+        self.mounts, self.metering = mounts, metering
 
     def run(self, batch_id: str, start: int, stop: int) -> None:
         batch = self.batches.get(batch_id)
@@ -155,7 +162,7 @@ class ChunkRunner:
         todo = self.batches.unfinished(batch_id, start, stop)
         if not todo:
             return
-        results = _Results(self.batches, batch_id)
+        results = _Results(self.batches, batch, self.metering)
         lease = ChunkLease(self.batches, batch_id, start, stop, self.lease_s, self.clock)
         rest = CANCELED  # what the inputs this run does not finish record
         redactor = Redactor()  # learns the build's secret values once they are fetched
@@ -183,7 +190,7 @@ class ChunkRunner:
         batch = self.batches.get(batch_id)
         if batch is None:
             return
-        results = _Results(self.batches, batch_id)
+        results = _Results(self.batches, batch, self.metering)
         results.fill(self.batches.unfinished(batch_id, start, stop),
                      {"status": "failed", "reason": "worker_lost", "error": worker_lost(attempts)})
         self._flush(batch, results)

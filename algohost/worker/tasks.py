@@ -43,6 +43,7 @@ from algohost.sandbox.docker import DockerSandbox
 from algohost.sandbox.pool import WarmPool
 from algohost.secrets import VaultReader, VaultSecretSource
 from algohost.store import connect, connect_raw
+from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, FairShareHook
@@ -143,7 +144,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                        hooks=hooks, outputs=outputs, requeue=dispatcher.enqueue_run,
                        budget=budget)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
-                         notifier, lease_s=settings.lease_s, mounts=outputs.mounts)
+                         notifier, lease_s=settings.lease_s, mounts=outputs.mounts,
+                         metering=BatchMetering.from_settings(settings))
     builds = BuildRunner(registry, builder, settings, BuildLeases(client),
                          on_succeeded=[dispatcher.enqueue_prewarm] if settings.prewarm else [])
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
