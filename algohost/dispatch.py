@@ -28,6 +28,14 @@ SWEEP_TASK = "algohost.step_sweep"
 PREWARM_TASK = "algohost.prewarm"
 CLOSE_BUILD_COMMAND = "algohost_close_build"
 QUEUES = (CALLS_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
+# Broker priorities of the calls queue. Kombu's Redis transport keeps one list per step
+# (`calls`, then `calls` + PRIORITY_SEP + step) and a worker takes from the lowest step
+# first, so 0 is the most urgent. A job's step comes from its owner's fair share
+# (`store.fairshare.priority_for`): an owner's first job is sent at URGENT, a flooding
+# owner's at BULK, so another owner's call never queues behind a flood.
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+URGENT, BULK = PRIORITY_STEPS[0], PRIORITY_STEPS[-1]
 TASK_MODULES = ["algohost.worker.tasks", "algohost.worker.webhook_tasks",
                 "algohost.worker.batch_tasks", "algohost.worker.pipeline_tasks",
                 "algohost.worker.sweep_tasks"]
@@ -56,7 +64,8 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # The job record's lease, not the broker's visibility timeout, recovers
         # lost work; keep redelivery of long jobs rare.
-        broker_transport_options={"visibility_timeout": 6 * 3600},
+        broker_transport_options={"visibility_timeout": 6 * 3600,
+                                  "priority_steps": list(PRIORITY_STEPS)},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
@@ -65,8 +74,14 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def queue_keys(queue: str) -> list[str]:
+    """The broker lists that hold `queue`'s messages, one per priority step."""
+    return [queue if step == URGENT else f"{queue}{PRIORITY_SEP}{step}"
+            for step in PRIORITY_STEPS]
+
+
 class Dispatcher(Protocol):
-    def enqueue_run(self, job_id: str) -> None: ...
+    def enqueue_run(self, job_id: str, priority: int = BULK) -> None: ...
 
     def enqueue_build(self, build_id: str) -> None: ...
 
@@ -86,8 +101,10 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self.app = app
 
-    def enqueue_run(self, job_id: str) -> None:
-        self.app.send_task(RUN_TASK, args=[job_id], queue=CALLS_QUEUE)
+    def enqueue_run(self, job_id: str, priority: int = BULK) -> None:
+        """Send a job; `priority` is a PRIORITY_STEPS step (URGENT first). Unless told,
+        a job is sent at BULK: a backlog's job or a retry waits behind first calls."""
+        self.app.send_task(RUN_TASK, args=[job_id], queue=CALLS_QUEUE, priority=priority)
 
     def enqueue_build(self, build_id: str) -> None:
         self.app.send_task(BUILD_TASK, args=[build_id], queue=BUILDS_QUEUE)
@@ -98,9 +115,10 @@ class CeleryDispatcher:
                            queue=WEBHOOKS_QUEUE, countdown=countdown_s or None)
 
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:
-        """One message per chunk, sent as a Celery group; chunks share the calls queue."""
+        """One message per chunk, sent as a Celery group; chunks share the calls queue at
+        BULK, so a batch never stands in front of another owner's first call."""
         group(self.app.signature(BATCH_CHUNK_TASK, args=[batch_id, start, stop],
-                                 queue=CALLS_QUEUE)
+                                 queue=CALLS_QUEUE, priority=BULK)
               for start, stop in chunks).apply_async()
 
     def retire_build(self, build_id: str) -> None:
@@ -126,6 +144,7 @@ class RecordingDispatcher:
 
     def __init__(self) -> None:
         self.runs: list[str] = []
+        self.priorities: list[int] = []  # of each sent run, in order
         self.builds: list[str] = []
         self.webhooks: list[tuple[str, int, int, float]] = []
         self.batches: list[tuple[str, list[tuple[int, int]]]] = []
@@ -133,8 +152,9 @@ class RecordingDispatcher:
         self.pipelines: list[str] = []
         self.sweeps: list[str] = []
 
-    def enqueue_run(self, job_id: str) -> None:
+    def enqueue_run(self, job_id: str, priority: int = BULK) -> None:
         self.runs.append(job_id)
+        self.priorities.append(priority)
 
     def enqueue_build(self, build_id: str) -> None:
         self.builds.append(build_id)

@@ -1,4 +1,5 @@
-"""The one path a job takes into the system: its record, the owner's fair share, a message.
+"""The one path a job takes into the system: its record, the owner's fair share, a message
+sent at the broker priority the fair share gives it.
 
 The API's `POST /v1/jobs` and the controllers that submit jobs of their own (a sweep's
 trials) go through `JobSubmitter.submit`, so every job is admitted, limited and enqueued
@@ -28,7 +29,7 @@ def new_job_id() -> str:
 
 
 class JobSubmitter:
-    def __init__(self, jobs: JobStore, fair: FairShare, enqueue: Callable[[str], None],
+    def __init__(self, jobs: JobStore, fair: FairShare, enqueue: Callable[[str, int], None],
                  max_timeout_s: int, budget: ComputeBudget | None = None) -> None:
         self.jobs, self.fair, self.enqueue = jobs, fair, enqueue
         self.max_timeout_s = max_timeout_s
@@ -55,13 +56,14 @@ class JobSubmitter:
             webhook=webhook, webhook_events=list(webhook_events) if webhook else [],
             parent=parent, royalty_micros=royalty_of(build, owner))
         self.jobs.create(job)
-        if self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner)).sent:
-            self._send(job.id, owner)
+        admission = self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner))
+        if admission.sent:
+            self._send(job.id, owner, admission.priority)
         return job
 
-    def _send(self, job_id: str, owner: str) -> None:
+    def _send(self, job_id: str, owner: str, priority: int) -> None:
         try:
-            self.enqueue(job_id)
+            self.enqueue(job_id, priority)
         except Exception as exc:  # the broker's errors vary by transport
             log.exception("could not enqueue job %s", job_id)
             self.jobs.transition(job_id, JobStatus.FAILED, {JobStatus.QUEUED},

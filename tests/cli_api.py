@@ -149,7 +149,7 @@ class InlineWorker:
     def enqueue_build(self, build_id: str) -> None:
         self._do(lambda: self.builds.run(build_id))
 
-    def enqueue_run(self, job_id: str) -> None:
+    def enqueue_run(self, job_id: str, priority: int = 0) -> None:
         self._do(lambda: self.jobs.run(job_id))
 
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:

@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         limits=owner_limits,
         fair=fair,
         # Looked up per send, so a test that swaps the dispatcher's method is heard.
-        submitter=JobSubmitter(job_store, fair, lambda job_id: dispatcher.enqueue_run(job_id),
+        submitter=JobSubmitter(job_store, fair,
+                               lambda job_id, priority: dispatcher.enqueue_run(job_id, priority),
                                settings.max_timeout_s, budget),
         job_keys=IdempotencyKeys(client, "job", JobStore.key(""), settings.idempotency_ttl_s),
         batch_keys=IdempotencyKeys(client, "batch", BatchStore.key(""),

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from algohost.dispatch import BULK, PRIORITY_STEPS
 from algohost.errors import LimitReached, RateLimited
 from algohost.store import PREFIX, translate_errors
 from algohost.store.jobs import JobRecord
@@ -28,9 +29,9 @@ from algohost.store.limits import LimitStore
 # KEYS[5] submit-rate bucket, KEYS[6] the owners with a backlog, ARGV[7] the owner;
 # ARGV[1] job id, ARGV[2] now (s), ARGV[3] submits per
 # second, ARGV[4] burst, ARGV[5] most pending (slots + backlog), ARGV[6] slots.
-# Returns {1} sent now, {0} held in the backlog, {-1, retry_ms} over the submit rate,
-# {-2, pending} over the pending limit. A refused job's record is removed: its id was
-# never given to anyone.
+# Returns {1, slots held before this one} sent now, {0} held in the backlog,
+# {-1, retry_ms} over the submit rate, {-2, pending} over the pending limit. A refused
+# job's record is removed: its id was never given to anyone.
 _ADMIT = """
 local now, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local refuse = function(code, detail)
@@ -55,7 +56,7 @@ local pending = held + redis.call('LLEN', KEYS[4])
 if pending >= tonumber(ARGV[5]) then return refuse(-2, pending) end
 if held < tonumber(ARGV[6]) then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-  return {1, 0}
+  return {1, held}
 end
 redis.call('RPUSH', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[7])
@@ -81,11 +82,23 @@ return admitted
 """
 
 
+def priority_for(held: int) -> int:
+    """The broker priority of a job sent while its owner already holds `held` slots.
+
+    An owner with nothing under way is sent URGENT; the more slots it holds, the later
+    its messages are taken (every 4 held slots, one step lower, down to BULK). A flood's
+    jobs are sent at BULK, so a worker thread that frees takes any other owner's first
+    call before the rest of the flood: one owner can hold every thread, never the queue."""
+    return PRIORITY_STEPS[min(len(PRIORITY_STEPS) - 1, (held + 3) // 4)]
+
+
 @dataclass(frozen=True)
 class Admission:
-    """What the gate said about one submit: send its message now, or it waits."""
+    """What the gate said about one submit: send its message now (at `priority`), or it
+    waits in the backlog."""
 
     sent: bool
+    priority: int = BULK
 
 
 class FairShare:
@@ -122,7 +135,7 @@ class FairShare:
             args=[job_id, repr(time.time()), repr(limits.submits_per_s), limits.submit_burst,
                   limits.max_queued, limits.max_running, owner])
         if code == 1:
-            return Admission(sent=True)
+            return Admission(sent=True, priority=priority_for(int(detail)))
         if code == 0:
             return Admission(sent=False)
         if code == -1:
@@ -135,7 +148,8 @@ class FairShare:
                             max_queued=limits.max_queued)
 
     def finished(self, owner: str, job_id: str) -> None:
-        """The job is terminal: its slot goes to the owner's next jobs, which are sent.
+        """The job is terminal: its slot goes to the owner's next jobs, which are sent
+        (at the enqueue's default, BULK: the owner still has a backlog).
         Releasing the same job twice does nothing."""
         self._send(self._release_ids(owner, job_id))
 

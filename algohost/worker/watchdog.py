@@ -18,6 +18,8 @@ from typing import Any
 
 import redis
 
+from algohost.dispatch import queue_keys
+
 log = logging.getLogger(__name__)
 
 PATIENCE = 2  # checks in a row that see the stall before the consumer is made to reconnect
@@ -81,7 +83,8 @@ def queue_lengths(broker_url: str, queues: Sequence[str]) -> Callable[[], int] |
     def waiting() -> int:
         pipe = client.pipeline(transaction=False)
         for name in queues:
-            pipe.llen(name)  # kombu keeps a queue's messages in a list of its name
+            for key in queue_keys(name):  # kombu keeps a list per priority step
+                pipe.llen(key)
         return int(sum(pipe.execute()))
 
     return waiting

@@ -364,7 +364,7 @@ def test_prefer_wait_on_an_unfinished_job_answers_202_with_retry_after(api, buil
 
 
 def test_enqueue_failure_fails_the_job_and_answers_503(api, built):
-    def broken(job_id):
+    def broken(job_id, priority=0):
         raise ConnectionError("broker down")
 
     api.dispatcher.enqueue_run = broken

@@ -3,10 +3,12 @@
 import pytest
 
 from algohost.config import Settings
+from algohost.dispatch import BULK, CALLS_QUEUE, URGENT, CeleryDispatcher, make_celery
 from algohost.errors import LimitReached, RateLimited
 from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.limits import LimitStore
+from tests.conftest import TEST_REDIS_URL
 
 
 class Sent:
@@ -132,3 +134,42 @@ def test_an_operators_override_changes_one_owners_limits_only(redis_client, jobs
         submit(fair, jobs, "bob", f"j_b{n}")
     assert fair.usage("alice") == (3, 1) and fair.usage("bob") == (1, 3)
     assert limits.reset("alice").max_running == 1
+
+
+def taken_in_order(app):
+    """The job ids of the calls queue's messages, in the order a worker takes them."""
+    taken = []
+    with app.connection_for_read() as connection:
+        channel = connection.default_channel
+        while (message := channel.basic_get(CALLS_QUEUE, no_ack=True)) is not None:
+            taken.append(message.decode()[0][0])
+    return taken
+
+
+def test_another_owners_call_is_taken_before_a_floods_queued_messages(redis_client, jobs):
+    """Alice floods: her slots fill the broker with her messages while every worker thread
+    runs her jobs. Bob's call, sent after all of them, is the next message a freed thread
+    takes, not the seventeenth — and one of alice's jobs finishing (its successor sent)
+    does not put her back in front of him."""
+    app = make_celery(Settings(redis_url=TEST_REDIS_URL))
+    dispatcher = CeleryDispatcher(app)
+    limits = LimitStore(redis_client, Settings(owner_max_running=16))
+    fair = FairShare(redis_client, limits, dispatcher.enqueue_run, JobStore.key(""))
+
+    def submit_and_send(owner, job_id):
+        jobs.create(JobRecord(id=job_id, owner=owner, status=JobStatus.QUEUED,
+                              created_at="2026-01-01T00:00:00.000Z"))
+        admission = fair.admit(owner, job_id, jobs.owner_index_key(owner))
+        if admission.sent:
+            dispatcher.enqueue_run(job_id, admission.priority)
+        return admission
+
+    admissions = [submit_and_send("alice", f"j_a{n}") for n in range(100)]
+    assert admissions[0].priority == URGENT and admissions[15].priority == BULK
+    assert fair.usage("alice") == (16, 84)
+    assert submit_and_send("bob", "j_b0").priority == URGENT
+    finish(fair, jobs, "alice", "j_a1")  # its slot goes to j_a16, sent behind bob's call
+    taken = taken_in_order(app)
+    assert taken[:2] == ["j_a0", "j_b0"]  # alice's first job was sent before bob's
+    assert sorted(taken[2:]) == sorted(f"j_a{n}" for n in range(1, 17))
+    assert taken[-1] == "j_a16"
