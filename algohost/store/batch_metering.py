@@ -11,6 +11,7 @@ the worker lost), are neither billed nor counted as calls. The batch has one led
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +25,51 @@ from algohost.store.batches import BatchRecord, ChunkMeter, ItemResult
 from algohost.store.metrics import BYTE_BUCKETS, DAY_S, HOUR_S, MS_BUCKETS, BuildMetrics
 from algohost.store.usage import MiB, UsageLedger, day_of
 
-NOT_RUN = ["0", "0", "0", "", "0", "", "0"]
 
-
-def item_args(result: ItemResult) -> list[str]:
-    """One input's metering arguments: what UsageEntry.of and job_fields take of a job."""
-    metrics: Any = result.get("metrics")
-    if not metrics:
-        return NOT_RUN
-    run_ms = float(metrics.get("run_ms") or 0.0)
-    peak = int(metrics.get("peak_memory_bytes") or 0)
-    return ["1", str(round(run_ms * 1000)), str(round(peak * run_ms / MiB)),
-            str(MS_BUCKETS.index(run_ms)), repr(run_ms),
-            str(BYTE_BUCKETS.index(peak)) if peak > 0 else "", str(peak)]
+def figures(results: Iterable[ItemResult]) -> tuple[list[str], list[str]]:
+    """A flush's sums (what UsageEntry.of and job_fields take of a job, added up over the
+    inputs that ran) and each input's own figures, which the script reads only when some
+    input of the flush was stored before."""
+    calls = compute = memory = 0
+    run_sum = peak_sum = 0.0
+    run_max: float | None = None
+    peak_max: int | None = None
+    counts: dict[str, int] = {}
+    own: list[str] = []
+    peak_buckets: dict[int, str] = {}  # a warm container's peak is often the same figure
+    for result in results:
+        metrics: Any = result.get("metrics")
+        if not metrics:
+            own.append("")
+            continue
+        run_ms = float(metrics.get("run_ms") or 0.0)
+        peak = int(metrics.get("peak_memory_bytes") or 0)
+        us, mib_ms = round(run_ms * 1000), round(peak * run_ms / MiB)
+        calls, compute, memory = calls + 1, compute + us, memory + mib_ms
+        status = "s:" + result["status"]
+        counts[status] = counts.get(status, 0) + 1
+        run_bucket = f"r:{MS_BUCKETS.index(run_ms)}"
+        counts[run_bucket] = counts.get(run_bucket, 0) + 1
+        run_sum += run_ms
+        run_max = run_ms if run_max is None else max(run_max, run_ms)
+        peak_bucket = "-"
+        if peak > 0:
+            peak_bucket = peak_buckets.get(peak) or peak_buckets.setdefault(
+                peak, str(BYTE_BUCKETS.index(peak)))
+            counts["m:" + peak_bucket] = counts.get("m:" + peak_bucket, 0) + 1
+            peak_sum += peak
+            peak_max = peak if peak_max is None else max(peak_max, peak)
+        own.append(f"{us} {mib_ms} {run_bucket[2:]} {run_ms!r} {peak_bucket} {peak}")
+    if calls:
+        counts["r#"] = calls
+    if peak_max is not None:
+        counts["m#"] = sum(n for name, n in counts.items() if name.startswith("m:"))
+    sums = [str(calls), str(compute), str(memory), repr(run_sum),
+            "" if run_max is None else repr(run_max), repr(peak_sum),
+            "" if peak_max is None else str(peak_max), str(len(counts))]
+    for name, n in counts.items():
+        sums += [name, str(n)]
+    return sums, own
 
 
 @dataclass(frozen=True)
@@ -71,7 +104,7 @@ class BatchMetering:
                   str(max(int(batch.royalty_micros), 0)), str(len(entry))]
         for name, value in entry.items():
             header += [name, value]
-        return ChunkMeter(keys, header, item_args)
+        return ChunkMeter(keys, header, figures)
 
 
 def batch_entry(client: redis.Redis, batch_id: str) -> dict[str, Any] | None:

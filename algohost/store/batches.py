@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypedDict
@@ -75,7 +75,8 @@ class ChunkMeter:
 
     keys: list[str]
     header: list[str]
-    item: Callable[[ItemResult], list[str]]  # an input's seven metering arguments
+    # A flush's results -> the flush's sums and each input's own figures, in order.
+    figures: Callable[[Iterable[ItemResult]], tuple[list[str], list[str]]]
 
 
 class ItemResult(TypedDict, total=False):
@@ -201,16 +202,17 @@ class BatchStore:
         if not results:
             return False
         args: list[Any] = [encode_value(finished_at), _RUNNING, _COMPLETED, _ITEM_STATUSES,
-                           3 if meter is None else 10]
+                           3 if meter is None else 4]
         keys = [self.key(batch_id), self.results_key(batch_id), self.counts_key(batch_id)]
         if meter is None:
             for index, result in results.items():
                 args += [index, result["status"], encode_value(result)]
         else:
+            sums, figures = meter.figures(results.values())
             keys += meter.keys
-            args += meter.header
-            for index, result in results.items():
-                args += [index, result["status"], encode_value(result), *meter.item(result)]
+            args += meter.header + sums
+            for (index, result), own in zip(results.items(), figures, strict=True):
+                args += [index, result["status"], encode_value(result), own]
         return bool(self._record(keys=keys, args=args) == 1)
 
     @translate_errors

@@ -84,10 +84,15 @@ def test_a_chunk_run_again_or_flushed_twice_meters_nothing_twice(h):
                "metrics": {"run_ms": 1.5 + i, "peak_memory_bytes": 4 * MiB}} for i in range(3)}
     # A first run flushed inputs 0..2, then its worker was lost; the chunk runs again.
     h.batches.record_results(batch_id, ran, at, meter)
+    # A flush that overlaps what is stored: 2 is kept as it was, 3 and 4 are metered.
+    overlap = {i: {"status": "timed_out", "reason": "timed_out",
+                   "metrics": {"run_ms": 90.0 + i, "peak_memory_bytes": 0}} for i in (2, 3, 4)}
+    h.batches.record_results(batch_id, overlap, at, meter)
     h.runner.run(batch_id, 0, 10)
     h.runner.run(batch_id, 0, 10)  # and once more, redelivered after it finished
     results = h.batches.results(batch_id, 0, 10)
     assert results[:3] == list(ran.values())
+    assert [r["status"] for r in results[3:5]] == ["timed_out", "timed_out"]
     h.batches.record_results(batch_id, dict(enumerate(results)), at,
                              meter)  # a flush repeated: stores and meters nothing
     want = expected(results)
@@ -96,7 +101,10 @@ def test_a_chunk_run_again_or_flushed_twice_meters_nothing_twice(h):
     assert {k: totals(ledger, "bob", "payer")[k] for k in want} == want
     entry = batch_entry(h.redis, batch_id)
     assert {k: entry[k] for k in want} == want
-    assert BuildMetrics.from_settings(h.redis, Settings()).summary("bld_1").calls == 10
+    summary = BuildMetrics.from_settings(h.redis, Settings()).summary("bld_1")
+    assert summary.calls == summary.run_ms.count == 10
+    assert summary.statuses["timed_out"] == 2 and summary.run_ms.max == 94.0
+    assert summary.peak_memory_bytes.count == 8  # 3 and 4 measured no memory
 
 
 def test_canceled_inputs_are_not_billed_and_a_spent_budget_refuses(h):

@@ -153,3 +153,53 @@ def test_an_algorithms_calls_meet_the_callers_budget_too(stack, tmp_path):
     assert job["status"] == "succeeded", job
     assert (job["output"]["code"], job["output"]["status"]) == ("budget_exhausted", 402)
     assert len(job["children"]) == 1
+
+
+def test_a_batchs_inputs_are_calls_in_usage_and_metrics_and_meet_the_budget(stack, tmp_path):
+    """dave runs a batch of alice's public algorithm: each input is one call in his usage,
+    in alice's earnings with the royalty, and in the build's metrics, its compute the
+    worker's measurements summed exactly; once his day's compute is spent, a batch is 402."""
+    source = tmp_path / "batched"
+    source.mkdir()
+    (source / "algorithm.toml").write_text(
+        'name = "batched"\nentrypoint = "main:apply"\npython = "3.11"\n'
+        'visibility = "public"\nroyalty_micros = 300\n')
+    (source / "main.py").write_text(  # a batch's input cannot log a metric: paced would fail
+        "import time\n\n\ndef apply(x):\n    time.sleep(0.02)\n    return x\n")
+    ref = publish(stack, source)
+    dave = {"Authorization": f"Bearer {KeyStore(stack.redis).create('dave')}"}
+    LimitStore(stack.redis, stack.settings).set("dave", compute_s_per_day=0.001)  # 1 ms
+
+    def submit():
+        return stack.client.post("/v1/batches", json={"algorithm": ref, "inputs": [1, 2, 3, 4, 5]},
+                                 headers=dave)
+
+    response = submit()  # nothing spent yet: accepted, and it runs to its end
+    assert response.status_code == 202, response.get_json()
+    batch_id = response.get_json()["id"]
+
+    def completed():
+        batch = stack.client.get(f"/v1/batches/{batch_id}", headers=dave).get_json()
+        return batch if batch["status"] == "completed" else None
+
+    batch = eventually(completed, 120, lambda: f"dave's batch to complete: {stack.worker_log()}")
+    results = stack.client.get(f"/v1/batches/{batch_id}/results",
+                               headers=dave).get_json()["results"]
+    assert batch["counts"]["succeeded"] == 5, results
+    results = stack.client.get(f"/v1/batches/{batch_id}/results",
+                               headers=dave).get_json()["results"]
+    compute_us = sum(round(r["metrics"]["run_ms"] * 1000) for r in results)
+    owed = stack.client.get("/v1/usage?group_by=", headers=dave).get_json()["total"]
+    assert (owed["calls"], owed["royalty_micros"], owed["compute_us"]) == (5, 1500, compute_us)
+    assert compute_us >= 5 * 20_000  # each input sleeps 20 ms
+    paid = stack.client.get("/v1/usage?group_by=algorithm&role=payee", headers=stack.auth)
+    line = next(x for x in paid.get_json()["lines"] if x["algorithm"] == "alice/batched")
+    assert (line["calls"], line["royalty_micros"], line["compute_us"]) == (5, 1500, compute_us)
+    metrics = stack.client.get("/v1/algorithms/alice/batched/metrics",
+                               headers=stack.auth).get_json()
+    (build,) = metrics["builds"]
+    assert build["calls"] == 5 and build["error_rate"] == 0
+    assert build["run_ms"]["p50"] >= 20 * 0.95
+    refused = submit()
+    assert refused.status_code == 402, refused.get_json()
+    assert refused.get_json()["error"]["code"] == "budget_exhausted"

@@ -3,44 +3,62 @@
 -- With metering, the inputs newly stored that ran (the worker measured them) are folded in
 -- the same call into the usage ledger (the payer's and payee's day totals and the batch's
 -- entry) and the build's metrics (hour, day, life), so the ledger counts each input once.
+-- The caller sends the flush's sums; only when some input was stored before (a chunk run
+-- again) are the sums made again here from the new inputs' own figures.
 -- KEYS[1] batch hash, KEYS[2] results hash, KEYS[3] counts hash; with metering KEYS[4]
 -- the payer's day, KEYS[5] the payee's day, KEYS[6] the batch's usage entry, KEYS[7..9]
 -- the build's hour, day and life metrics, KEYS[10] its hours index, KEYS[11] its days.
 -- ARGV[1] encoded finished_at, ARGV[2] encoded running status, ARGV[3] encoded completed
 -- status, ARGV[4] comma list of the item statuses counted (the counts hash's fields),
--- ARGV[5] the stride: 3 without metering, 10 with. With metering ARGV[6] usage TTL,
+-- ARGV[5] the stride: 3 without metering, 4 with. With metering ARGV[6] usage TTL,
 -- ARGV[7] entry TTL, ARGV[8] metrics TTL, ARGV[9] the hour and ARGV[10] the day (epoch
 -- seconds), ARGV[11] the group (owner/name@version), ARGV[12] royalty per call, ARGV[13]
--- how many entry field/value pairs follow. Then per input: index, status, encoded result
--- and, with metering: ran (1/0), compute_us, memory_mib_ms, run_ms bucket ('' for none),
--- run_ms, peak memory bucket ('' for none), peak memory bytes.
+-- how many entry field/value pairs follow, then the flush's sums: calls, compute_us,
+-- memory_mib_ms, run_ms sum, run_ms max, peak sum, peak max ('' for none), and a count
+-- of metric fields and their field/increment pairs. Then per input: index, status,
+-- encoded result and, with metering, its figures: '' when it did not run, else
+-- "compute_us memory_mib_ms run_bucket run_ms peak_bucket peak" ('-' for no bucket).
 -- Returns 1 when this call finished the batch.
 local stride = tonumber(ARGV[5])
 local first = 6
-if stride > 3 then first = 14 + 2 * tonumber(ARGV[13]) end
-local added = 0
-local calls, compute, memory = 0, 0, 0
-local ints, rsum, rmax, msum, mmax = {}, 0, nil, 0, nil
-local function inc(name) ints[name] = (ints[name] or 0) + 1 end
+local calls, compute, memory, rsum, rmax, msum, mmax = 0, 0, 0, 0, nil, 0, nil
+local ints = {}
+if stride > 3 then
+  local a = 14 + 2 * tonumber(ARGV[13])
+  calls, compute, memory = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  rsum, rmax = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  msum, mmax = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local n = tonumber(ARGV[a + 7])
+  for j = a + 8, a + 7 + 2 * n, 2 do ints[ARGV[j]] = tonumber(ARGV[j + 1]) end
+  first = a + 8 + 2 * n
+end
+local added, skipped, ran = 0, false, {}
 for i = first, #ARGV, stride do
   if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 2]) == 1 then
     redis.call('HINCRBY', KEYS[3], ARGV[i + 1], 1)
     added = added + 1
-    if stride > 3 and ARGV[i + 3] == '1' then
-      calls = calls + 1
-      compute = compute + tonumber(ARGV[i + 4])
-      memory = memory + tonumber(ARGV[i + 5])
-      inc('s:' .. ARGV[i + 1])
-      if ARGV[i + 6] ~= '' then
-        local v = tonumber(ARGV[i + 7])
-        inc('r:' .. ARGV[i + 6]); inc('r#'); rsum = rsum + v
-        if not rmax or v > rmax then rmax = v end
-      end
-      if ARGV[i + 8] ~= '' then
-        local v = tonumber(ARGV[i + 9])
-        inc('m:' .. ARGV[i + 8]); inc('m#'); msum = msum + v
-        if not mmax or v > mmax then mmax = v end
-      end
+    if stride > 3 and ARGV[i + 3] ~= '' then ran[#ran + 1] = i end
+  elseif stride > 3 and ARGV[i + 3] ~= '' then
+    skipped = true
+  end
+end
+if skipped then  -- the sums sent count inputs stored before: make them from the new ones
+  calls, compute, memory, rsum, rmax, msum, mmax, ints = #ran, 0, 0, 0, nil, 0, nil, {}
+  local function inc(name) ints[name] = (ints[name] or 0) + 1 end
+  for _, i in ipairs(ran) do
+    local f = {}
+    for word in string.gmatch(ARGV[i + 3], '%S+') do f[#f + 1] = word end
+    compute, memory = compute + tonumber(f[1]), memory + tonumber(f[2])
+    inc('s:' .. ARGV[i + 1])
+    if f[3] ~= '-' then
+      local v = tonumber(f[4])
+      inc('r:' .. f[3]); inc('r#'); rsum = rsum + v
+      if not rmax or v > rmax then rmax = v end
+    end
+    if f[5] ~= '-' then
+      local v = tonumber(f[6])
+      inc('m:' .. f[5]); inc('m#'); msum = msum + v
+      if not mmax or v > mmax then mmax = v end
     end
   end
 end
