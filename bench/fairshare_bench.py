@@ -3,11 +3,13 @@ against the same call on an idle system, in the same run.
 
 Owner A queues `flood` calls of hello (submitted while the calls workers take no
 messages); then owner B times its own sync calls of hello while A's jobs drain, and the
-report says how many A had unfinished when B's first and last calls were timed.
+report says how many A had unfinished when B's first and last calls were timed, and the
+machine's load average (1 min) before and after: on a shared host the ratio moves with it.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +33,7 @@ def _sample(client: Client, ref: str, samples: list[float]) -> None:
 
 def run(settings: Settings, b_client: Client, b_ref: str, flood: int = 2000,
         samples: int = 200) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
     a_client = Client(settings, KeyStore(connect(settings)).create(FLOOD_OWNER))
     a_ref = a_client.publish(HELLO, FLOOD_OWNER)["ref"]
     a_client.call(a_ref, {"name": "first"})
@@ -63,4 +66,6 @@ def run(settings: Settings, b_client: Client, b_ref: str, flood: int = 2000,
     return {"flood_jobs": flood, "b_idle": summary(idle), "b_while_a_floods": busy_summary,
             "a_unfinished_while_sampled": {"first": unfinished[0], "last": unfinished[-1]},
             "ratio": round(busy_summary["p50_ms"] / idle_p50, 2),
-            "a_drain_seconds": round(time.perf_counter() - drained_at, 1)}
+            "a_drain_seconds": round(time.perf_counter() - drained_at, 1),
+            "load_average": {"before": round(load_before, 2),
+                             "after": round(os.getloadavg()[0], 2)}}
