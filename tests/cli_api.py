@@ -32,6 +32,7 @@ from algohost.sandbox.pool import WarmPool
 from algohost.sandbox.stub import StubSandbox
 from algohost.secrets import MemorySecrets, VaultSecretSource
 from algohost.store import connect, connect_raw
+from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, FairShareHook
@@ -129,7 +130,8 @@ class InlineWorker:
                               hooks=[*metering_hooks(client, settings), FairShareHook(fair),
                                      PipelineHook(self.pipelines.advance, self.enqueue_pipeline)])
         self.chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), self.registry,
-                                  self.pool, source, lease_s=settings.lease_s)
+                                  self.pool, source, lease_s=settings.lease_s,
+                                  metering=BatchMetering.from_settings(settings))
         self.hold = False
         self.pending: list[Callable[[], None]] = []
         self.batches: list[str] = []

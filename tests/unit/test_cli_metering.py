@@ -94,3 +94,20 @@ def test_a_spent_budget_refuses_calls_with_402_until_the_day_turns(api: CliApi,
     shown = json.loads(api.run(["limits", "--json"]).stdout)
     assert shown["limits"]["compute_s_per_day"] == 0.000001
     assert shown["usage"]["compute_s_today"] > 0
+
+
+def test_a_batchs_inputs_show_as_calls_in_usage_and_compare(api: CliApi, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    monkeypatch.setattr("algohost.cli.batch.POLL_S", 0)
+    first, _ = two_versions(api, tmp_path)
+    inputs, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inputs.write_text("\n".join(json.dumps(f"n{i}") for i in range(7)) + "\n")
+    result = api.run(["batch", first, "--inputs", str(inputs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ran = [json.loads(line)["metrics"]["run_ms"] for line in out.read_text().splitlines()]
+    report = json.loads(api.run(["usage", "--group-by", "version", "--json"]).stdout)
+    assert [(line["version"], line["calls"]) for line in report["lines"]] == [
+        (first.split("@")[1], 7)]
+    assert report["total"]["compute_us"] == sum(round(ms * 1000) for ms in ran)
+    compared = json.loads(api.run(["compare", "alice/greet", "--json"]).stdout)["builds"]
+    assert {b["version"]: b["calls"] for b in compared}[first.split("@")[1]] == 7
