@@ -122,3 +122,22 @@ def test_canceled_inputs_are_not_billed_and_a_spent_budget_refuses(h):
     limits.set("bob", compute_s_per_day=spent)
     with pytest.raises(BudgetExhausted):
         ComputeBudget(ledger, limits).check("bob")
+
+
+def test_thousands_of_inputs_sum_exactly_to_their_stored_results(h):
+    """2,000 inputs in chunks of 200, a few chunks run twice: the day's totals, the batch's
+    entry and the build's call count equal the stored results, to the microsecond."""
+    batch_id = create(h, list(range(2000)))
+    for start in range(0, 2000, 200):
+        h.runner.run(batch_id, start, start + 200)
+    for start in (0, 800, 1800):
+        h.runner.run(batch_id, start, start + 200)  # redelivered: nothing new to meter
+    results = h.batches.results(batch_id, 0, 2000)
+    want = expected(results)
+    assert want["calls"] == 2000
+    ledger = UsageLedger.from_settings(h.redis, Settings())
+    assert totals(ledger, "bob", "payer") == totals(ledger, "alice", "payee") == want
+    entry = batch_entry(h.redis, batch_id)
+    assert {k: entry[k] for k in want} == want
+    summary = BuildMetrics.from_settings(h.redis, Settings()).summary("bld_1")
+    assert (summary.calls, summary.statuses["failed"]) == (2000, 200)
