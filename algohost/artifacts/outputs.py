@@ -59,6 +59,17 @@ class RequestRouter:
         return handler(msg)
 
 
+class CallRequests(CallPeer):
+    """A batch input's peer: its requests go to the router; its /outputs files are not
+    kept (a batch stores no artifacts), as without a peer."""
+
+    def __init__(self, router: RequestRouter) -> None:
+        self.router = router
+
+    def handle(self, msg: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        return self.router(msg) if msg["type"] == protocol.REQUEST else []
+
+
 class JobOutputs(CallPeer):
     """Collects one call's artifacts; `artifacts` lists what was stored, in order."""
 
@@ -172,3 +183,13 @@ class Outputs:
             handlers[protocol.OP_DATA_READ] = DataReads(self.data, job.owner, build.owner)
         return JobOutputs(self.store, self.lineage, job, build, self.max_count,
                           self.max_bytes, RequestRouter(handlers) if handlers else None)
+
+    def for_batch(self, owner: str, build: BuildRecord,
+                  requests: Mapping[str, Requests]) -> CallRequests:
+        """A batch input's peer: `data://` reads with the batch owner's (the caller's)
+        rights, and the `requests` (by op) the caller adds. Nothing here reaches Redis
+        until the algorithm asks for something."""
+        handlers = dict(requests)
+        if self.data is not None:
+            handlers[protocol.OP_DATA_READ] = DataReads(self.data, owner, build.owner)
+        return CallRequests(RequestRouter(handlers))

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+from algohost.artifacts.outputs import CallRequests, Outputs
 from algohost.clock import now_iso
 from algohost.errors import AlgohostError, BuildNotReady, NoFreeSlot
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Session
+from algohost.sandbox.runner import protocol
 from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchRecord, BatchStatus, BatchStore, ItemResult
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
@@ -22,6 +25,7 @@ from algohost.webhooks import Event
 from algohost.webhooks.notifier import WebhookNotifier
 from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for, worker_lost
 from algohost.worker.redacting import Redactor
+from algohost.worker.reported import ReportedMetrics
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,26 @@ def failed_result(error: AlgohostError | Exception, reason: str,
 
 
 CANCELED: ItemResult = {"status": "canceled", "reason": "canceled"}
+
+NESTED_CALL_CODE = "nested_call_in_batch"
+
+
+def no_nested_calls(msg: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A batch input's `algohost_runtime.call()`: refused, with a code the algorithm can
+    tell apart (a batch input is no job, so it has no child jobs)."""
+    error: dict[str, Any] = {
+        **protocol.error_info("Unavailable", "nested calls are not available in batches; "
+                                             "call the algorithm as a job instead"),
+        "code": NESTED_CALL_CODE, "status": 400}
+    yield {"type": protocol.RESPONSE, "id": str(msg.get("id", "")), "ok": False, "end": True,
+           "error": error}
+
+
+def batch_peer(outputs: Outputs, batch: BatchRecord, build: BuildRecord) -> CallRequests:
+    """One input's peer, with the batch owner's rights: `data://` reads as in a job,
+    `metric.log` checked as for jobs and not kept, nested calls refused."""
+    return outputs.for_batch(batch.owner, build, {protocol.OP_METRIC_LOG: ReportedMetrics(),
+                                                  protocol.OP_CALL: no_nested_calls})
 
 
 class ChunkLease:
@@ -147,11 +171,12 @@ class ChunkRunner:
                  secrets: SecretSource, notifier: WebhookNotifier | None = None, *,
                  lease_s: float, clock: Callable[[], float] = time.time,
                  mounts: Callable[[BuildRecord], tuple[tuple[str, str], ...]] | None = None,
-                 metering: BatchMetering | None = None) -> None:
+                 metering: BatchMetering | None = None,
+                 outputs: Outputs | None = None) -> None:
         # Wall-clock seconds: the chunk's lease is compared with other workers' clocks.
         self.batches, self.registry, self.pool = batches, registry, pool
         self.secrets, self.notifier, self.lease_s, self.clock = secrets, notifier, lease_s, clock
-        self.mounts, self.metering = mounts, metering
+        self.mounts, self.metering, self.outputs = mounts, metering, outputs
 
     def run(self, batch_id: str, start: int, stop: int) -> None:
         batch = self.batches.get(batch_id)
@@ -219,8 +244,11 @@ class ChunkRunner:
                     session = self._acquire(spec, canceled)
                     if session is None:
                         return
+                # Made per input (reported names are capped per call); reaches no store
+                # unless the algorithm makes a request.
+                peer = batch_peer(self.outputs, batch, build) if self.outputs else None
                 try:
-                    outcome = session.call(inputs[index - start], timeout_s, canceled)
+                    outcome = session.call(inputs[index - start], timeout_s, canceled, peer)
                 except Exception as exc:  # the session closed itself; go on with a new one
                     redactor.log_exception(log, "input %d of batch %s failed in the worker",
                                            index, batch.id, exc=exc)
