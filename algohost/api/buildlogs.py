@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import redis
 from flask import Blueprint, request
 from pydantic import BaseModel, Field
 
 from algohost.api.access import owned_algorithm
 from algohost.api.context import services
 from algohost.api.routing import EventStream, Header, Streamed, route
+from algohost.errors import AlgohostError
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
 
 bp = Blueprint("buildlogs", __name__)
@@ -65,28 +68,40 @@ def follow(registry: Registry, build: BuildRecord, offset: int, limit_s: float
     deadline = time.monotonic() + limit_s
     quiet_since = time.monotonic()
     try:
-        while True:
-            events, offset = _lines(registry, build.id, offset)
-            yield from events
-            build = registry.get_build(build.id)
-            if build.status in TERMINAL:
-                events, offset = _lines(registry, build.id, offset)
-                yield from events
-                yield _end(build)
-                return
-            if time.monotonic() >= deadline:
-                yield _event("the build goes on; follow again to see the rest", "timeout")
-                return
-            if events:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since >= KEEPALIVE_S:
-                yield b": keepalive\n\n"
-                quiet_since = time.monotonic()
-            pubsub.get_message(timeout=WAKE_S)
-            while pubsub.get_message(timeout=0.0) is not None:
-                pass  # one read serves every notice that came meanwhile
+        yield from _follow_until_end(registry, pubsub, build, offset, deadline, quiet_since)
+    except AlgohostError as exc:
+        # The response has started: a vanished build or a lost store ends the stream with
+        # an event the client can read, never a traceback in the middle of it.
+        yield _event(json.dumps(exc.to_dict()), "error")
+    except redis.RedisError:
+        yield _event(json.dumps({"code": "store_unavailable",
+                                 "message": "the store went away; follow again"}), "error")
     finally:
         pubsub.close()
+
+
+def _follow_until_end(registry: Registry, pubsub: Any, build: BuildRecord, offset: int,
+                      deadline: float, quiet_since: float) -> Iterator[bytes]:
+    while True:
+        events, offset = _lines(registry, build.id, offset)
+        yield from events
+        build = registry.get_build(build.id)
+        if build.status in TERMINAL:
+            events, offset = _lines(registry, build.id, offset)
+            yield from events
+            yield _end(build)
+            return
+        if time.monotonic() >= deadline:
+            yield _event("the build goes on; follow again to see the rest", "timeout")
+            return
+        if events:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
+            yield b": keepalive\n\n"
+            quiet_since = time.monotonic()
+        pubsub.get_message(timeout=WAKE_S)
+        while pubsub.get_message(timeout=0.0) is not None:
+            pass  # one read serves every notice that came meanwhile
 
 
 @route(bp, "GET", "/v1/algorithms/<owner>/<name>/versions/<version>/logs",
