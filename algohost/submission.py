@@ -55,8 +55,9 @@ class JobSubmitter:
             timeout_s=timeout_s or min(build.manifest.resources.timeout_s, self.max_timeout_s),
             webhook=webhook, webhook_events=list(webhook_events) if webhook else [],
             parent=parent, royalty_micros=royalty_of(build, owner))
-        self.jobs.create(job)
-        admission = self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner))
+        # The record is written by the admission's script: one round trip for both.
+        admission = self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner),
+                                    record=self.jobs.creation(job))
         if admission.sent:
             self._send(job.id, owner, admission.priority)
         return job

@@ -22,7 +22,7 @@ import redis
 from algohost.dispatch import BULK, PRIORITY_STEPS
 from algohost.errors import LimitReached, RateLimited
 from algohost.store import PREFIX, translate_errors
-from algohost.store.jobs import JobRecord
+from algohost.store.jobs import JobCreation, JobRecord
 from algohost.store.limits import LimitStore
 
 # KEYS[1] job hash, KEYS[2] owner's job index, KEYS[3] slot set, KEYS[4] backlog list,
@@ -32,6 +32,9 @@ from algohost.store.limits import LimitStore
 # Returns {1, slots held before this one} sent now, {0} held in the backlog,
 # {-1, retry_ms} over the submit rate, {-2, pending} over the pending limit. A refused
 # job's record is removed: its id was never given to anyone.
+# With ARGV[8] (the record's retention, s) > 0, the job's record is written here too,
+# once it is accepted: ARGV[10..] its field/value pairs, ARGV[9] '1' to trim the owner's
+# index of entries older than the retention — the submit's one round trip to the store.
 _ADMIT = """
 local now, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local refuse = function(code, detail)
@@ -54,6 +57,16 @@ end
 local held = redis.call('ZCARD', KEYS[3])
 local pending = held + redis.call('LLEN', KEYS[4])
 if pending >= tonumber(ARGV[5]) then return refuse(-2, pending) end
+local retention = tonumber(ARGV[8]) or 0
+if retention > 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+  redis.call('EXPIRE', KEYS[1], retention)
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], retention)
+  if ARGV[9] == '1' then
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[2]) - retention)
+  end
+end
 if held < tonumber(ARGV[6]) then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
   return {1, held}
@@ -126,14 +139,20 @@ class FairShare:
         return f"{PREFIX}fair:rate:{owner}"
 
     @translate_errors
-    def admit(self, owner: str, job_id: str, index_key: str) -> Admission:
-        """Take the job into a slot or the backlog, or refuse it (removing its record)."""
+    def admit(self, owner: str, job_id: str, index_key: str,
+              record: JobCreation | None = None) -> Admission:
+        """Take the job into a slot or the backlog, or refuse it (removing its record).
+
+        With `record` (JobStore.creation), the job's record is written by the same script
+        once accepted, instead of by a round trip of its own before."""
         limits = self.limits.for_owner(owner)
+        written: list[Any] = ([record.retention_s, "1" if record.trim else "0",
+                               *record.pairs] if record is not None else [])
         code, detail = self._admit(
             keys=[self.job_prefix + job_id, index_key, self.slots_key(owner),
                   self.backlog_key(owner), self.rate_key(owner), self.OWNERS_KEY],
             args=[job_id, repr(time.time()), repr(limits.submits_per_s), limits.submit_burst,
-                  limits.max_queued, limits.max_running, owner])
+                  limits.max_queued, limits.max_running, owner, *written])
         if code == 1:
             return Admission(sent=True, priority=priority_for(int(detail)))
         if code == 0:

@@ -148,6 +148,17 @@ class JobRecord:
 
 
 JOB_FIELDS = RecordFields(JobRecord, "job", typed={"status": JobStatus})
+TRIM_CHANCE = 0.02  # trimming an owner's index now and then at a create keeps it bounded
+
+
+@dataclass(frozen=True, slots=True)
+class JobCreation:
+    """A new job's record as flat field/value pairs, its retention, and whether this
+    create also trims the owner's index of entries past the retention."""
+
+    pairs: list[str]
+    retention_s: int
+    trim: bool
 
 
 def stored_job(raw: Mapping[str, str]) -> JobRecord | None:
@@ -184,6 +195,12 @@ class JobStore:
     def owner_index_key(owner: str) -> str:
         return f"{PREFIX}jobs:owner:{owner}"
 
+    def creation(self, job: JobRecord) -> JobCreation:
+        """What `create` writes, for a script that writes it with more (the fair share's
+        admission): the record's field/value pairs and its retention."""
+        pairs = [part for item in job.to_redis().items() for part in item]
+        return JobCreation(pairs, self.retention_s, random.random() < TRIM_CHANCE)
+
     @translate_errors
     def create(self, job: JobRecord) -> None:
         key = self.key(job.id)
@@ -196,7 +213,7 @@ class JobStore:
         owner_index = self.owner_index_key(job.owner)
         pipe.zadd(owner_index, {job.id: now})
         pipe.expire(owner_index, self.retention_s)
-        if random.random() < 0.02:  # trimming the index now and then keeps it bounded
+        if random.random() < TRIM_CHANCE:
             pipe.zremrangebyscore(owner_index, "-inf", now - self.retention_s)
         pipe.execute()
 

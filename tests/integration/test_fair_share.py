@@ -173,3 +173,22 @@ def test_another_owners_call_is_taken_before_a_floods_queued_messages(redis_clie
     assert taken[:2] == ["j_a0", "j_b0"]  # alice's first job was sent before bob's
     assert sorted(taken[2:]) == sorted(f"j_a{n}" for n in range(1, 17))
     assert taken[-1] == "j_a16"
+
+
+def test_a_submit_writes_its_record_in_the_admission_and_a_refused_one_leaves_none(
+        redis_client, jobs):
+    """The submit's one round trip: the admission's script writes the record it accepts,
+    whether sent or held in the backlog, and writes nothing for one it refuses."""
+    fair, _, _ = make_fair(redis_client, owner_max_running=1, owner_max_queued=2)
+    for n in range(3):
+        job = JobRecord(id=f"j_{n}", owner="alice", status=JobStatus.QUEUED,
+                        input={"n": n}, created_at="2026-01-01T00:00:00.000Z")
+        try:
+            fair.admit("alice", job.id, jobs.owner_index_key("alice"),
+                       record=jobs.creation(job))
+        except LimitReached:
+            assert n == 2
+    assert [jobs.get(f"j_{n}").input for n in range(2)] == [{"n": 0}, {"n": 1}]
+    assert 0 < redis_client.ttl(JobStore.key("j_1")) <= 60
+    assert jobs.get("j_2") is None
+    assert redis_client.zrange(jobs.owner_index_key("alice"), 0, -1) == ["j_0", "j_1"]
