@@ -15,7 +15,7 @@ from typing import Any
 
 from algohost.artifacts.outputs import CallRequests, Outputs
 from algohost.clock import now_iso
-from algohost.errors import AlgohostError, BuildNotReady, NoFreeSlot
+from algohost.errors import AlgohostError, BuildNotReady, NoFreeSlot, SandboxUnavailable
 from algohost.sandbox.base import CallOutcome, ContainerSpec, ExitReason, Session
 from algohost.sandbox.runner import protocol
 from algohost.store.batch_metering import BatchMetering
@@ -23,7 +23,15 @@ from algohost.store.batches import BatchRecord, BatchStatus, BatchStore, ItemRes
 from algohost.store.registry import BuildRecord, BuildStatus, Registry
 from algohost.webhooks import Event
 from algohost.webhooks.notifier import WebhookNotifier
-from algohost.worker.execution import OUTCOME_STATUS, Pool, SecretSource, spec_for, worker_lost
+from algohost.worker.execution import (
+    OUTCOME_STATUS,
+    Pool,
+    SecretSource,
+    lost_pause_s,
+    lost_to_sandbox,
+    spec_for,
+    worker_lost,
+)
 from algohost.worker.redacting import Redactor
 from algohost.worker.reported import ReportedMetrics
 
@@ -172,11 +180,14 @@ class ChunkRunner:
                  lease_s: float, clock: Callable[[], float] = time.time,
                  mounts: Callable[[BuildRecord], tuple[tuple[str, str], ...]] | None = None,
                  metering: BatchMetering | None = None,
-                 outputs: Outputs | None = None) -> None:
+                 outputs: Outputs | None = None, max_attempts: int = 3,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         # Wall-clock seconds: the chunk's lease is compared with other workers' clocks.
         self.batches, self.registry, self.pool = batches, registry, pool
         self.secrets, self.notifier, self.lease_s, self.clock = secrets, notifier, lease_s, clock
         self.mounts, self.metering, self.outputs = mounts, metering, outputs
+        # An input lost to the sandbox runs again, as a job does, up to this many times.
+        self.max_attempts, self.sleep = max_attempts, sleep
 
     def run(self, batch_id: str, start: int, stop: int) -> None:
         batch = self.batches.get(batch_id)
@@ -238,36 +249,60 @@ class ChunkRunner:
         last_flush = self.clock()
         try:
             for index in todo:
-                if canceled():
-                    return
-                if session is None:
-                    session = self._acquire(spec, canceled)
-                    if session is None:
+                attempt = 1
+                while True:  # more than once only for an input lost to the sandbox
+                    if canceled():
                         return
-                # Made per input (reported names are capped per call); reaches no store
-                # unless the algorithm makes a request.
-                peer = batch_peer(self.outputs, batch, build) if self.outputs else None
-                try:
-                    outcome = session.call(inputs[index - start], timeout_s, canceled, peer)
-                except Exception as exc:  # the session closed itself; go on with a new one
-                    redactor.log_exception(log, "input %d of batch %s failed in the worker",
-                                           index, batch.id, exc=exc)
-                    self.pool.release(session, False)
-                    session = None
-                    results.add(index, failed_result(exc, "worker_error", redactor))
-                    continue
-                if not outcome.reusable:
-                    self.pool.release(session, False)
-                    session = None
-                if lease.lost:
-                    return  # stopped for the chunk's new holder, which runs this input again
-                results.add(index, item_result(outcome, redactor))
+                    if session is None:
+                        try:
+                            session = self._acquire(spec, canceled)
+                        except SandboxUnavailable as exc:  # the engine is away
+                            if attempt >= self.max_attempts:
+                                raise
+                            self._lost(batch, index, attempt, exc.message)
+                            attempt += 1
+                            continue
+                        if session is None:
+                            return
+                    # Made per input (reported names are capped per call); reaches no store
+                    # unless the algorithm makes a request.
+                    peer = batch_peer(self.outputs, batch, build) if self.outputs else None
+                    try:
+                        outcome = session.call(inputs[index - start], timeout_s, canceled, peer)
+                    except Exception as exc:  # the session closed itself; go on with a new one
+                        redactor.log_exception(log, "input %d of batch %s failed in the worker",
+                                               index, batch.id, exc=exc)
+                        self.pool.release(session, False)
+                        session = None
+                        results.add(index, failed_result(exc, "worker_error", redactor))
+                        break
+                    if not outcome.reusable:
+                        self.pool.release(session, False)
+                        session = None
+                    if lease.lost:
+                        return  # stopped for the chunk's new holder, which runs this input again
+                    # The same rule as for jobs: only the sandbox's loss, never the input's own
+                    # crash, OOM or timeout, runs it again (in a fresh container).
+                    if lost_to_sandbox(outcome) and attempt < self.max_attempts:
+                        self._lost(batch, index, attempt,
+                                   str((outcome.error or {}).get("message", "")))
+                        attempt += 1
+                        continue
+                    results.add(index, item_result(outcome, redactor))
+                    break
                 if self.clock() - last_flush >= FLUSH_S:
                     self._flush(batch, results)
                     last_flush = self.clock()
         finally:
             if session is not None:
                 self.pool.release(session, True)
+
+    def _lost(self, batch: BatchRecord, index: int, attempt: int, message: str) -> None:
+        """Pause before running an input lost to the sandbox again; the pause (seconds, well
+        inside a lease) lets a restarting engine come back."""
+        log.warning("input %d of batch %s: the sandbox was lost (%s); running it again",
+                    index, batch.id, message)
+        self.sleep(lost_pause_s(attempt))
 
     def _acquire(self, spec: ContainerSpec, canceled: CancelCheck) -> Session | None:
         """A container for the next input, or None if the chunk must stop while it waits.

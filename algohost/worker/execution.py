@@ -53,6 +53,17 @@ OUTCOME_STATUS = {
 }
 
 
+def lost_to_sandbox(outcome: CallOutcome) -> bool:
+    """Whether a call ended because the sandbox went away under it, not for anything the
+    algorithm did (its own crash, the OOM killer, a timeout): such a call may run again."""
+    return outcome.reason is ExitReason.SANDBOX_LOST
+
+
+def lost_pause_s(attempt: int) -> float:
+    """How long to wait before running a lost call again: the engine's restart takes seconds."""
+    return min(LOST_PAUSE_S * attempt, LOST_PAUSE_MAX_S)
+
+
 class Pool(Protocol):
     def acquire(self, spec: ContainerSpec, wait_s: float | None = None,
                 nested: bool = False) -> tuple[Session, bool]: ...
@@ -237,7 +248,7 @@ class JobRunner:
             "run_ms": round(outcome.run_ms, 3),
             "peak_memory_bytes": outcome.peak_memory_bytes,
         }
-        if outcome.reason is ExitReason.SANDBOX_LOST:
+        if lost_to_sandbox(outcome):
             self._sandbox_lost(job, outcome.reason.value,
                                redactor.error(outcome.error, max_logs)
                                or {"type": "SandboxLost", "message": "the sandbox was lost",
@@ -259,7 +270,7 @@ class JobRunner:
         if (self.requeue is not None and job.depth == 0
                 and job.attempts < self.settings.max_attempts):
             log.warning("job %s: %s (%s); running it again", job.id, reason, error["message"])
-            self.sleep(min(LOST_PAUSE_S * job.attempts, LOST_PAUSE_MAX_S))
+            self.sleep(lost_pause_s(job.attempts))
             # A cancel meanwhile wins: the transition finds the job no longer running.
             if self.jobs.transition(job.id, JobStatus.QUEUED, {JobStatus.RUNNING},
                                     worker=None):

@@ -145,7 +145,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                        budget=budget)
     chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), registry, pool, secrets,
                          notifier, lease_s=settings.lease_s, mounts=outputs.mounts,
-                         metering=BatchMetering.from_settings(settings), outputs=outputs)
+                         metering=BatchMetering.from_settings(settings), outputs=outputs,
+                         max_attempts=settings.max_attempts)
     builds = BuildRunner(registry, builder, settings, BuildLeases(client),
                          on_succeeded=[dispatcher.enqueue_prewarm] if settings.prewarm else [])
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,

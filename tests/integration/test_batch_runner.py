@@ -14,7 +14,7 @@ import pytest
 
 from algohost.config import SandboxSettings
 from algohost.dispatch import RecordingDispatcher
-from algohost.errors import ContainerStartFailed
+from algohost.errors import ContainerStartFailed, SandboxUnavailable
 from algohost.manifest import Manifest, ResourcesSection
 from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
@@ -29,7 +29,7 @@ from algohost.store.batches import (
 from algohost.store.registry import BuildRecord, BuildStatus
 from algohost.store.webhooks import WebhookStore
 from algohost.webhooks.notifier import WebhookNotifier, batch_subject
-from algohost.worker import batching
+from algohost.worker import batching, execution
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.execution import NoSecrets, spec_for
 from tests.waiting import ManualClock, eventually
@@ -270,3 +270,72 @@ def test_a_chunk_waiting_for_a_container_keeps_its_lease(redis_client, monkeypat
     h.pool.release(busy, True)
     chunk.join(10)
     assert [r["output"] for r in h.batches.results(batch_id, 0, 2)] == [2, 4]
+
+
+def lost_once_per_input(lost: set):
+    """An engine that restarts under each listed input's first run, then stays up."""
+    def algorithm(x):
+        if x in lost:
+            lost.discard(x)
+            raise SimulatedExit(ExitReason.SANDBOX_LOST, "the container engine restarted")
+        if x == "lost-always":
+            raise SimulatedExit(ExitReason.SANDBOX_LOST, "the container engine restarted")
+        if x == "oom":
+            raise SimulatedExit(ExitReason.OOM)
+        return picky(x)
+    return algorithm
+
+
+def test_an_input_lost_to_the_sandbox_runs_again_in_a_fresh_container(h):
+    pauses = []
+    h.runner.sleep = pauses.append
+    h.sandbox.algorithms["bld_1"] = lost_once_per_input({2})
+    batch_id = h.create([1, 2, 3, "crash", "oom"])
+    h.runner.run(batch_id, 0, 5)
+    results = h.batches.results(batch_id, 0, 5)
+    assert [r["output"] for r in results[:3]] == [2, 4, 6]
+    # Its own crash or the OOM killer is the input's doing: recorded, never run again.
+    assert [r["reason"] for r in results[3:]] == ["crashed", "oom"]
+    assert pauses == [execution.LOST_PAUSE_S]  # the engine is given time to come back
+    assert h.sandbox.sessions[1].inputs[0] == 2  # the lost container is not reused
+    assert h.batches.counts(batch_id) == {"succeeded": 3, "failed": 2, "timed_out": 0,
+                                          "canceled": 0}
+
+
+def test_past_its_attempts_a_lost_input_fails_as_sandbox_lost_and_the_others_succeed(h):
+    pauses = []
+    h.runner.max_attempts, h.runner.sleep = 2, pauses.append
+    h.sandbox.algorithms["bld_1"] = lost_once_per_input(set())
+    batch_id = h.create([1, "lost-always", 3])
+    h.runner.run(batch_id, 0, 3)
+    first, lost, last = h.batches.results(batch_id, 0, 3)
+    assert first["output"] == 2 and last["output"] == 6
+    assert lost["status"] == "failed" and lost["reason"] == "sandbox_lost"
+    assert lost["error"]["type"] == "SandboxLost" and "engine" in lost["error"]["message"]
+    assert len(pauses) == 1 and h.batches.status(batch_id) is BatchStatus.COMPLETED
+
+
+def test_a_chunk_that_could_not_start_while_the_engine_was_away_is_retried(h):
+    pauses, real_acquire, away = [], h.pool.acquire, [1]
+
+    def acquire_once_away(spec, wait_s=None, nested=False):
+        if away:
+            away.pop()
+            raise SandboxUnavailable("start container: the Docker engine is not reachable")
+        return real_acquire(spec, wait_s=wait_s)
+
+    h.runner.sleep = pauses.append
+    h.runner.pool = replace_acquire(h.pool, acquire_once_away)
+    batch_id = h.create([1, 2])
+    h.runner.run(batch_id, 0, 2)
+    assert [r["output"] for r in h.batches.results(batch_id, 0, 2)] == [2, 4]
+    assert pauses == [execution.LOST_PAUSE_S]
+
+
+def replace_acquire(pool, acquire):
+    class Away:
+        def __getattr__(self, name):
+            return getattr(pool, name)
+    away = Away()
+    away.acquire = acquire
+    return away
