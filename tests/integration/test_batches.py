@@ -1,7 +1,9 @@
 """Batches through the whole stack: chunks of inputs run in warm containers by a real worker."""
 
 import time
+from pathlib import Path
 
+import docker.errors
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -9,7 +11,7 @@ from algohost.api import create_app
 from algohost.dispatch import CALLS_QUEUE, RecordingDispatcher, queue_keys
 from algohost.store.batches import BatchStore
 from tests.receiver import Receiver
-from tests.stack import TEST_ALGORITHMS, publish
+from tests.stack import TEST_ALGORITHMS, publish, publish_own
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -122,3 +124,36 @@ def test_a_chunk_whose_worker_was_lost_is_run_again_by_the_workers_reaper(stack,
     assert results[0]["output"] == "kept"
     assert [r["output"]["double"] for r in results[1:] if r["index"] != 7] == [
         2 * i for i in range(1, 10) if i != 7]
+
+
+def sleeping_container(stack, ref):
+    """The build's running container whose algorithm is inside time.sleep right now, read
+    from the kernel (each thread's wait channel), so a kill lands mid-input, not at start."""
+    for container in stack.containers_of(ref, running_only=True):
+        try:
+            pids = [row[1] for row in container.top()["Processes"] or []]
+        except docker.errors.APIError:
+            continue
+        for pid in pids:
+            for wchan in Path(f"/proc/{pid}/task").glob("*/wchan"):
+                try:
+                    if "nanosleep" in wchan.read_text():
+                        return container
+                except OSError:
+                    pass
+    return None
+
+
+def test_a_batch_whose_container_is_killed_from_outside_mid_input_succeeds_for_every_input(
+        stack, tmp_path):
+    # What an engine restart or an operator's `docker kill` does to the chunk's container.
+    sleeper = publish_own(stack, TEST_ALGORITHMS / "sleeper", tmp_path, "killed mid-batch")
+    created = submit(stack, algorithm=sleeper, inputs=[0, 10, 0])
+    container = eventually(lambda: sleeping_container(stack, sleeper), 120,
+                           lambda: f"an input asleep in its container: {stack.worker_log()}")
+    container.kill()
+    record = batch_when(stack, created["id"], lambda b: b["status"] != "running")
+    assert record["counts"]["succeeded"] == 3, (record, all_results(stack, created["id"]))
+    assert [r["output"] for r in all_results(stack, created["id"])] == [
+        {"slept": 0}, {"slept": 10}, {"slept": 0}]
+    assert "the sandbox was lost" in stack.worker_log()  # run again, not by chance
