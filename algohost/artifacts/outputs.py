@@ -65,9 +65,14 @@ class CallRequests(CallPeer):
 
     def __init__(self, router: RequestRouter) -> None:
         self.router = router
+        self.dropped = 0  # files under /outputs the call left, counted to be told, not kept
 
     def handle(self, msg: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        return self.router(msg) if msg["type"] == protocol.REQUEST else []
+        if msg["type"] == protocol.REQUEST:
+            return self.router(msg)
+        if msg["type"] == protocol.ARTIFACT and msg.get("end"):
+            self.dropped += 1
+        return []
 
 
 class JobOutputs(CallPeer):

@@ -68,6 +68,12 @@ def failed_result(error: AlgohostError | Exception, reason: str,
 
 CANCELED: ItemResult = {"status": "canceled", "reason": "canceled"}
 
+
+def artifacts_not_kept(files: int) -> str:
+    """The log line of an input that left files under /outputs: a batch keeps none."""
+    return (f"[algohost] {files} file(s) written to /outputs were not kept: batch inputs "
+            "keep no artifacts (call the algorithm as a job to keep them)\n")
+
 NESTED_CALL_CODE = "nested_call_in_batch"
 
 
@@ -288,7 +294,10 @@ class ChunkRunner:
                                    str((outcome.error or {}).get("message", "")))
                         attempt += 1
                         continue
-                    results.add(index, item_result(outcome, redactor))
+                    result = item_result(outcome, redactor)
+                    if peer is not None and peer.dropped:
+                        result["logs"] = result.get("logs", "") + artifacts_not_kept(peer.dropped)
+                    results.add(index, result)
                     break
                 if self.clock() - last_flush >= FLUSH_S:
                     self._flush(batch, results)

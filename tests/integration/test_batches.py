@@ -157,3 +157,14 @@ def test_a_batch_whose_container_is_killed_from_outside_mid_input_succeeds_for_e
     assert [r["output"] for r in all_results(stack, created["id"])] == [
         {"slept": 0}, {"slept": 10}, {"slept": 0}]
     assert "the sandbox was lost" in stack.worker_log()  # run again, not by chance
+
+
+def test_files_a_batch_input_leaves_under_outputs_are_not_kept_and_its_logs_say_so(stack):
+    outputs = publish(stack, TEST_ALGORITHMS / "outputs")
+    created = submit(stack, algorithm=outputs,
+                     inputs=[{"files": {"a.txt": "one", "b.txt": "two"}}, {}])
+    batch_when(stack, created["id"], lambda b: b["status"] != "running")
+    wrote, quiet = all_results(stack, created["id"])
+    assert wrote["status"] == "succeeded" and wrote["output"] == {"before": []}, wrote
+    assert "2 file(s) written to /outputs were not kept" in wrote["logs"]
+    assert "logs" not in quiet, quiet
