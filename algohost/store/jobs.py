@@ -298,8 +298,9 @@ class JobStore:
                 if job is None or job.status.terminal or remaining <= 0:
                     return job
                 # Subscribed, a finish wakes us and the re-read is only a safety net;
-                # not subscribed (Redis away), the record is polled.
-                finished.wait(min(remaining, RECHECK_S if completions.ready else POLL_S))
+                # not subscribed (Redis away), the record is polled. Spread, so a
+                # thousand waiters that came in one burst do not re-read in one burst.
+                finished.wait(min(remaining, recheck_pause(completions.ready)))
                 finished.clear()
 
     def _wait_blocking(self, job_id: str, timeout_s: float) -> JobRecord | None:
@@ -361,5 +362,12 @@ class JobStore:
 
 PAGE_READ = 10  # records read per round trip while a page is filled
 SUBSCRIBE_WAIT_S = 2.0  # how long a waiter lets the shared listener subscribe first
-RECHECK_S = 5.0  # a subscribed waiter re-reads its record this often all the same
-POLL_S = 0.5  # and this often while the listener is not subscribed
+RECHECK_S = 5.0  # a subscribed waiter re-reads its record about this often all the same
+POLL_S = 0.5  # and about this often while the listener is not subscribed
+
+
+def recheck_pause(subscribed: bool) -> float:
+    """How long a waiter sleeps before its next read if no finish wakes it: about RECHECK_S
+    (POLL_S unsubscribed), drawn from half to one and a half times that, so waiters that
+    arrived together spread their reads instead of reading all at once every pause."""
+    return (RECHECK_S if subscribed else POLL_S) * (0.5 + random.random())

@@ -11,7 +11,7 @@ from algohost.api import create_app
 from algohost.config import Settings
 from algohost.dispatch import RecordingDispatcher
 from algohost.store.completions import CompletionWaiter, shared_waiter
-from algohost.store.jobs import JobStatus, JobStore
+from algohost.store.jobs import POLL_S, RECHECK_S, JobStatus, JobStore, recheck_pause
 from tests.conftest import TEST_REDIS_URL
 from tests.integration.test_job_store import new_job
 from tests.waiting import eventually
@@ -111,3 +111,12 @@ def test_every_app_of_a_process_shares_one_waiter_per_redis(api_redis_url):
                         docker_ping=lambda: True)
     waiters = {id(app.extensions["algohost"].jobs.completions) for app in (first, second)}
     assert waiters == {id(shared_waiter(api_redis_url))}
+
+
+def test_waiters_that_arrived_together_spread_their_safety_net_reads():
+    # A thousand callers that came in one burst must not re-read their records in one
+    # burst every pause: each draws its own pause around the nominal one.
+    for subscribed, nominal in ((True, RECHECK_S), (False, POLL_S)):
+        pauses = [recheck_pause(subscribed) for _ in range(1000)]
+        assert all(nominal * 0.5 <= pause < nominal * 1.5 for pause in pauses)
+        assert min(pauses) < nominal * 0.6 and max(pauses) > nominal * 1.4
