@@ -13,17 +13,20 @@ from tests.stack import TEST_ALGORITHMS, call, publish
 from tests.waiting import eventually
 
 CALLS = 12
+MEASURED = "paced_measured"
 
 
 @pytest.fixture(scope="module")
 def builds(stack, tmp_path_factory):
-    """alice/paced twice: 20 ms a call, then 120 ms."""
+    """alice/paced's code twice, as an algorithm of its own that no other test calls (a
+    build's metrics count every call of it): 20 ms a call, then 120 ms."""
     refs = []
     for delay in ("0.02", "0.12"):
         source = tmp_path_factory.mktemp(f"paced-{delay}") / "paced"
         source.mkdir()
         for item in (TEST_ALGORITHMS / "paced").iterdir():
             text = item.read_text().replace("DELAY_S = 0.02", f"DELAY_S = {delay}")
+            text = text.replace('name = "paced"', f'name = "{MEASURED}"')
             (source / item.name).write_text(text)
         refs.append(publish(stack, source))
     jobs = {ref: [call(stack, ref, n) for n in range(CALLS)] for ref in refs}
@@ -31,7 +34,7 @@ def builds(stack, tmp_path_factory):
 
 
 def metrics_of(stack, query):
-    response = stack.client.get(f"/v1/algorithms/{stack.owner}/paced/metrics{query}",
+    response = stack.client.get(f"/v1/algorithms/{stack.owner}/{MEASURED}/metrics{query}",
                                 headers=stack.auth)
     assert response.status_code == 200, response.get_json()
     return response.get_json()
