@@ -2,8 +2,6 @@
 containers by a real Celery worker, advanced by its job hook and its reaper.
 """
 
-import os
-import signal
 
 import pytest
 
@@ -137,8 +135,7 @@ def test_a_run_survives_its_worker_being_killed(stack, tmp_path):
         return step["status"] == "running"
 
     eventually(napping, 120, lambda: f"the nap step to run: {stack.worker_log()}")
-    os.killpg(stack.worker.pid, signal.SIGKILL)
-    stack.worker.wait(10)
+    stack.kill_worker()
     stack.start_worker()  # the same node: its reaper gives the lost job back
     run = finished(stack, run_id, timeout_s=300)
     assert run["status"] == "succeeded", run

@@ -4,8 +4,6 @@ This stack's worker keeps at most two containers per build and stops idle ones
 after three seconds, so each behaviour shows within a test's time.
 """
 
-import os
-import signal
 
 import pytest
 
@@ -101,8 +99,7 @@ def test_graceful_shutdown_leaves_no_container_and_a_killed_worker_is_cleaned_up
     call(pool_stack, moody, {})
     orphans = pool_stack.containers_of(moody)
     assert orphans
-    os.killpg(pool_stack.worker.pid, signal.SIGKILL)
-    pool_stack.worker.wait(10)
+    pool_stack.kill_worker()
     assert pool_stack.containers_of(moody), "a killed worker cannot clean up"
 
     pool_stack.start_worker(concurrency=6)  # same node name: finds its predecessor's
