@@ -42,6 +42,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     settings = load_settings()
     key = KeyStore(connect(settings)).create("bench")
     client = algohost_bench.Client(settings, key)
+    caller = algohost_bench.Client(settings, KeyStore(connect(settings)).create("bench-cold"))
     results: dict[str, Any] = {}
     console.print("publishing examples/hello ...")
     hello = client.publish(algohost_bench.HELLO, "bench")
@@ -55,7 +56,7 @@ def measure(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         # Throughput before the cold step: its fresh builds leave warm containers that
         # the pool would be evicting (in the background) while the async run goes on.
         ("async", lambda: algohost_bench.async_throughput(client, hello["ref"], args.jobs)),
-        ("cold_call", lambda: algohost_bench.cold_calls(client, "bench", args.cold)),
+        ("cold_call", lambda: algohost_bench.cold_calls(client, "bench", args.cold, caller)),
         ("batch", lambda: batch_bench.batch_throughput(client, hello["ref"], args.batch)),
         ("memory", lambda: algohost_bench.memory(
             settings, _worker_pid(settings.state_dir), hello["id"])),

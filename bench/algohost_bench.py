@@ -79,8 +79,11 @@ def warm_sync(client: Client, ref: str, calls: int) -> dict[str, Any]:
     return {**summary(samples), "server_total": summary(server_side), "cold_calls": cold}
 
 
-def cold_calls(client: Client, owner: str, repeats: int) -> dict[str, Any]:
-    """Each sample publishes a fresh build, then times its first call."""
+def cold_calls(client: Client, owner: str, repeats: int, caller: Client) -> dict[str, Any]:
+    """Each sample publishes a fresh build, then times its first call by another owner.
+
+    A successful build prewarms one container for its owner's calls; warm containers are
+    never shared across calling owners, so `caller`'s call starts one of its own."""
     samples, cold_starts = [], []
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -89,8 +92,10 @@ def cold_calls(client: Client, owner: str, repeats: int) -> dict[str, Any]:
             with open(copy / "main.py", "a") as source:
                 source.write(f"\n# variant {uuid.uuid4().hex}\n")
             build = client.publish(copy, owner)
+        client.http.put(f"{client.base}/v1/algorithms/{owner}/{build['name']}/visibility",
+                        json={"visibility": "public"}, timeout=30).raise_for_status()
         started = time.perf_counter()
-        job = client.call(build["ref"], {"name": "cold"})
+        job = caller.call(build["ref"], {"name": "cold"})
         samples.append(time.perf_counter() - started)
         cold_starts.append(job["metrics"]["cold_start_ms"] / 1000)
         assert not job["warm"], job
