@@ -54,13 +54,16 @@ def run(settings: Settings, b_client: Client, b_ref: str, flood: int = 2000,
     unfinished: list[int] = []
     while len(busy) < samples:
         usage = a_client.lean.request("GET", "/v1/limits")[1]["usage"]
-        if usage["waiting"] == 0:
+        left = usage["waiting"] + usage["running"]
+        if left == 0:
             break  # A's flood has drained: what follows would be idle again
-        unfinished.append(usage["waiting"] + usage["running"])
+        unfinished.append(left)
         _sample(b_client, b_ref, busy)
     drained_at = time.perf_counter()
     while a_client.job(ids[-1])["status"] in ("queued", "running"):
         time.sleep(0.05)
+    if not busy:
+        raise RuntimeError("A's flood drained before B's first call: nothing to compare")
     idle_p50 = summary(idle)["p50_ms"]
     busy_summary = summary(busy)
     return {"flood_jobs": flood, "b_idle": summary(idle), "b_while_a_floods": busy_summary,
