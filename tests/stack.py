@@ -179,6 +179,20 @@ class Stack:
         return self.wait_for_job(job_id, lambda job: job["status"] not in ("queued", "running"),
                                  timeout_s, "to finish")
 
+    def read(self, path: str) -> dict[str, Any]:
+        """GET `path` as this stack's owner; it must answer 200."""
+        response = self.client.get(path, headers=self.auth)
+        assert response.status_code == 200, response.get_json()
+        return dict(response.get_json())
+
+    def until_not_running(self, path: str, timeout_s: float = 240) -> dict[str, Any]:
+        """The record at `path` once its status has left `running` (a run, a sweep)."""
+        def done() -> dict[str, Any] | None:
+            record = self.read(path)
+            return record if record["status"] != "running" else None
+
+        return eventually(done, timeout_s, lambda: f"{path} to finish: {self.worker_log()}")
+
     def wait_for_job(self, job_id: str, done: Any, timeout_s: float = 120,
                      what: str = "") -> dict[str, Any]:
         """The job's record once `done(record)` holds."""

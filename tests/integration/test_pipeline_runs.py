@@ -37,17 +37,11 @@ def start(stack, name, payload, **options):
 
 
 def view(stack, run_id):
-    response = stack.client.get(f"/v1/pipeline-runs/{run_id}", headers=stack.auth)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
+    return stack.read(f"/v1/pipeline-runs/{run_id}")
 
 
 def finished(stack, run_id, timeout_s=240):
-    def done():
-        run = view(stack, run_id)
-        return run if run["status"] != "running" else None
-
-    return eventually(done, timeout_s, lambda: f"run {run_id} to finish: {stack.worker_log()}")
+    return stack.until_not_running(f"/v1/pipeline-runs/{run_id}", timeout_s)
 
 
 def job_count(stack):

@@ -44,17 +44,11 @@ def start(stack, **body):
 
 
 def sweep(stack, sweep_id):
-    response = stack.client.get(f"/v1/sweeps/{sweep_id}", headers=stack.auth)
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()
+    return stack.read(f"/v1/sweeps/{sweep_id}")
 
 
 def finished(stack, sweep_id, timeout_s=240):
-    def done():
-        record = sweep(stack, sweep_id)
-        return record if record["status"] != "running" else None
-
-    return eventually(done, timeout_s, lambda: f"{sweep(stack, sweep_id)} {stack.worker_log()}")
+    return stack.until_not_running(f"/v1/sweeps/{sweep_id}", timeout_s)
 
 
 def by_number(record):
