@@ -41,6 +41,7 @@ class SandboxSettings:
     build_cpus: float = 1.0
     build_pids: int = 512
     build_timeout_s: int = 900
+    build_disk_mb: int = 10240  # what a step may write, and what a build adds to the base; 0: any
     calls_network: str = "algohost-calls"
     builds_network: str = "algohost-builds"
     egress_allow: str = ""

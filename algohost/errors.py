@@ -62,6 +62,8 @@ into these where they are caught, with `raise ... from exc`.
     │   └── ContainerStartFailed (container_start_failed)
     │       └── ImageMissing (image_missing)
     └── BuildFailed (build_failed)
+        ├── BuildTimedOut (build_timeout)
+        └── BuildDiskQuota (build_disk_quota)
 """
 
 from __future__ import annotations
@@ -429,3 +431,9 @@ class BuildTimedOut(BuildFailed):
     """The build ran past ALGOHOST_BUILD_TIMEOUT_S and was killed."""
 
     code = "build_timeout"
+
+
+class BuildDiskQuota(BuildFailed):
+    """A build step wrote more than ALGOHOST_BUILD_DISK_MB and was killed."""
+
+    code = "build_disk_quota"

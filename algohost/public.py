@@ -133,7 +133,7 @@ class Build(BaseModel):
     manifest: dict[str, Any]
     error: str | None
     reason: str | None = Field(default=None, description="Why a build failed: build_failed, "
-                               "build_timeout, ...")
+                               "build_timeout, build_disk_quota, ...")
     yanked: bool = Field(default=False, description="Hidden from ranges and @latest; exact "
                          "references still call it")
     yanked_at: str | None = None

@@ -3,6 +3,8 @@
 Build steps run tenant code (a setup.py, a requirements file's URLs), so each runs
 like a call does: capabilities dropped (apt keeps a few), no-new-privileges, memory,
 CPU and pid limits, on the builds network, and the whole build under one deadline.
+Each step's writable layer is watched against the disk quota, and so is what the whole
+image adds to the base image.
 Cached layers are tagged per owner and algorithm: two owners never share one, nor
 see a "Using cache" line caused by the other. Secret values never reach a build.
 """
@@ -19,10 +21,11 @@ from typing import Any
 import docker.errors
 import requests.exceptions
 
-from algohost.config import SandboxSettings
-from algohost.errors import BuildFailed, BuildTimedOut
+from algohost.config import MiB, SandboxSettings
+from algohost.errors import BuildDiskQuota, BuildFailed, BuildTimedOut
 from algohost.manifest import Manifest
 from algohost.sandbox.buildplan import ImageConfig, Step, image_config, plan
+from algohost.sandbox.diskwatch import DiskWatch
 from algohost.sandbox.docker import (
     LABEL_BUILD,
     LABEL_MANAGED,
@@ -95,27 +98,34 @@ class ImageBuilder:
     ) -> str:
         """Build and tag the image, streaming its log lines; returns the image id.
 
-        Past `build_timeout_s` the running step is killed and BuildTimedOut raised."""
+        Past `build_timeout_s` the running step is killed and BuildTimedOut raised; past
+        `build_disk_mb`, BuildDiskQuota."""
         deadline = time.monotonic() + self.settings.build_timeout_s
         steps = plan(manifest, source_files, self.settings)
         scope = cache_scope(owner, manifest.name)
         labels = {LABEL_MANAGED: "1", LABEL_BUILD: build_id, LABEL_CACHE_SCOPE: scope}
         config = image_config(manifest, labels)
         with translate_docker_errors(f"building {tag}", BuildFailed):
-            parent = self.client.images.get(self.settings.base_image).id
+            base = self.client.images.get(self.settings.base_image)
+            parent, base_size = base.id, int(base.attrs.get("Size") or 0)
             for number, step in enumerate(steps, 1):
                 on_log(f"Step {number}/{len(steps)} : {step.title}")
-                parent = self.run_step(parent, step, scope, labels, deadline, on_log)
+                grown = self._grown(parent, base_size)
+                parent = self.run_step(parent, step, scope, labels, deadline, on_log,
+                                       grown=grown)
                 on_log(f" ---> {_short(parent)}")
+            self._grown(parent, base_size)  # a cached last layer, made under a larger quota
             image_id = self._finish(parent, config, tag)
         on_log(f"Successfully built {_short(image_id)}")
         on_log(f"Successfully tagged {tag}")
         return image_id
 
     def run_step(self, parent: str, step: Step, scope: str, labels: Mapping[str, str],
-                 deadline: float, on_log: Callable[[str], None]) -> str:
+                 deadline: float, on_log: Callable[[str], None], *, grown: int = 0) -> str:
         """One step on `parent` (an image id), from the cache or run in the cage and
-        committed; returns the new image id. `deadline` is a time.monotonic() value."""
+        committed; returns the new image id. `deadline` is a time.monotonic() value;
+        `grown` is what earlier steps added to the base image, in bytes: the step may
+        write what is left of the disk quota."""
         tag = cache_tag(scope, parent, step)
         try:
             cached = self.client.images.get(tag)
@@ -126,11 +136,14 @@ class ImageBuilder:
         repository, _, key = tag.rpartition(":")
         params = step_params(step, self.settings, labels[LABEL_BUILD])
         container = self._create(parent, params, deadline)
+        watch = self._watch(container, grown)
         try:
             if step.files:
                 container.put_archive("/", step.archive())
             if step.argv:
-                self._run(container, step, deadline, on_log)
+                self._run(container, step, deadline, on_log, watch)
+            if watch is not None and watch.check() is not None:  # the step's last writes
+                raise self._over_quota(step, watch)
             image = container.commit(repository=repository, tag=key, conf={"Labels": labels})
             return str(image.id)
         finally:
@@ -148,10 +161,10 @@ class ImageBuilder:
             raise
 
     def _run(self, container: Any, step: Step, deadline: float,
-             on_log: Callable[[str], None]) -> None:
+             on_log: Callable[[str], None], watch: DiskWatch | None) -> None:
         killed = threading.Event()
 
-        def kill() -> None:
+        def kill(*_: object) -> None:
             killed.set()
             try:
                 container.kill()
@@ -161,12 +174,18 @@ class ImageBuilder:
         timer = threading.Timer(max(0.0, deadline - time.monotonic()), kill)
         timer.daemon = True
         timer.start()
+        if watch is not None:
+            watch.start(kill)
         try:
             container.start()
             _stream(container, on_log)
             code = container.wait(timeout=EXIT_WAIT_S).get("StatusCode")
         finally:
             timer.cancel()
+            if watch is not None:
+                watch.close()
+        if watch is not None and watch.over is not None:
+            raise self._over_quota(step, watch)
         if killed.is_set():
             raise self._timed_out()
         if code != 0:
@@ -175,6 +194,42 @@ class ImageBuilder:
                 raise BuildFailed(f"`{step.title}` went over the build memory limit of "
                                   f"{self.settings.build_memory_mb} MB")
             raise BuildFailed(f"`{step.title}` exited with code {code}")
+
+    def _watch(self, container: Any, grown: int) -> DiskWatch | None:
+        """A watch of the step's writable layer against what is left of the quota; None
+        when there is no quota."""
+        quota = self.settings.build_disk_mb * MiB
+        if not quota:
+            return None
+
+        def measure() -> int | None:
+            try:  # the engine walks the layer; listing by id is docker-py's way to ask it
+                found = self.client.api.containers(all=True, size=True,
+                                                   filters={"id": container.id})
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                return None
+            return int(found[0].get("SizeRw") or 0) if found else None
+
+        return DiskWatch(measure, quota - grown)
+
+    def _grown(self, image_id: str, base_size: int) -> int:
+        """What the image adds to the base image, in bytes; raises past the quota (a
+        cached layer made when the quota was larger)."""
+        quota = self.settings.build_disk_mb * MiB
+        if not quota:
+            return 0
+        grown = int(self.client.images.get(image_id).attrs.get("Size") or 0) - base_size
+        if grown > quota:
+            raise BuildDiskQuota(f"the image adds {_mb(grown)} MB to the base image, over the "
+                                 f"build disk quota of {self.settings.build_disk_mb} MB")
+        return max(0, grown)
+
+    def _over_quota(self, step: Step, watch: DiskWatch) -> BuildDiskQuota:
+        grown = self.settings.build_disk_mb * MiB - watch.limit_bytes
+        earlier = f" on top of {_mb(grown)} MB from earlier steps" if grown else ""
+        return BuildDiskQuota(f"`{step.title}` went over the build disk quota of "
+                              f"{self.settings.build_disk_mb} MB: it wrote {_mb(watch.over or 0)}"
+                              f" MB{earlier}")
 
     def _timed_out(self) -> BuildTimedOut:
         return BuildTimedOut(f"the build did not finish within {self.settings.build_timeout_s} s")
@@ -229,6 +284,10 @@ def _stream(container: Any, on_log: Callable[[str], None]) -> None:
                 on_log(text)
     if pending.strip():
         on_log(pending.decode("utf-8", "replace").rstrip())
+
+
+def _mb(size: int) -> str:
+    return f"{size / MiB:.0f}" if size >= MiB else f"{size / MiB:.1f}"
 
 
 def _short(image_id: str) -> str:

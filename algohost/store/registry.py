@@ -66,7 +66,7 @@ class BuildRecord:
     started_at: str | None = None
     finished_at: str | None = None
     error: str | None = None
-    reason: str | None = None  # why it failed: build_failed, build_timeout, ...
+    reason: str | None = None  # why it failed: build_failed, build_timeout, build_disk_quota, ...
     image_id: str | None = None  # the engine's id of the image, once built
     deleted_at: str | None = None
     attempts: int = 0  # builds started, counted by its lease (store/build_leases.py)

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from algohost.archive import content_hash, make_archive, read_archive
-from algohost.config import SandboxSettings, Settings
-from algohost.errors import BuildFailed
+from algohost.config import MiB, SandboxSettings, Settings
+from algohost.errors import BuildDiskQuota, BuildFailed
 from algohost.manifest import Manifest, manifest_from_dict
 from algohost.sandbox.builder import LABEL_BUILD_STEP, ImageBuilder, cache_scope
 from algohost.sandbox.buildplan import Step
@@ -86,7 +86,7 @@ def builds(settings: SandboxSettings) -> Iterator[Builds]:
     made.remove()
 
 
-def in_cage(builder: ImageBuilder, script: str) -> tuple[list[str], Any]:
+def in_cage(builder: ImageBuilder, script: str, scope: str = "") -> tuple[list[str], Any]:
     """Run a Python script as a build step on the base image; its log and its error."""
     logs: list[str] = []
     docker_client = builder.client  # patient: the engine is slow while others build
@@ -94,7 +94,7 @@ def in_cage(builder: ImageBuilder, script: str) -> tuple[list[str], Any]:
     step = Step("probe", ("python3", "-c", script))
     labels = {"algohost.managed": "1", "algohost.build": f"b_cage_{RUN_ID}",
               "algohost.cache-scope": f"probe{RUN_ID}"}
-    scope = f"probe{uuid.uuid4().hex[:8]}"  # never a cache hit
+    scope = scope or f"probe{uuid.uuid4().hex[:8]}"  # never a cache hit
     error = None
     try:
         image = builder.run_step(base, step, scope, labels, time.monotonic() + 120, logs.append)
@@ -260,3 +260,78 @@ def test_a_build_past_its_deadline_is_killed_and_recorded_as_build_timeout(
     assert "did not finish within 4 s" in logs and "did not finish within 4 s" in str(record.error)
     assert not builder.client.containers.list(
         all=True, filters={"label": f"{LABEL_BUILD_STEP}={build.id}"}, sparse=True)
+
+
+DISK_BOMB = r"""
+import time
+with open("/tmp/bomb", "wb") as out:  # /tmp is part of the step's layer, not a tmpfs
+    for mb in range(1, 61):
+        out.write(b"x" * 1024 * 1024)
+        out.flush()
+        if mb % 10 == 0:
+            print("wrote", mb, "MB", flush=True)
+time.sleep(600)  # only the quota's kill (or the deadline) ends it
+"""
+
+
+@pytest.fixture
+def small_disk(settings: SandboxSettings) -> SandboxSettings:
+    return replace(settings, build_disk_mb=20)
+
+
+def test_a_build_step_writing_past_the_disk_quota_is_killed_and_nothing_of_it_kept(
+        small_disk: SandboxSettings) -> None:
+    builder = ImageBuilder(small_disk)
+    scope = f"bomb{uuid.uuid4().hex[:8]}"
+    logs, error = in_cage(builder, DISK_BOMB, scope)
+    assert isinstance(error, BuildDiskQuota), (error, logs)
+    assert error.code == "build_disk_quota"
+    assert "went over the build disk quota of 20 MB" in error.message
+    assert "wrote 10 MB" in logs  # the log so far
+    assert not builder.client.images.list(f"algohost-cache/{scope}")  # nothing committed
+    assert not builder.client.containers.list(
+        all=True, filters={"label": f"{LABEL_BUILD_STEP}=b_cage_{RUN_ID}"}, sparse=True)
+
+
+def publish(registry: Registry, owner: str, source_dir: Path) -> str:
+    for name in ("main.py", "algorithm.toml"):
+        (source_dir / name).write_bytes((HELLO / name).read_bytes())
+    m = manifest()
+    source = make_archive(source_dir)
+    digest = content_hash(read_archive(source, 10**8), m.to_dict())
+    build, _ = registry.publish(owner, "hello", digest, m, source, Bump.PATCH)
+    return build.id
+
+
+def test_a_build_over_the_disk_quota_fails_as_build_disk_quota_and_one_under_it_succeeds(
+        registry: Registry, small_disk: SandboxSettings, tmp_path: Path) -> None:
+    owner = f"disk{RUN_ID}"
+    (tmp_path / "small").mkdir()
+    (tmp_path / "large").mkdir()
+    # A tenant's files reach the image too: a 30 MB "model" next to the code.
+    (tmp_path / "large" / "model.bin").write_bytes(bytes(30 * MiB))
+    small = publish(registry, owner, tmp_path / "small")
+    large = publish(registry, owner, tmp_path / "large")
+    builder = ImageBuilder(small_disk)
+    runner = BuildRunner(registry, builder, Settings(sandbox=small_disk),
+                         BuildLeases(registry.redis))
+    try:
+        runner.run(small)
+        runner.run(large)
+        assert registry.get_build(small).status == "succeeded"
+        record = registry.get_build(large)
+        assert record.status == "failed" and record.reason == "build_disk_quota"
+        assert "build disk quota of 20 MB" in str(record.error)
+        logs = registry.logs(large).splitlines()
+        assert "Step 2/2 : add the source to /opt/algorithm" in logs  # the log so far
+        assert logs[-1].startswith("build failed: `add the source")
+        assert "build disk quota of 20 MB" in logs[-1]
+        base = builder.client.images.get(small_disk.base_image).attrs["Size"]
+        kept = builder.client.images.list(
+            filters={"label": f"algohost.cache-scope={cache_scope(owner, 'hello')}"})
+        assert kept and all(image.attrs["Size"] - base < 20 * MiB for image in kept)
+        assert not builder.client.containers.list(
+            all=True, filters={"label": f"{LABEL_BUILD_STEP}={large}"}, sparse=True)
+    finally:
+        builder.remove_image(registry.get_build(small).image)
+        builder.remove_cache(owner, "hello")
