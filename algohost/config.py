@@ -45,9 +45,11 @@ class SandboxSettings:
     calls_network: str = "algohost-calls"
     builds_network: str = "algohost-builds"
     egress_allow: str = ""
+    egress_dns: str = ""  # the name servers networked containers may use; "none", or the host's
 
     def __post_init__(self) -> None:
         self.egress_allow_networks  # noqa: B018 - a bad CIDR fails at load, not at install
+        self.egress_dns_servers  # noqa: B018 - likewise a bad name server
         for name in (self.calls_network, self.builds_network):
             # The network's bridge interface takes its name; Linux allows 15 characters.
             if not BRIDGE_NAME.fullmatch(name):
@@ -58,6 +60,11 @@ class SandboxSettings:
     def egress_allow_networks(self) -> tuple[ipaddress.IPv4Network, ...]:
         """Private destinations networked containers may reach anyway (a package mirror)."""
         return parse_cidrs(self.egress_allow)
+
+    @property
+    def egress_dns_servers(self) -> tuple[ipaddress.IPv4Address, ...] | None:
+        """The name servers networked containers may use; None: the host's own."""
+        return parse_name_servers(self.egress_dns)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,26 @@ def parse_cidrs(text: str) -> tuple[ipaddress.IPv4Network, ...]:
     except ValueError as exc:
         raise ValueError(f"ALGOHOST_EGRESS_ALLOW={text!r} is not a comma-separated list of "
                          f"IPv4 CIDRs ({exc})") from exc
+
+
+def parse_name_servers(text: str) -> tuple[ipaddress.IPv4Address, ...] | None:
+    if not text.strip():
+        return None
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        servers = tuple(ipaddress.IPv4Address(part.strip())
+                        for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"ALGOHOST_EGRESS_DNS={text!r} is not `none` or a comma-separated "
+                         f"list of IPv4 addresses ({exc})") from exc
+    for server in servers:
+        # Docker's embedded DNS reaches a loopback name server from the host's own network
+        # namespace, where the egress rules do not apply.
+        if server.is_loopback or server.is_unspecified:
+            raise ValueError(f"ALGOHOST_EGRESS_DNS: {server} is the host's loopback, outside "
+                             "the egress fence; name a server containers reach through it")
+    return servers
 
 
 def _coerce(value: str, kind: Any, name: str) -> Any:

@@ -12,6 +12,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+# The egress fence (`algohost egress install`): IPv4 and IPv6 rules, read back by the workers.
+{ command -v ip6tables && command -v ip6tables-save; } >/dev/null 2>&1 || missing+=(iptables)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The console's browser tests drive Debian's Chromium through Playwright (tests/browser/).
 [ -x /usr/bin/chromium ] || missing+=(chromium)

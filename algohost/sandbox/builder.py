@@ -30,6 +30,7 @@ from algohost.sandbox.docker import (
     LABEL_BUILD,
     LABEL_MANAGED,
     docker_client,
+    network_params,
     remove_container,
     translate_docker_errors,
 )
@@ -60,7 +61,7 @@ def step_params(step: Step, settings: SandboxSettings, build_id: str) -> dict[st
         "command": list(step.argv) or ["true"],
         # "0" overrides the managed label every algohost image passes on to its containers.
         "labels": {LABEL_BUILD_STEP: build_id, LABEL_MANAGED: "0"},
-        "network": settings.builds_network,
+        **network_params(settings.builds_network, settings),
         "cap_drop": ["ALL"],
         "cap_add": list(step.capabilities),
         "security_opt": ["no-new-privileges"],

@@ -41,6 +41,7 @@ from algohost.sandbox.base import (
     exit_error,
 )
 from algohost.sandbox.cgroup import ContainerCgroup
+from algohost.sandbox.nameservers import allowed_resolvers
 from algohost.sandbox.runner import protocol
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ LABEL_WORKER = "algohost.worker"
 POLL_S = 0.2  # how often a waiting call looks at its deadline and its cancel flag
 EXIT_WAIT_S = 10
 TMP_FREE_MIN = 0.1  # a container whose /tmp has less free than this share is recycled
+# A networked container has no IPv6 at all, not even link-local: the fence (inter-container
+# traffic off, the egress rules) is IPv4's. Said here, not left to the engine's version.
+NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 
 
 @contextmanager
@@ -69,6 +73,16 @@ def translate_docker_errors(
 def docker_client(settings: SandboxSettings, timeout_s: int = 60) -> Any:
     with translate_docker_errors(f"connecting to {settings.docker_url}"):
         return docker.DockerClient(base_url=settings.docker_url, timeout=timeout_s)
+
+
+def network_params(network: str, settings: SandboxSettings) -> dict[str, Any]:
+    """What joins a container to one of algohost's fenced networks: the network, no IPv6,
+    and only the name servers the egress rules let through."""
+    params: dict[str, Any] = {"network": network, "sysctls": dict(NO_IPV6)}
+    servers = [str(server) for server in allowed_resolvers(settings)]
+    if servers:  # none at all: the rules reject the engine's fallback servers too
+        params["dns"] = servers
+    return params
 
 
 def container_params(
@@ -112,7 +126,7 @@ def container_params(
     # Never the default bridge: a networked call joins the calls network, where
     # containers cannot reach each other and the egress rules fence the rest.
     if spec.limits.network:
-        params["network"] = settings.calls_network
+        params.update(network_params(settings.calls_network, settings))
     else:
         params["network_mode"] = "none"
     if settings.runtime:

@@ -14,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,14 +24,19 @@ from algohost.errors import BuildFailed
 from algohost.sandbox.base import ContainerSpec, Limits
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.buildplan import Step
-from algohost.sandbox.docker import DockerSandbox, DockerSession
+from algohost.sandbox.docker import NO_IPV6, DockerSandbox, DockerSession
 from algohost.sandbox.egress import (
     BLOCKED,
     EGRESS_CHAIN,
     HOST_CHAIN,
+    PROC_IPV6,
+    ensure_networks,
     host_subnets,
     install_rules,
+    ipv6_forward_chain,
+    run_command,
 )
+from algohost.sandbox.nameservers import allowed_resolvers
 
 pytestmark = pytest.mark.integration
 
@@ -38,17 +44,20 @@ RUN_ID = uuid.uuid4().hex[:8]
 CHAINS = ("DOCKER-USER", "INPUT", EGRESS_CHAIN, HOST_CHAIN)
 
 
-def iptables_s(chain: str) -> list[str]:
-    done = subprocess.run(["iptables", "-S", chain], capture_output=True, text=True, check=True)
+def iptables_s(chain: str, command: str = "iptables") -> list[str]:
+    done = subprocess.run([command, "-S", chain], capture_output=True, text=True, check=True)
     return done.stdout.splitlines()
 
 
-def first_match(chain: str, address: str) -> str:
-    """The target of the first rule of `chain` whose destination holds `address` and that
-    has no protocol condition: how the kernel judges a new TCP connection to it."""
+def first_match(chain: str, address: str, protocol: str = "", port: int = 0) -> str:
+    """The target of the first rule of `chain` that a new connection to `address` (over
+    `protocol` to `port`; without them, TCP to a port no rule names) meets."""
     for rule in iptables_s(chain):
         words = rule.split()
-        if words[0] != "-A" or "-p" in words or "--ctstate" in words:
+        if words[0] != "-A" or "--ctstate" in words:
+            continue
+        if "-p" in words and (words[words.index("-p") + 1] != protocol
+                              or words[words.index("--dport") + 1] != str(port)):
             continue
         destination = words[words.index("-d") + 1] if "-d" in words else "0.0.0.0/0"
         if ipaddress.ip_address(address) in ipaddress.ip_network(destination):
@@ -57,7 +66,11 @@ def first_match(chain: str, address: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(sandbox_settings: SandboxSettings) -> SandboxSettings:
+def settings(sandbox_settings: SandboxSettings, docker_client: Any) -> SandboxSettings:
+    """The sandbox settings, with this code's networks and rules installed (as `dev up`
+    and a worker started as root would)."""
+    ensure_networks(docker_client, sandbox_settings)
+    install_rules(sandbox_settings)
     return sandbox_settings
 
 
@@ -77,18 +90,20 @@ def test_the_jumps_come_first_for_both_bridges_and_nothing_else_is_touched(
 @pytest.mark.parametrize("address", ["169.254.169.254", "100.100.100.200", "10.1.2.3",
                                      "172.17.0.1", "192.168.1.1", "127.0.0.1", "0.0.0.0"])
 def test_metadata_private_and_loopback_addresses_are_rejected_by_the_rules(
-        address: str) -> None:
+        settings: SandboxSettings, address: str) -> None:
     assert first_match(EGRESS_CHAIN, address) == "REJECT"
 
 
-def test_the_hosts_own_lan_is_rejected_and_a_public_address_is_not() -> None:
+def test_the_hosts_own_lan_is_rejected_and_a_public_address_is_not(
+        settings: SandboxSettings) -> None:
     for subnet in host_subnets():
         assert first_match(EGRESS_CHAIN, str(subnet.network_address + 1)) == "REJECT"
     assert first_match(EGRESS_CHAIN, "8.8.8.8") == "fall through (allowed)"
     assert len([r for r in iptables_s(EGRESS_CHAIN) if "REJECT" in r]) >= len(BLOCKED)
 
 
-def test_everything_addressed_to_the_host_is_rejected_but_replies() -> None:
+def test_everything_addressed_to_the_host_is_rejected_but_replies(
+        settings: SandboxSettings) -> None:
     host = iptables_s(HOST_CHAIN)
     assert "--ctstate RELATED,ESTABLISHED" in host[1] and host[1].endswith("-j RETURN")
     assert host[-1].endswith("-j REJECT --reject-with icmp-admin-prohibited")
@@ -152,11 +167,12 @@ def test_one_call_container_cannot_reach_another(
     assert tried["connected"] is False and tried["errno"] == errno.EHOSTUNREACH
 
 
-def reject_count(chain: str) -> int:
+def reject_count(chain: str, why: str = "") -> int:
+    """Packets the REJECT rules of `chain` (those whose comment holds `why`) have met."""
     done = subprocess.run(["iptables", "-L", chain, "-v", "-x", "-n"], capture_output=True,
                           text=True, check=True)
     return sum(int(line.split()[0]) for line in done.stdout.splitlines()[2:]
-               if "REJECT" in line)
+               if "REJECT" in line and why in line)
 
 
 @pytest.fixture
@@ -209,21 +225,121 @@ except OSError as exc:
 """
 
 
-def test_a_build_step_cannot_reach_the_host_side_of_its_bridge(
-        settings: SandboxSettings, docker_client: Any,
-        host_listener: Callable[[str], tuple[str, int, socket.socket]]) -> None:
-    gateway, port, sock = host_listener(settings.builds_network)
-    builder = ImageBuilder(settings)
+def run_probe_step(builder: ImageBuilder, settings: SandboxSettings, *argv: str) -> list[str]:
+    """The log lines of one build step running `argv` in the build cage."""
     base = builder.client.images.get(settings.base_image).id
     logs: list[str] = []
-    step = Step("connect", ("python3", "-c", CONNECT, gateway, str(port)))
     labels = {"algohost.managed": "1", "algohost.build": f"b_egress_{RUN_ID}"}
     try:
-        image = builder.run_step(base, step, f"egress{uuid.uuid4().hex[:8]}", labels,
-                                 time.monotonic() + 120, logs.append)
+        image = builder.run_step(base, Step("probe", argv), f"egress{uuid.uuid4().hex[:8]}",
+                                 labels, time.monotonic() + 120, logs.append)
     except BuildFailed as exc:
         pytest.fail(f"the probe step failed: {exc.message}: {logs}")
     for tag in builder.client.images.get(image).tags:
         builder.client.images.remove(tag)
+    return logs
+
+
+def test_a_build_step_cannot_reach_the_host_side_of_its_bridge(
+        settings: SandboxSettings, docker_client: Any,
+        host_listener: Callable[[str], tuple[str, int, socket.socket]]) -> None:
+    gateway, port, sock = host_listener(settings.builds_network)
+    logs = run_probe_step(ImageBuilder(settings), settings,
+                          "python3", "-c", CONNECT, gateway, str(port))
     assert logs == [f"errno {errno.EHOSTUNREACH}"]
     assert nothing_accepted(sock)
+
+
+# IPv6: ICC and the IPv4 rules would not stop it, so tenants get none at all.
+
+def link_local(mac: str) -> str:
+    """The link-local address (EUI-64) an interface with this MAC takes when IPv6 is on."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    octets[0] ^= 0x02
+    eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
+    groups = (f"{eui[i]:02x}{eui[i + 1]:02x}" for i in range(0, 8, 2))
+    return str(ipaddress.IPv6Address("fe80::" + ":".join(groups)))
+
+
+def test_a_networked_call_container_has_no_ipv6_at_all(
+        probes: Callable[[], DockerSession], docker_client: Any) -> None:
+    session = probes()
+    report = call(session, {"inet6": True})
+    assert report["addresses"] == []  # neither global nor link-local, nor even ::1
+    if PROC_IPV6.is_dir():
+        assert report["disable_ipv6"] and set(report["disable_ipv6"].values()) == {"1"}
+    sysctls = docker_client.containers.get(session.container_id).attrs["HostConfig"]["Sysctls"]
+    assert sysctls == NO_IPV6
+
+
+def test_a_call_container_reaches_neither_another_nor_its_bridge_over_ipv6(
+        probes: Callable[[], DockerSession], settings: SandboxSettings,
+        docker_client: Any) -> None:
+    listener, prober = probes(), probes()
+    call(listener, {"listen": 8080})
+    attrs = docker_client.containers.get(listener.container_id).attrs
+    other = attrs["NetworkSettings"]["Networks"][settings.calls_network]["MacAddress"]
+    bridge = Path(f"/sys/class/net/{settings.calls_network}/address").read_text().strip()
+    # The addresses each would hold with IPv6 on: the prober has no address to send from.
+    for target, port in ((link_local(other), 8080), (link_local(bridge), 8000)):
+        tried = call(prober, {"host": f"{target}%eth0", "port": port})
+        assert tried["connected"] is False and tried["errno"] == errno.EADDRNOTAVAIL, target
+
+
+def test_a_build_step_has_no_ipv6_at_all(settings: SandboxSettings) -> None:
+    report = ("import os; print(repr(open('/proc/net/if_inet6').read()), "
+              "open('/proc/sys/net/ipv6/conf/all/disable_ipv6').read().strip())")
+    if not PROC_IPV6.is_dir():
+        pytest.skip("this kernel has no IPv6")
+    assert run_probe_step(ImageBuilder(settings), settings, "python3", "-c", report) == ["'' 1"]
+
+
+def test_the_bridges_have_no_ipv6_and_ip6tables_rejects_whatever_comes_from_them(
+        settings: SandboxSettings) -> None:
+    if not PROC_IPV6.is_dir():
+        pytest.skip("this kernel has no IPv6: there is nothing to fence")
+    forward = ipv6_forward_chain(run_command)
+    forward_rules, input_rules = iptables_s(forward, "ip6tables"), iptables_s("INPUT", "ip6tables")
+    for bridge in (settings.calls_network, settings.builds_network):
+        assert (PROC_IPV6 / "conf" / bridge / "disable_ipv6").read_text().strip() == "1"
+        shown = subprocess.run(["ip", "-6", "addr", "show", "dev", bridge], capture_output=True,
+                               text=True, check=True).stdout
+        assert "inet6" not in shown
+        jump = forward_rules.index(f"-A {forward} -i {bridge} -j {EGRESS_CHAIN}")
+        assert all("-j ACCEPT" not in rule for rule in forward_rules[:jump])
+        assert f"-A INPUT -i {bridge} -j {HOST_CHAIN}" in input_rules
+    for chain in (EGRESS_CHAIN, HOST_CHAIN):
+        rules = [rule for rule in iptables_s(chain, "ip6tables") if rule.startswith("-A ")]
+        assert len(rules) == 1 and " -d " not in rules[0] and " -p " not in rules[0]
+        assert rules[0].endswith("-j REJECT --reject-with icmp6-adm-prohibited")
+
+
+# DNS: the allowed name servers, and no other.
+
+def test_a_networked_container_is_given_only_the_allowed_name_servers(
+        probes: Callable[[], DockerSession], settings: SandboxSettings,
+        docker_client: Any) -> None:
+    attrs = docker_client.containers.get(probes().container_id).attrs
+    assert (attrs["HostConfig"]["Dns"] or []) == [str(s) for s in allowed_resolvers(settings)]
+
+
+def test_port_53_is_open_to_the_allowed_name_servers_and_rejected_to_any_other(
+        settings: SandboxSettings) -> None:
+    for server in allowed_resolvers(settings):
+        for protocol in ("udp", "tcp"):
+            assert first_match(EGRESS_CHAIN, str(server), protocol, 53) == "RETURN"
+    # Read from the rules, never sent: a public name server, and another port of it.
+    assert first_match(EGRESS_CHAIN, "8.8.8.8", "udp", 53) == "REJECT"
+    assert first_match(EGRESS_CHAIN, "8.8.8.8", "tcp", 53) == "REJECT"
+    assert first_match(EGRESS_CHAIN, "8.8.8.8", "tcp", 443) == "fall through (allowed)"
+
+
+def test_port_53_of_a_server_not_allowed_meets_the_name_server_rule(
+        probes: Callable[[], DockerSession]) -> None:
+    listener, prober = probes(), probes()
+    where = call(listener, {"listen": 8080})
+    rejected = reject_count(EGRESS_CHAIN, "a name server not in")
+    tried = call(prober, {"host": where["address"], "port": 53})
+    assert tried["connected"] is False and tried["errno"] == errno.EHOSTUNREACH
+    assert reject_count(EGRESS_CHAIN, "a name server not in") > rejected
+
