@@ -59,8 +59,9 @@ into these where they are caught, with `raise ... from exc`.
     │   │   └── NoFreeSlot (no_free_slot)
     │   └── SecretsUnavailable (secrets_unavailable)
     ├── SandboxError (sandbox_error)
-    │   └── ContainerStartFailed (container_start_failed)
-    │       └── ImageMissing (image_missing)
+    │   ├── ContainerStartFailed (container_start_failed)
+    │   │   └── ImageMissing (image_missing)
+    │   └── EgressNotInstalled (egress_not_installed)
     └── BuildFailed (build_failed)
         ├── BuildTimedOut (build_timeout)
         └── BuildDiskQuota (build_disk_quota)
@@ -421,6 +422,12 @@ class ImageMissing(ContainerStartFailed):
     """The build's image is not on this engine (pruned, or a new worker host)."""
 
     code = "image_missing"
+
+
+class EgressNotInstalled(SandboxError):
+    """The host firewall fencing networked containers is not in place: none is started."""
+
+    code = "egress_not_installed"
 
 
 class BuildFailed(AlgohostError):

@@ -76,9 +76,11 @@ def step_params(step: Step, settings: SandboxSettings, build_id: str) -> dict[st
 
 
 class ImageBuilder:
-    def __init__(self, settings: SandboxSettings, client: Any = None) -> None:
+    def __init__(self, settings: SandboxSettings, client: Any = None,
+                 fence: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self._client = client
+        self._fence = fence  # asked before every step container, as DockerSandbox asks
 
     @property
     def client(self) -> Any:
@@ -135,6 +137,8 @@ class ImageBuilder:
         except docker.errors.ImageNotFound:
             pass
         repository, _, key = tag.rpartition(":")
+        if self._fence is not None:
+            self._fence()
         params = step_params(step, self.settings, labels[LABEL_BUILD])
         container = self._create(parent, params, deadline)
         watch = self._watch(container, grown)

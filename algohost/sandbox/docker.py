@@ -430,10 +430,14 @@ class DockerSession(Session):
 class DockerSandbox(Sandbox):
     """Starts sessions on one Docker engine. Thread-safe; the client is made on first use."""
 
-    def __init__(self, settings: SandboxSettings, worker_id: str, client: Any = None) -> None:
+    def __init__(self, settings: SandboxSettings, worker_id: str, client: Any = None,
+                 fence: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self._client = client
+        # Asked before every networked container (raises EgressNotInstalled); workers pass
+        # one, `algohost run` on a laptop does not.
+        self._fence = fence
         self._lock = threading.Lock()
         self._live: set[str] = set()
 
@@ -452,6 +456,8 @@ class DockerSandbox(Sandbox):
 
     def start(self, spec: ContainerSpec) -> DockerSession:
         started = time.monotonic()
+        if spec.limits.network and self._fence is not None:
+            self._fence()
         params = container_params(spec, self.settings, self.worker_id)
         with translate_docker_errors(f"creating a container of {spec.image}", ContainerStartFailed):
             try:

@@ -3,8 +3,8 @@
 Tasks carry only ids; everything else is read from the store. On start and
 periodically the worker gives back what lost workers held (jobs, batch chunks,
 webhook attempts whose message never came, sweeps whose step was lost); on start it also
-removes containers a previous incarnation left behind; on shutdown it stops its warm
-containers.
+removes containers a previous incarnation left behind and checks the egress fence; on
+shutdown it stops its warm containers.
 """
 
 from __future__ import annotations
@@ -31,15 +31,18 @@ from algohost.artifacts.store import ArtifactStore
 from algohost.config import Settings
 from algohost.dispatch import (
     BUILD_TASK,
+    BUILDS_QUEUE,
+    CALLS_QUEUE,
     CLOSE_BUILD_COMMAND,
     PREWARM_TASK,
     REMOVE_IMAGE_TASK,
     RUN_TASK,
     CeleryDispatcher,
 )
-from algohost.errors import AlgohostError
+from algohost.errors import AlgohostError, EgressNotInstalled
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.docker import DockerSandbox
+from algohost.sandbox.fence import Fence, may_manage_firewall
 from algohost.sandbox.pool import WarmPool
 from algohost.secrets import VaultReader, VaultSecretSource
 from algohost.store import connect, connect_raw
@@ -88,6 +91,7 @@ class Runtime:
     pipelines: Scheduler
     sweeps: SweepController
     stop: threading.Event
+    fence: Fence
     metering: Sequence[MetricsHook | UsageHook] = ()
 
 
@@ -110,8 +114,10 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     # A successful build never changes but for deletion, which is broadcast to every
     # worker (close_build); the cache saves a registry read per call.
     registry = Registry(client, connect_raw(settings), cache_s=WORKER_BUILD_CACHE_S)
-    sandbox = DockerSandbox(settings.sandbox, worker_id)
-    builder = ImageBuilder(settings.sandbox)
+    # Asked before every networked container; as root it puts back rules a reboot dropped.
+    fence = Fence(settings.sandbox, may_install=may_manage_firewall())
+    sandbox = DockerSandbox(settings.sandbox, worker_id, fence=fence)
+    builder = ImageBuilder(settings.sandbox, fence=fence)
     pool = WarmPool(sandbox, settings.sandbox,
                     restore_image=ImageRestorer(registry, builder, settings).restore)
     pool.start_reaper()
@@ -150,7 +156,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     builds = BuildRunner(registry, builder, settings, BuildLeases(client),
                          on_succeeded=[dispatcher.enqueue_prewarm] if settings.prewarm else [])
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, fair, pipelines, sweeps, threading.Event(), metering)
+                   notifier, fair, pipelines, sweeps, threading.Event(), fence, metering)
 
 
 @celery.task(name=RUN_TASK)
@@ -239,9 +245,24 @@ def _watch_consumer(rt: Runtime, consumer: Any) -> None:
                      name="consumer-watchdog", daemon=True).start()
 
 
+def _check_fence(rt: Runtime, consumer: Any) -> None:
+    """At start, where calls or builds run: the egress fence is put back (root) or its
+    absence said at once, not at the first networked call."""
+    queues = {q.name for q in consumer.task_consumer.queues} if consumer is not None \
+        else {CALLS_QUEUE, BUILDS_QUEUE}
+    if not queues & {CALLS_QUEUE, BUILDS_QUEUE}:
+        return
+    try:
+        rt.fence()
+    except EgressNotInstalled as exc:
+        log.error("networked calls and builds will fail with egress_not_installed: %s",
+                  exc.message)
+
+
 @worker_ready.connect
 def _on_ready(sender: Any = None, **_: Any) -> None:
     rt = runtime()
+    _check_fence(rt, sender)
     threading.Thread(target=_reap_forever, args=(rt,), name="lease-reaper", daemon=True).start()
     if sender is not None:  # the consumer
         _watch_consumer(rt, sender)

@@ -14,13 +14,14 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from algohost.config import SandboxSettings
-from algohost.errors import BuildFailed
+from algohost.errors import BuildFailed, EgressNotInstalled
 from algohost.sandbox.base import ContainerSpec, Limits
 from algohost.sandbox.builder import ImageBuilder
 from algohost.sandbox.buildplan import Step
@@ -34,8 +35,10 @@ from algohost.sandbox.egress import (
     host_subnets,
     install_rules,
     ipv6_forward_chain,
+    jumps,
     run_command,
 )
+from algohost.sandbox.fence import Fence, fence_gaps
 from algohost.sandbox.nameservers import allowed_resolvers
 
 pytestmark = pytest.mark.integration
@@ -343,3 +346,62 @@ def test_port_53_of_a_server_not_allowed_meets_the_name_server_rule(
     assert tried["connected"] is False and tried["errno"] == errno.EHOSTUNREACH
     assert reject_count(EGRESS_CHAIN, "a name server not in") > rejected
 
+
+# After a reboot: networks the engine keeps, rules the kernel lost. Spare networks of
+# this test's own, so the fence of the real ones never opens.
+
+@pytest.fixture
+def rebooted(settings: SandboxSettings, docker_client: Any) -> Iterator[SandboxSettings]:
+    spare = replace(settings, calls_network=f"aht{RUN_ID[:6]}c",
+                    builds_network=f"aht{RUN_ID[:6]}b")
+    ensure_networks(docker_client, spare)
+    yield spare
+    families = [("iptables", jumps(spare))]
+    if PROC_IPV6.is_dir():
+        families.append(("ip6tables", jumps(spare, ipv6_forward_chain(run_command))))
+    for command, rules in families:
+        for rule in rules:
+            while run_command([command, "-D", *rule]).returncode == 0:
+                pass
+    for name in (spare.calls_network, spare.builds_network):
+        docker_client.networks.get(name).remove()
+
+
+def networked(image: str) -> ContainerSpec:
+    return ContainerSpec("b_netprobe", image, limits=Limits(timeout_s=30, memory_mb=128,
+                                                            network=True))
+
+
+def test_a_worker_that_may_not_install_the_fence_starts_no_networked_container(
+        rebooted: SandboxSettings, netprobe: str, docker_client: Any) -> None:
+    worker = f"test-egress-{RUN_ID}-fence"
+    fence = Fence(rebooted, may_install=False)
+    sandbox = DockerSandbox(rebooted, worker, fence=fence)
+    with pytest.raises(EgressNotInstalled, match="algohost egress install") as caught:
+        sandbox.start(networked(netprobe))
+    assert f"no `DOCKER-USER -i {rebooted.calls_network} -j {EGRESS_CHAIN}`" in caught.value.message
+    assert docker_client.containers.list(
+        all=True, filters={"label": f"algohost.worker={worker}"}, sparse=True) == []
+    with pytest.raises(EgressNotInstalled):
+        ImageBuilder(rebooted, fence=fence).run_step(
+            "unused", Step("probe", ("true",)), "unused", {"algohost.build": "b_x"},
+            time.monotonic() + 60, lambda line: None)
+    # A call without network is not held back.
+    sandbox.start(ContainerSpec("b_netprobe", netprobe, limits=Limits(timeout_s=30))).close()
+
+
+def test_a_root_worker_puts_the_fence_back_before_its_first_networked_container(
+        rebooted: SandboxSettings, netprobe: str, docker_client: Any) -> None:
+    assert fence_gaps(rebooted)
+    sandbox = DockerSandbox(rebooted, f"test-egress-{RUN_ID}-root",
+                            fence=Fence(rebooted, may_install=True))
+    session = sandbox.start(networked(netprobe))
+    try:
+        assert fence_gaps(rebooted) == []
+        docker_user = iptables_s("DOCKER-USER")
+        assert docker_user.index(f"-A DOCKER-USER -i {rebooted.calls_network} -j "
+                                 f"{EGRESS_CHAIN}") < docker_user.index("-A DOCKER-USER -j RETURN")
+        attrs = docker_client.containers.get(session.container_id).attrs
+        assert set(attrs["NetworkSettings"]["Networks"]) == {rebooted.calls_network}
+    finally:
+        session.close()

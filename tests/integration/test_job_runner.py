@@ -10,7 +10,7 @@ import time
 import pytest
 
 from algohost.config import SandboxSettings, Settings
-from algohost.errors import SandboxUnavailable
+from algohost.errors import EgressNotInstalled, SandboxUnavailable
 from algohost.manifest import Manifest, ResourcesSection, SecretsSection
 from algohost.sandbox.base import ExitReason
 from algohost.sandbox.pool import WarmPool
@@ -100,6 +100,19 @@ def test_an_exception_is_a_failure_with_its_type_and_a_masked_message(h):
 
 def test_a_secret_in_the_output_is_masked_before_it_is_stored(h):
     assert h.run("leak").output == {"said": "my token is ***"}
+
+
+def test_a_call_refused_by_a_missing_egress_fence_fails_saying_so_and_frees_its_slot(h):
+    def refused(spec):
+        raise EgressNotInstalled("networked containers are refused until the egress fence "
+                                 "is installed: run `algohost egress install` as root")
+
+    h.pool.sandbox.start = refused
+    job = h.run(1)
+    assert job.status == "failed" and job.reason == "egress_not_installed"
+    assert job.error["type"] == "EgressNotInstalled"
+    assert "algohost egress install" in job.error["message"]
+    assert h.pool.stats() == {}  # nothing held: the slot went back
 
 
 def test_a_redelivered_message_for_a_finished_job_does_nothing(h):

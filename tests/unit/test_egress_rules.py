@@ -6,11 +6,13 @@ import ipaddress
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from algohost.config import SandboxSettings, load_settings
-from algohost.errors import SandboxError
+from algohost.errors import EgressNotInstalled, SandboxError
 from algohost.sandbox.base import ContainerSpec, Limits
 from algohost.sandbox.builder import step_params
 from algohost.sandbox.buildplan import Step
@@ -24,6 +26,7 @@ from algohost.sandbox.egress import (
     restore_script,
     restore_script6,
 )
+from algohost.sandbox.fence import Fence, fence_gaps, may_manage_firewall
 from algohost.sandbox.nameservers import host_resolvers
 
 RESOLVER = ipaddress.IPv4Address("10.255.255.53")
@@ -195,6 +198,63 @@ def test_a_kernel_without_ipv6_gets_ipv4_rules_only(tmp_path: Path) -> None:
     iptables = FakeIptables()
     install_rules(SandboxSettings(), run=iptables, resolvers=[], proc=tmp_path / "absent")
     assert len(iptables.restored) == 1 and not iptables.tables["ip6tables"]["INPUT"]
+    assert fence_gaps(SandboxSettings(), iptables, tmp_path / "absent") == []
+
+
+def test_the_fence_names_what_a_reboot_took(tmp_path: Path) -> None:
+    iptables, proc = FakeIptables(), fake_proc(tmp_path)
+    install_rules(SandboxSettings(), run=iptables, resolvers=[], proc=proc)
+    assert fence_gaps(SandboxSettings(), iptables, proc) == []
+    iptables.reboot()
+    (proc / "conf" / "algohost-calls" / "disable_ipv6").write_text("0\n")
+    gaps = fence_gaps(SandboxSettings(), iptables, proc)
+    assert f"IPv4: no `DOCKER-USER -i algohost-calls -j {EGRESS_CHAIN}`" in gaps
+    assert f"IPv4: chain {HOST_CHAIN} rejects nothing" in gaps
+    assert f"IPv6: no `FORWARD -i algohost-builds -j {EGRESS_CHAIN}`" in gaps
+    assert "IPv6 is on for bridge algohost-calls" in gaps
+
+
+def test_a_worker_that_may_not_install_refuses_networked_containers(tmp_path: Path) -> None:
+    iptables = FakeIptables()
+    fence = Fence(SandboxSettings(), may_install=False, run=iptables, proc=fake_proc(tmp_path))
+    with pytest.raises(EgressNotInstalled, match="algohost egress install") as caught:
+        fence()
+    assert caught.value.code == "egress_not_installed"
+    assert not iptables.restored  # it looked, and changed nothing
+
+
+def test_a_root_worker_puts_back_the_fence_a_reboot_took(tmp_path: Path) -> None:
+    iptables, proc = FakeIptables(), fake_proc(tmp_path)
+    fence = Fence(SandboxSettings(egress_dns="192.0.2.53"), may_install=True, run=iptables,
+                  proc=proc)
+    fence()
+    iptables.reboot()
+    fence()
+    assert fence_gaps(SandboxSettings(), iptables, proc) == []
+    assert "-d 192.0.2.53/32 -p udp" in iptables.restored[-2]
+    fence()  # standing: nothing installed again
+    assert len(iptables.restored) == 4
+
+
+@pytest.mark.parametrize(("effective", "may"), [("000001ffffffffff", True),  # root
+                                                 ("0000000000001000", True),  # NET_ADMIN
+                                                 ("0000000000000000", False),
+                                                 ("00000000a80425fb", False)])  # Docker's
+def test_root_or_cap_net_admin_may_manage_the_firewall(tmp_path: Path, effective: str,
+                                                       may: bool) -> None:
+    status = tmp_path / "status"
+    status.write_text(f"Name:\tcelery\nCapInh:\t0000000000000000\nCapEff:\t{effective}\n")
+    assert may_manage_firewall(status) is may
+    assert may_manage_firewall(tmp_path / "missing") is False
+
+
+def test_a_fence_that_cannot_be_read_refuses(tmp_path: Path) -> None:
+    def denied(argv: Sequence[str], stdin: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(argv), 4, "", "Permission denied (you must "
+                                           "be root)")
+
+    with pytest.raises(EgressNotInstalled, match="cannot read the IPv4 rules: Permission"):
+        Fence(SandboxSettings(), may_install=False, run=denied, proc=tmp_path)()
 
 
 def test_name_servers_are_read_from_resolv_conf_loopback_ones_aside(tmp_path: Path) -> None:
@@ -261,3 +321,24 @@ def test_blocked_ranges_are_valid_networks() -> None:
     for cidr, why in BLOCKED:
         assert ipaddress.IPv4Network(cidr) and why and '"' not in why
 
+
+def test_a_calls_or_builds_worker_checks_the_fence_at_start_a_webhooks_worker_does_not(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from algohost.worker import tasks
+
+    asked: list[str] = []
+
+    def refusing() -> None:
+        asked.append("fence")
+        raise EgressNotInstalled("the egress fence is not installed")
+
+    def consumer(*queues: str) -> Any:
+        return SimpleNamespace(task_consumer=SimpleNamespace(
+            queues=[SimpleNamespace(name=name) for name in queues]))
+
+    runtime: Any = SimpleNamespace(fence=refusing)
+    tasks._check_fence(runtime, consumer("webhooks"))
+    assert asked == []
+    tasks._check_fence(runtime, consumer("builds"))
+    assert asked == ["fence"]
+    assert "networked calls and builds will fail with egress_not_installed" in caplog.text
