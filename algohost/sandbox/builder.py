@@ -40,6 +40,9 @@ LABEL_CACHE_SCOPE = "algohost.cache-scope"
 # must not remove a build's container under it. `algohost prune` knows both.
 LABEL_BUILD_STEP = "algohost.build-step"
 CACHE_REPOSITORY = "algohost-cache"
+# A step's output goes to a file beside the engine's layers: it is read as it comes,
+# and only its head is kept (the registry's log cap), so the file is rotated, not grown.
+STEP_LOG_CONFIG = {"type": "json-file", "config": {"max-size": "8m", "max-file": "2"}}
 CLIENT_MARGIN_S = 60  # the engine's longest silence is a step's, which the deadline ends
 EXIT_WAIT_S = 30
 
@@ -69,6 +72,7 @@ def step_params(step: Step, settings: SandboxSettings, build_id: str) -> dict[st
         "memswap_limit": memory,  # no swap
         "nano_cpus": int(settings.build_cpus * 1e9),
         "pids_limit": settings.build_pids,
+        "log_config": STEP_LOG_CONFIG,
         # The operator's ~/.docker/config.json proxies are theirs, not the tenant's.
         "use_config_proxy": False,
         **({"runtime": settings.runtime} if settings.runtime else {}),

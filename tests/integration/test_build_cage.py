@@ -22,7 +22,7 @@ from algohost.archive import content_hash, make_archive, read_archive
 from algohost.config import MiB, SandboxSettings, Settings
 from algohost.errors import BuildDiskQuota, BuildFailed
 from algohost.manifest import Manifest, manifest_from_dict
-from algohost.sandbox.builder import LABEL_BUILD_STEP, ImageBuilder, cache_scope
+from algohost.sandbox.builder import LABEL_BUILD_STEP, ImageBuilder, cache_scope, step_params
 from algohost.sandbox.buildplan import Step
 from algohost.semver import Bump
 from algohost.store.build_leases import BuildLeases
@@ -335,3 +335,36 @@ def test_a_build_over_the_disk_quota_fails_as_build_disk_quota_and_one_under_it_
     finally:
         builder.remove_image(registry.get_build(small).image)
         builder.remove_cache(owner, "hello")
+
+
+CHATTY = r"""
+import sys
+line = "y" * 99 + "\n"
+for number in range(400_000):  # 40 MB
+    sys.stdout.write(f"{number} {line}")
+sys.stdout.flush()
+"""
+
+
+def test_a_step_that_prints_without_end_keeps_a_bounded_log_file_and_still_succeeds(
+        builder: ImageBuilder) -> None:
+    logs, error = in_cage(builder, CHATTY)
+    # Read through the rotations to the step's end; lines rotated away before they
+    # were read are lost, past the head that the build's log keeps anyway.
+    assert error is None and logs, logs[:3]
+    # The same cage, kept after it exits: its output file beside the engine's layers.
+    client, settings = builder.client, builder.settings
+    params = step_params(Step("chatty", ("python3", "-c", CHATTY)), settings,
+                         f"b_chatty_{RUN_ID}")
+    container = client.containers.create(settings.base_image, **params)
+    try:
+        container.start()
+        assert container.wait(timeout=120)["StatusCode"] == 0
+        container.reload()
+        log_path = Path(container.attrs["LogPath"])
+        files = [log_path, *log_path.parent.glob(log_path.name + ".*")]
+        written = sum(path.stat().st_size for path in files if path.exists())
+    finally:
+        container.remove(force=True)
+    # 40 MB printed, about 60 MB as JSON lines; two files of 8 MB kept.
+    assert 0 < written <= 2 * 8 * MiB + 64 * 1024

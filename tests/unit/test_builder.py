@@ -181,6 +181,9 @@ def test_every_step_runs_in_the_cage() -> None:
         assert params["cap_drop"] == ["ALL"] and params["cap_add"] == list(step.capabilities)
         assert params["security_opt"] == ["no-new-privileges"]
         assert params["use_config_proxy"] is False
+        # Its output file is rotated: at most two files of 8 MB beside the engine's layers.
+        assert params["log_config"] == {"type": "json-file",
+                                        "config": {"max-size": "8m", "max-file": "2"}}
 
 
 def test_the_cache_is_partitioned_by_owner_and_algorithm() -> None:
