@@ -31,6 +31,7 @@ from algohost.notebooks import Parameter
 from algohost.store import PREFIX, RecordFields, encode_fields, translate_errors
 
 MAX_BUILD_LOG_BYTES = 512 * 1024
+MAX_LAST_LINE_BYTES = 4096
 PRIVATE, PUBLIC = "private", "public"
 
 
@@ -341,9 +342,13 @@ class Registry:
         self._cache.pop(build_id, None)
 
     @translate_errors
-    def append_log(self, build_id: str, text: str) -> None:
+    def append_log(self, build_id: str, text: str, *, last: bool = False) -> None:
+        """Append to the build's log while it is under its cap; the `last` line, which
+        says how the build ended, is appended past it too (at most MAX_LAST_LINE_BYTES)."""
         key = f"{self._build(build_id)}:logs"
-        if int(self.redis.strlen(key)) < MAX_BUILD_LOG_BYTES:
+        if last:
+            text = text[:MAX_LAST_LINE_BYTES]
+        if last or int(self.redis.strlen(key)) < MAX_BUILD_LOG_BYTES:
             self.redis.append(key, text)
             self.redis.publish(self.log_channel(build_id), "log")
 

@@ -87,7 +87,7 @@ class BuildRunner:
 
     def _failed(self, build_id: str, message: str, reason: str) -> None:
         # The log streamed so far stays: it is what says where a build stopped.
-        self.registry.append_log(build_id, f"\nbuild failed: {message}\n")
+        self.registry.append_log(build_id, f"\nbuild failed: {message}\n", last=True)
         self.registry.update_build(build_id, status=BuildStatus.FAILED.value, error=message,
                                    reason=reason, finished_at=now_iso())
 

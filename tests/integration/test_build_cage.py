@@ -337,6 +337,24 @@ def test_a_build_over_the_disk_quota_fails_as_build_disk_quota_and_one_under_it_
         builder.remove_cache(owner, "hello")
 
 
+def test_a_build_whose_log_is_full_still_ends_with_the_line_naming_the_quota(
+        registry: Registry, small_disk: SandboxSettings, tmp_path: Path) -> None:
+    owner = f"chatty{RUN_ID}"
+    (tmp_path / "model.bin").write_bytes(bytes(30 * MiB))
+    large = publish(registry, owner, tmp_path)
+    registry.append_log(large, "pip says a lot\n" * 40_000)  # 600 KB: past the log's cap
+    builder = ImageBuilder(small_disk)
+    try:
+        BuildRunner(registry, builder, Settings(sandbox=small_disk),
+                    BuildLeases(registry.redis)).run(large)
+    finally:
+        builder.remove_cache(owner, "hello")
+    assert registry.get_build(large).reason == "build_disk_quota"
+    logs = registry.logs(large)
+    assert "Step 1/" not in logs  # the steps' lines were past the cap
+    assert logs.splitlines()[-1].startswith("build failed: `add the source")
+
+
 CHATTY = r"""
 import sys
 line = "y" * 99 + "\n"
