@@ -386,3 +386,25 @@ def test_a_step_that_prints_without_end_keeps_a_bounded_log_file_and_still_succe
         container.remove(force=True)
     # 40 MB printed, about 60 MB as JSON lines; two files of 8 MB kept.
     assert 0 < written <= 2 * 8 * MiB + 64 * 1024
+
+
+def test_an_image_over_the_quota_fails_even_when_its_layers_come_from_the_cache(
+        small_disk: SandboxSettings, tmp_path: Path) -> None:
+    owner = f"cached{RUN_ID}"
+    (tmp_path / "model.bin").write_bytes(bytes(30 * MiB))
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    files.update({p.name: p.read_bytes() for p in HELLO.iterdir() if p.is_file()})
+    larger = ImageBuilder(replace(small_disk, build_disk_mb=100))
+    tag = f"algohost-test/cached-{owner}:{RUN_ID}"
+    try:
+        larger.build(f"b_{owner}", tag, files, manifest(), lambda line: None, owner=owner)
+        logs: list[str] = []
+        with pytest.raises(BuildDiskQuota) as failed:  # the operator lowered the quota since
+            ImageBuilder(small_disk).build(f"b_{owner}2", tag + "x", files, manifest(),
+                                           logs.append, owner=owner)
+    finally:
+        larger.remove_image(tag)
+        larger.remove_cache(owner, "hello")
+    assert logs.count(" ---> Using cache") == 2
+    assert "the image adds 30 MB to the base image" in failed.value.message
+    assert "build disk quota of 20 MB" in failed.value.message
