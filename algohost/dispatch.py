@@ -13,11 +13,17 @@ from typing import Protocol
 from celery import Celery, group
 from kombu import Queue  # type: ignore[attr-defined]
 
+from algohost.broker import transport_for
 from algohost.config import Settings
 
 RUN_TASK = "algohost.run_job"
 BUILD_TASK = "algohost.build"
 CALLS_QUEUE = "calls"
+# Work sent at BULK — an owner's jobs beyond its first few slots, backlog hand-ons, retries,
+# batch chunks — has a queue of its own, taken by workers that run at a lower CPU priority
+# (`nice`): while one owner floods, the host's CPU goes first to the processes serving
+# other owners' calls, not only the broker's next message.
+BULK_QUEUE = "calls.bulk"
 BUILDS_QUEUE = "builds"
 WEBHOOK_TASK = "algohost.deliver_webhook"
 BATCH_CHUNK_TASK = "algohost.run_batch_chunk"
@@ -27,12 +33,12 @@ PIPELINE_TASK = "algohost.advance_pipeline"
 SWEEP_TASK = "algohost.step_sweep"
 PREWARM_TASK = "algohost.prewarm"
 CLOSE_BUILD_COMMAND = "algohost_close_build"
-QUEUES = (CALLS_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
-# Broker priorities of the calls queue. Kombu's Redis transport keeps one list per step
+QUEUES = (CALLS_QUEUE, BULK_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
+# Broker priorities of the calls queues. Kombu's Redis transport keeps one list per step
 # (`calls`, then `calls` + PRIORITY_SEP + step) and a worker takes from the lowest step
 # first, so 0 is the most urgent. A job's step comes from its owner's fair share
 # (`store.fairshare.priority_for`): an owner's first job is sent at URGENT, a flooding
-# owner's at BULK, so another owner's call never queues behind a flood.
+# owner's at BULK (to BULK_QUEUE), so another owner's call never queues behind a flood.
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 URGENT, BULK = PRIORITY_STEPS[0], PRIORITY_STEPS[-1]
@@ -48,6 +54,7 @@ def make_celery(settings: Settings) -> Celery:
     """
     app = Celery("algohost", broker=settings.broker, include=TASK_MODULES)
     app.conf.update(
+        broker_transport=transport_for(settings.broker),
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -56,7 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
         task_routes={RUN_TASK: {"queue": CALLS_QUEUE}, BUILD_TASK: {"queue": BUILDS_QUEUE},
                      WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
-                     BATCH_CHUNK_TASK: {"queue": CALLS_QUEUE},
+                     BATCH_CHUNK_TASK: {"queue": BULK_QUEUE},
                      PIPELINE_TASK: {"queue": CALLS_QUEUE},
                      REMOVE_IMAGE_TASK: {"queue": BUILDS_QUEUE},
                      PREWARM_TASK: {"queue": CALLS_QUEUE},
@@ -72,6 +79,11 @@ def make_celery(settings: Settings) -> Celery:
     )
     app.conf.algohost_settings = settings
     return app
+
+
+def run_queue(priority: int) -> str:
+    """The queue a job sent at `priority` goes to."""
+    return BULK_QUEUE if priority >= BULK else CALLS_QUEUE
 
 
 def queue_keys(queue: str) -> list[str]:
@@ -104,7 +116,8 @@ class CeleryDispatcher:
     def enqueue_run(self, job_id: str, priority: int = BULK) -> None:
         """Send a job; `priority` is a PRIORITY_STEPS step (URGENT first). Unless told,
         a job is sent at BULK: a backlog's job or a retry waits behind first calls."""
-        self.app.send_task(RUN_TASK, args=[job_id], queue=CALLS_QUEUE, priority=priority)
+        self.app.send_task(RUN_TASK, args=[job_id], queue=run_queue(priority),
+                           priority=priority)
 
     def enqueue_build(self, build_id: str) -> None:
         self.app.send_task(BUILD_TASK, args=[build_id], queue=BUILDS_QUEUE)
@@ -115,10 +128,10 @@ class CeleryDispatcher:
                            queue=WEBHOOKS_QUEUE, countdown=countdown_s or None)
 
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:
-        """One message per chunk, sent as a Celery group; chunks share the calls queue at
-        BULK, so a batch never stands in front of another owner's first call."""
+        """One message per chunk, sent as a Celery group to the bulk queue, so a batch
+        never stands in front of another owner's first call."""
         group(self.app.signature(BATCH_CHUNK_TASK, args=[batch_id, start, stop],
-                                 queue=CALLS_QUEUE, priority=BULK)
+                                 queue=BULK_QUEUE, priority=BULK)
               for start, stop in chunks).apply_async()
 
     def retire_build(self, build_id: str) -> None:

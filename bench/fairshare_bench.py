@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from algohost.config import Settings
-from algohost.dispatch import CALLS_QUEUE
+from algohost.dispatch import BULK_QUEUE, CALLS_QUEUE
 from algohost.store import connect
 from algohost.store.keys import KeyStore
 from algohost.worker.app import make_celery
@@ -31,6 +33,31 @@ def _sample(client: Client, ref: str, samples: list[float]) -> None:
     samples.append(time.perf_counter() - started)
 
 
+@contextmanager
+def paused_consumers(control: Any, queues: tuple[str, ...]) -> Iterator[None]:
+    """Every worker consuming one of `queues` stops consuming it, and starts again after.
+
+    Only those workers are told, and each answer is awaited only until all have replied:
+    a broadcast waits out its whole timeout, long enough for a flood to drain."""
+    consuming = {node: [q["name"] for q in found if q["name"] in queues]
+                 for node, found in (control.inspect(timeout=5).active_queues() or {}).items()}
+    consuming = {node: names for node, names in consuming.items() if names}
+    nodes = list(consuming)
+    for queue in queues:
+        holders = [node for node in nodes if queue in consuming[node]]
+        if holders:
+            control.cancel_consumer(queue, destination=holders, reply=True,
+                                    limit=len(holders), timeout=10)
+    try:
+        yield
+    finally:
+        for queue in queues:
+            holders = [node for node in nodes if queue in consuming[node]]
+            if holders:
+                control.add_consumer(queue, destination=holders, reply=True,
+                                     limit=len(holders), timeout=10)
+
+
 def run(settings: Settings, b_client: Client, b_ref: str, flood: int = 2000,
         samples: int = 200) -> dict[str, Any]:
     load_before = os.getloadavg()[0]
@@ -42,14 +69,10 @@ def run(settings: Settings, b_client: Client, b_ref: str, flood: int = 2000,
         _sample(b_client, b_ref, idle)
     # The calls workers stop taking messages while A queues its flood, so A really has
     # `flood` jobs unfinished when B's calls begin; then they take messages again.
-    control = make_celery(settings).control
-    control.cancel_consumer(CALLS_QUEUE, reply=True, timeout=10)
-    try:
+    with paused_consumers(make_celery(settings).control, (CALLS_QUEUE, BULK_QUEUE)):
         with ThreadPoolExecutor(8) as pool:
             ids = list(pool.map(lambda i: a_client.submit(a_ref, {"name": str(i)}),
                                 range(flood)))
-    finally:
-        control.add_consumer(CALLS_QUEUE, reply=True, timeout=10)
     busy: list[float] = []
     unfinished: list[int] = []
     while len(busy) < samples:

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from algohost.config import Settings
+from algohost.dispatch import BULK_QUEUE, CALLS_QUEUE
 from algohost.store import connect
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
@@ -99,7 +100,8 @@ def _extra_worker(settings: Settings) -> subprocess.Popen[bytes]:
     log = open(Path(settings.state_dir) / "bench-waiters-worker.log", "ab")  # noqa: SIM115
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "algohost.worker.app:celery", "worker", "-P",
-         "threads", "-c", str(WAITER_THREADS), "-Q", "calls", "-n", "bench-waiters@%h",
+         "threads", "-c", str(WAITER_THREADS), "-Q", f"{CALLS_QUEUE},{BULK_QUEUE}",
+         "-n", "bench-waiters@%h",
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"], env=env, stdout=log, stderr=log, start_new_session=True)
 

@@ -20,6 +20,7 @@ import requests
 from algohost.dev import commands as dev
 from algohost.dev import stack as procs
 from algohost.dev.stack import Part
+from algohost.dispatch import BULK_QUEUE, CALLS_QUEUE
 from faults.watch import read_job
 from tests.stack import Stack, free_port, publish
 
@@ -134,7 +135,9 @@ class FaultStack(Stack):
         name = WORKERS[queue]
         threads = concurrency or {"calls": self.settings.worker_concurrency, "builds": 2,
                                   "webhooks": 4}[queue]
-        return procs.spawn(self.parts[name], dev.worker_argv(name, queue, threads, self.state),
+        # One calls worker takes the bulk queue too: the faults kill it mid-flood.
+        queues = f"{CALLS_QUEUE},{BULK_QUEUE}" if queue == CALLS_QUEUE else queue
+        return procs.spawn(self.parts[name], dev.worker_argv(name, queues, threads, self.state),
                            self.env)
 
     def start_workers(self) -> None:

@@ -100,7 +100,7 @@ class Stack:
 
     def start_worker(self, concurrency: int = 4) -> None:
         command = [sys.executable, "-m", "celery", "-A", "algohost.worker.app:celery", "worker",
-                   "-P", "threads", "-c", str(concurrency), "-Q", "calls,builds,webhooks",
+                   "-P", "threads", "-c", str(concurrency), "-Q", ",".join(QUEUES),
                    "-n", f"{self.node}@%h", "--loglevel", "INFO", "--without-heartbeat",
                    "--without-mingle", "--without-gossip"]
         with open(self.log_path, "ab") as log:

@@ -1,13 +1,15 @@
 """About the service itself: health, the OpenAPI document, and who the caller is.
 
 Health and the document need no key. The health check only pings Redis and the
-Docker engine, with short timeouts, and never raises.
+Docker engine (its answer at most a second old), with short timeouts, and never raises.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint
@@ -22,26 +24,52 @@ bp = Blueprint("meta", __name__)
 
 
 class DockerPing:
-    """Pings the Docker engine with a client made on first use; False on any error."""
+    """Whether the Docker engine answers, as last seen. A health check must answer at once
+    even while the engine is slow (starting a hundred containers, say): once the last
+    answer is older than `max_age_s`, one background thread pings again while callers get
+    the last answer; only an answer older than `stale_s` (or none yet) is waited for."""
 
-    def __init__(self, docker_url: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, docker_url: str, timeout_s: float = 2.0, max_age_s: float = 1.0,
+                 stale_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.docker_url, self.timeout_s = docker_url, timeout_s
+        self.max_age_s, self.stale_s, self.clock = max_age_s, stale_s, clock
         self._client: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by whoever is pinging
+        self._last: tuple[float, bool] | None = None  # (when, answered)
 
     def __call__(self) -> bool:
-        with self._lock:
-            try:
-                if self._client is None:
-                    import docker  # only health needs it; keep it off the API's import path
+        last = self._last
+        if last is None or self.clock() - last[0] >= self.stale_s:
+            with self._lock:
+                return self._refresh()
+        if self.clock() - last[0] >= self.max_age_s and self._lock.acquire(blocking=False):
+            threading.Thread(target=self._refresh_and_release, name="docker-ping",
+                             daemon=True).start()
+        return last[1]
 
-                    self._client = docker.DockerClient(base_url=self.docker_url,
-                                                       timeout=self.timeout_s)
-                return bool(self._client.ping())
-            except Exception as exc:  # any failure means "not usable now"
-                log.warning("docker ping failed: %s", exc)
-                self._drop()
-                return False
+    def _refresh_and_release(self) -> None:
+        try:
+            self._refresh()
+        finally:
+            self._lock.release()
+
+    def _refresh(self) -> bool:
+        answered = self._ping()
+        self._last = (self.clock(), answered)
+        return answered
+
+    def _ping(self) -> bool:
+        try:
+            if self._client is None:
+                import docker  # only health needs it; keep it off the API's import path
+
+                self._client = docker.DockerClient(base_url=self.docker_url,
+                                                   timeout=self.timeout_s)
+            return bool(self._client.ping())
+        except Exception as exc:  # any failure means "not usable now"
+            log.warning("docker ping failed: %s", exc)
+            self._drop()
+            return False
 
     def _drop(self) -> None:
         client, self._client = self._client, None

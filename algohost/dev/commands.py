@@ -20,6 +20,7 @@ from algohost.config import Settings, child_environment
 from algohost.dev import stack
 from algohost.dev.demo import demo
 from algohost.dev.stack import Part
+from algohost.dispatch import BULK_QUEUE, CALLS_QUEUE
 from algohost.errors import AlgohostError
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -33,7 +34,12 @@ DOCKERD_START_S = 60.0
 
 MAX_CALLS_WORKERS = 4
 CALLS_WORKERS = ["worker-calls"] + [f"worker-calls-{n}" for n in range(2, MAX_CALLS_WORKERS + 1)]
-SERVICES = ["api", *CALLS_WORKERS, "worker-builds", "worker-webhooks"]
+BULK_WORKER = "worker-bulk"
+SERVICES = ["api", *CALLS_WORKERS, BULK_WORKER, "worker-builds", "worker-webhooks"]
+# The bulk worker's niceness: while it has work, the host's CPU goes first to the API, the
+# broker and the calls workers serving other owners' first calls (each step of nice is
+# ~1.25x less CPU under contention; 10 is ~10x). Alone on the host, it runs at full speed.
+BULK_NICE = 10
 
 
 def parts(state: Path) -> dict[str, Part]:
@@ -52,11 +58,13 @@ def worker_specs(settings: Settings) -> list[tuple[str, str, int]]:
 
     Calls may get one process per core (ALGOHOST_CALLS_WORKERS=0): the work happens
     in containers, but Celery's own bookkeeping is Python and one process holds one
-    core at most. One is the default: on a small host it answers sync calls sooner."""
+    core at most. One is the default: on a small host it answers sync calls sooner.
+    One more process, niced, takes the bulk queue (floods, backlogs, batch chunks)."""
     count = settings.calls_workers or min(MAX_CALLS_WORKERS, os.cpu_count() or 1)
-    calls = [(name, "calls", settings.worker_concurrency)
+    calls = [(name, CALLS_QUEUE, settings.worker_concurrency)
              for name in CALLS_WORKERS[:max(1, min(count, MAX_CALLS_WORKERS))]]
-    return [*calls, ("worker-builds", "builds", 2), ("worker-webhooks", "webhooks", 4)]
+    return [*calls, (BULK_WORKER, BULK_QUEUE, settings.worker_concurrency),
+            ("worker-builds", "builds", 2), ("worker-webhooks", "webhooks", 4)]
 
 
 def step(name: str, message: str) -> None:
@@ -154,19 +162,22 @@ def api_argv(settings: Settings) -> list[str]:
 
 
 def worker_argv(name: str, queue: str, concurrency: int, state: Path) -> list[str]:
+    """`queue` may name several, comma-separated; a worker of the bulk queue alone is niced."""
     # The node name is the worker's id: distinct per process, stable across restarts
     # (a restarted worker removes the containers its killed predecessor left), and
     # distinct per state directory, so two stacks on one engine never remove each
     # other's containers as their own orphans.
     stack_id = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:6]
     node = f"{name.removeprefix('worker-')}-{stack_id}"
-    return [stack.executable("celery", venv=True), "-A", CELERY_APP, "worker", "-P", "threads",
+    argv = [stack.executable("celery", venv=True), "-A", CELERY_APP, "worker", "-P", "threads",
             "-c", str(concurrency), "-Q", queue, "-n", f"{node}@%h",
             # Celery's per-task INFO lines cost about a millisecond a call and repeat
             # what the job record holds; warnings and errors are still logged.
-            "--loglevel", "WARNING" if queue == "calls" else "INFO",
+            "--loglevel", "WARNING" if CALLS_QUEUE in queue.split(",") or queue == BULK_QUEUE
+            else "INFO",
             # Gossip, mingle and heartbeats are cluster events for monitors.
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return ["nice", "-n", str(BULK_NICE), *argv] if queue == BULK_QUEUE else argv
 
 
 def ensure_vault(settings: Settings, state: Path) -> dict[str, str]:

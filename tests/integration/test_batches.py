@@ -8,7 +8,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from algohost.api import create_app
-from algohost.dispatch import CALLS_QUEUE, RecordingDispatcher, queue_keys
+from algohost.dispatch import BULK_QUEUE, CALLS_QUEUE, RecordingDispatcher, queue_keys
 from algohost.store.batches import BatchStore
 from tests.receiver import Receiver
 from tests.stack import TEST_ALGORITHMS, publish, publish_own
@@ -81,7 +81,8 @@ def test_cancel_mid_batch_leaves_no_queued_work_running(stack, refs):
     assert record["counts"]["canceled"] > 100
     assert record["counts"]["succeeded"] + record["counts"]["canceled"] == 200
     # No chunk message is left waiting, at any priority step.
-    assert sum(stack.redis.llen(key) for key in queue_keys(CALLS_QUEUE)) == 0
+    assert sum(stack.redis.llen(key) for queue in (CALLS_QUEUE, BULK_QUEUE)
+               for key in queue_keys(queue)) == 0
 
 
 def test_a_jsonl_batch_fires_one_signed_completed_webhook(stack, refs):

@@ -3,7 +3,7 @@
 import pytest
 
 from algohost.config import Settings
-from algohost.dispatch import BULK, CALLS_QUEUE, URGENT, CeleryDispatcher, make_celery
+from algohost.dispatch import BULK, BULK_QUEUE, CALLS_QUEUE, URGENT, CeleryDispatcher, make_celery
 from algohost.errors import LimitReached, RateLimited
 from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
@@ -136,12 +136,12 @@ def test_an_operators_override_changes_one_owners_limits_only(redis_client, jobs
     assert limits.reset("alice").max_running == 1
 
 
-def taken_in_order(app):
-    """The job ids of the calls queue's messages, in the order a worker takes them."""
+def taken_in_order(app, queue=CALLS_QUEUE):
+    """The job ids of a queue's messages, in the order a worker takes them."""
     taken = []
     with app.connection_for_read() as connection:
         channel = connection.default_channel
-        while (message := channel.basic_get(CALLS_QUEUE, no_ack=True)) is not None:
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
             taken.append(message.decode()[0][0])
     return taken
 
@@ -171,8 +171,11 @@ def test_another_owners_call_is_taken_before_a_floods_queued_messages(redis_clie
     finish(fair, jobs, "alice", "j_a1")  # its slot goes to j_a16, sent behind bob's call
     taken = taken_in_order(app)
     assert taken[:2] == ["j_a0", "j_b0"]  # alice's first job was sent before bob's
-    assert sorted(taken[2:]) == sorted(f"j_a{n}" for n in range(1, 17))
-    assert taken[-1] == "j_a16"
+    # Her jobs sent while she held 1 to 8 slots follow, in the calls queue; those sent
+    # at BULK wait in the bulk queue, for the niced workers.
+    assert sorted(taken[2:]) == sorted(f"j_a{n}" for n in range(1, 9))
+    bulk = taken_in_order(app, BULK_QUEUE)
+    assert sorted(bulk) == sorted(f"j_a{n}" for n in range(9, 17)) and bulk[-1] == "j_a16"
 
 
 def test_a_submit_writes_its_record_in_the_admission_and_a_refused_one_leaves_none(
