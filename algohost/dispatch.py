@@ -19,10 +19,10 @@ from algohost.config import Settings
 RUN_TASK = "algohost.run_job"
 BUILD_TASK = "algohost.build"
 CALLS_QUEUE = "calls"
-# Work sent at BULK — an owner's jobs beyond its first few slots, backlog hand-ons, retries,
-# batch chunks — has a queue of its own, taken by workers that run at a lower CPU priority
-# (`nice`): while one owner floods, the host's CPU goes first to the processes serving
-# other owners' calls, not only the broker's next message.
+# Work beyond an owner's first few jobs under way (the rest of its slots, backlog
+# hand-ons, retries, batch chunks) has a queue of its own, taken by workers that run at
+# a lower CPU priority (`nice`): while one owner floods, the host's CPU goes first to the
+# processes serving other owners' calls, not only the broker's next message.
 BULK_QUEUE = "calls.bulk"
 BUILDS_QUEUE = "builds"
 WEBHOOK_TASK = "algohost.deliver_webhook"
@@ -38,7 +38,8 @@ QUEUES = (CALLS_QUEUE, BULK_QUEUE, BUILDS_QUEUE, WEBHOOKS_QUEUE)
 # (`calls`, then `calls` + PRIORITY_SEP + step) and a worker takes from the lowest step
 # first, so 0 is the most urgent. A job's step comes from its owner's fair share
 # (`store.fairshare.priority_for`): an owner's first job is sent at URGENT, a flooding
-# owner's at BULK (to BULK_QUEUE), so another owner's call never queues behind a flood.
+# owner's at BULK (to BULK_QUEUE, see run_queue), so another owner's call never queues
+# behind a flood.
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 URGENT, BULK = PRIORITY_STEPS[0], PRIORITY_STEPS[-1]
@@ -82,8 +83,10 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def run_queue(priority: int) -> str:
-    """The queue a job sent at `priority` goes to."""
-    return BULK_QUEUE if priority >= BULK else CALLS_QUEUE
+    """The queue a job sent at `priority` goes to: an owner's first five jobs under way
+    (steps 0 and 3) to the calls queue, the rest to the bulk queue, so one owner's slow
+    calls never hold every thread of the calls workers."""
+    return CALLS_QUEUE if priority < PRIORITY_STEPS[2] else BULK_QUEUE
 
 
 def queue_keys(queue: str) -> list[str]:

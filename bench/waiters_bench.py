@@ -1,9 +1,9 @@
 """A thousand synchronous callers at once: each holds a `Prefer: wait` on a 5 s call while
 /healthz and a warm call of hello (another owner) are timed.
 
-The calls capacity is stated, not hidden: besides the stack's own calls worker this step
-runs one more calls worker process with WAITER_THREADS threads (and as many warm
-containers) for the run, and gives the flooding owner enough slots to use them.
+The calls capacity is stated, not hidden: besides the stack's own workers this step runs
+one more bulk worker process (niced, as the stack's is) with WAITER_THREADS threads (and
+as many warm containers) for the run, and gives the flooding owner enough slots to use them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from algohost.config import Settings
-from algohost.dispatch import BULK_QUEUE, CALLS_QUEUE
+from algohost.dev.commands import BULK_NICE
+from algohost.dispatch import BULK_QUEUE
 from algohost.store import connect
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
@@ -98,10 +99,12 @@ def _extra_worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ALGOHOST_POOL_MAX_TOTAL": str(WAITER_THREADS + 4),
            "ALGOHOST_POOL_MAX_PER_BUILD": str(WAITER_THREADS)}
     log = open(Path(settings.state_dir) / "bench-waiters-worker.log", "ab")  # noqa: SIM115
+    # Like the stack's bulk worker, niced: the waiters' calls beyond their owner's first
+    # slots are bulk work, and the timed probes must not wait for the CPU behind them.
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "algohost.worker.app:celery", "worker", "-P",
-         "threads", "-c", str(WAITER_THREADS), "-Q", f"{CALLS_QUEUE},{BULK_QUEUE}",
-         "-n", "bench-waiters@%h",
+        ["nice", "-n", str(BULK_NICE), sys.executable, "-m", "celery", "-A",
+         "algohost.worker.app:celery", "worker", "-P", "threads", "-c", str(WAITER_THREADS),
+         "-Q", BULK_QUEUE, "-n", "bench-waiters@%h",
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"], env=env, stdout=log, stderr=log, start_new_session=True)
 
@@ -145,7 +148,7 @@ def run(settings: Settings, hello_client: Client, hello_ref: str,
     got = sum(1 for ok, _ in outcomes if ok)
     return {"waiters": waiters, "got_result": got, "seconds": round(elapsed, 1),
             "call_seconds": CALL_SECONDS,
-            "workers": f"the stack's calls workers + one of {WAITER_THREADS} threads",
+            "workers": f"the stack's workers + one bulk worker of {WAITER_THREADS} threads",
             "wait_s": summary([s for _, s in outcomes]),
             "healthz_idle": summary(idle_health), "healthz_busy": summary(busy_health),
             "hello_idle": summary(idle_hello), "hello_busy": summary(busy_hello),

@@ -120,9 +120,13 @@ class FairShare:
     OWNERS_KEY = f"{PREFIX}fair:owners"  # owners that have had a backlog: the repair's list
 
     def __init__(self, client: redis.Redis, limits: LimitStore,
-                 enqueue: Callable[[str], None], job_prefix: str) -> None:
+                 enqueue: Callable[[str], None], job_prefix: str,
+                 keep: Callable[[str], bool] = lambda _: False) -> None:
         self.redis: Any = client
         self.limits, self.enqueue, self.job_prefix = limits, enqueue, job_prefix
+        # Offered the first job a release admits: True when the caller runs it itself
+        # (a worker thread, right after the job that freed the slot), so it is not sent.
+        self.keep = keep
         self._admit = client.register_script(_ADMIT)
         self._release = client.register_script(_RELEASE)
 
@@ -168,9 +172,12 @@ class FairShare:
 
     def finished(self, owner: str, job_id: str) -> None:
         """The job is terminal: its slot goes to the owner's next jobs, which are sent
-        (at the enqueue's default, BULK: the owner still has a backlog).
-        Releasing the same job twice does nothing."""
-        self._send(self._release_ids(owner, job_id))
+        (at the enqueue's default, BULK: the owner still has a backlog) unless `keep`
+        takes the first. Releasing the same job twice does nothing."""
+        admitted = self._release_ids(owner, job_id)
+        if admitted and self.keep(admitted[0]):
+            admitted = admitted[1:]
+        self._send(admitted)
 
     @translate_errors
     def _release_ids(self, owner: str, job_id: str) -> list[str]:

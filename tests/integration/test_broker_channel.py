@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from algohost.broker import Channel, transport_for
 from algohost.config import Settings
 from algohost.dispatch import make_celery
@@ -32,6 +34,26 @@ def test_messages_still_travel_through_the_shared_client(redis_client):
             app.send_task("algohost.test", args=[n], queue="calls")
         taken = [channel.basic_get("calls", no_ack=False) for _ in range(4)]
         assert [m.decode()[0][0] for m in taken if m is not None] == [0, 1, 2]
+        # Taken, not acked: each is in kombu's unacked index, restorable after a crash.
+        tags = {m.delivery_tag for m in taken[:3]}
+        assert set(redis_client.zrange("unacked_index", 0, -1)) == tags
+        assert set(redis_client.hkeys("unacked")) == tags
+        stored = json.loads(redis_client.hget("unacked", taken[0].delivery_tag))
+        assert stored[0]["properties"]["delivery_tag"] == taken[0].delivery_tag
+        info = taken[0].delivery_info  # and its exchange and routing key, as kombu keeps
+        assert stored[1:] == [info["exchange"], info["routing_key"]]
         for message in taken[:3]:
-            message.ack()  # the acks' bookkeeping goes through the shared client too
+            message.ack()
+        assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
+
+
+def test_an_unacked_message_is_restored_to_its_queue(redis_client):
+    app = make_celery(Settings(redis_url=TEST_REDIS_URL))
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        app.send_task("algohost.test", args=["again"], queue="calls")
+        message = channel.basic_get("calls", no_ack=False)
+        channel.qos.restore_by_tag(message.delivery_tag)  # what a visibility timeout does
         assert redis_client.hlen("unacked") == 0
+        again = channel.basic_get("calls", no_ack=True)
+        assert again is not None and again.decode()[0] == ["again"]

@@ -171,11 +171,11 @@ def test_another_owners_call_is_taken_before_a_floods_queued_messages(redis_clie
     finish(fair, jobs, "alice", "j_a1")  # its slot goes to j_a16, sent behind bob's call
     taken = taken_in_order(app)
     assert taken[:2] == ["j_a0", "j_b0"]  # alice's first job was sent before bob's
-    # Her jobs sent while she held 1 to 8 slots follow, in the calls queue; those sent
-    # at BULK wait in the bulk queue, for the niced workers.
-    assert sorted(taken[2:]) == sorted(f"j_a{n}" for n in range(1, 9))
+    # Her jobs sent while she held 1 to 4 slots follow, in the calls queue; the rest wait
+    # in the bulk queue, for the niced workers, most urgent first.
+    assert taken[2:] == [f"j_a{n}" for n in range(1, 5)]
     bulk = taken_in_order(app, BULK_QUEUE)
-    assert sorted(bulk) == sorted(f"j_a{n}" for n in range(9, 17)) and bulk[-1] == "j_a16"
+    assert sorted(bulk) == sorted(f"j_a{n}" for n in range(5, 17)) and bulk[-1] == "j_a16"
 
 
 def test_a_submit_writes_its_record_in_the_admission_and_a_refused_one_leaves_none(

@@ -17,7 +17,7 @@ from algohost.dispatch import (
 
 
 def test_first_calls_go_to_the_calls_queue_and_bulk_work_to_its_own():
-    assert [run_queue(step) for step in PRIORITY_STEPS] == [CALLS_QUEUE] * 3 + [BULK_QUEUE]
+    assert [run_queue(step) for step in PRIORITY_STEPS] == [CALLS_QUEUE] * 2 + [BULK_QUEUE] * 2
     assert run_queue(URGENT) == CALLS_QUEUE and run_queue(BULK) == BULK_QUEUE
 
 
