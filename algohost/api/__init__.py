@@ -120,7 +120,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         registry=Registry(client, connect_raw(settings), cache_s=API_CACHE_S),
         keys=KeyStore(client, cache_s=API_CACHE_S),
         dispatcher=dispatcher,
-        redis_ping=redis_pinger(settings),
+        redis_ping=meta.LastAnswer(redis_pinger(settings)),
         docker_ping=docker_ping or meta.DockerPing(settings.sandbox.docker_url),
         webhooks=webhook_store,
         batches=BatchStore(client, settings.job_retention_s),

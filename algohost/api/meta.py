@@ -1,7 +1,7 @@
 """About the service itself: health, the OpenAPI document, and who the caller is.
 
 Health and the document need no key. The health check only pings Redis and the
-Docker engine (its answer at most a second old), with short timeouts, and never raises.
+Docker engine (answers at most a second old), with short timeouts, and never raises.
 """
 
 from __future__ import annotations
@@ -23,18 +23,17 @@ log = logging.getLogger(__name__)
 bp = Blueprint("meta", __name__)
 
 
-class DockerPing:
-    """Whether the Docker engine answers, as last seen. A health check must answer at once
-    even while the engine is slow (starting a hundred containers, say): once the last
-    answer is older than `max_age_s`, one background thread pings again while callers get
-    the last answer; only an answer older than `stale_s` (or none yet) is waited for."""
+class LastAnswer:
+    """A health check's last answer. A health check must answer at once even while what it
+    checks is slow (the engine starting a hundred containers, an event loop with a
+    thousand waiters): once the last answer is older than `max_age_s`, one background
+    thread checks again while callers get the last answer; only an answer older than
+    `stale_s` (or none yet) is waited for."""
 
-    def __init__(self, docker_url: str, timeout_s: float = 2.0, max_age_s: float = 1.0,
+    def __init__(self, check: Callable[[], bool], max_age_s: float = 1.0,
                  stale_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.docker_url, self.timeout_s = docker_url, timeout_s
-        self.max_age_s, self.stale_s, self.clock = max_age_s, stale_s, clock
-        self._client: Any = None
-        self._lock = threading.Lock()  # held by whoever is pinging
+        self.check, self.max_age_s, self.stale_s, self.clock = check, max_age_s, stale_s, clock
+        self._lock = threading.Lock()  # held by whoever is checking
         self._last: tuple[float, bool] | None = None  # (when, answered)
 
     def __call__(self) -> bool:
@@ -43,7 +42,7 @@ class DockerPing:
             with self._lock:
                 return self._refresh()
         if self.clock() - last[0] >= self.max_age_s and self._lock.acquire(blocking=False):
-            threading.Thread(target=self._refresh_and_release, name="docker-ping",
+            threading.Thread(target=self._refresh_and_release, name="health-check",
                              daemon=True).start()
         return last[1]
 
@@ -54,9 +53,18 @@ class DockerPing:
             self._lock.release()
 
     def _refresh(self) -> bool:
-        answered = self._ping()
+        answered = self.check()
         self._last = (self.clock(), answered)
         return answered
+
+
+class DockerPing(LastAnswer):
+    """Whether the Docker engine answers, as last seen (a client made on first use)."""
+
+    def __init__(self, docker_url: str, timeout_s: float = 2.0, **timing: Any) -> None:
+        super().__init__(self._ping, **timing)
+        self.docker_url, self.timeout_s = docker_url, timeout_s
+        self._client: Any = None
 
     def _ping(self) -> bool:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 import docker
 import docker.errors
 import requests.exceptions
+from docker.transport.unixconn import UnixHTTPAdapter
 
 from algohost.config import MiB, SandboxSettings
 from algohost.errors import (
@@ -72,7 +73,26 @@ def translate_docker_errors(
 
 def docker_client(settings: SandboxSettings, timeout_s: int = 60) -> Any:
     with translate_docker_errors(f"connecting to {settings.docker_url}"):
-        return docker.DockerClient(base_url=settings.docker_url, timeout=timeout_s)
+        client = docker.DockerClient(base_url=settings.docker_url, timeout=timeout_s,
+                                     max_pool_size=DOCKER_POOL_SIZE)
+    share_one_pool(client)
+    return client
+
+
+DOCKER_POOL_SIZE = 64  # connections kept to the engine: a worker's threads, and some
+SOCKET_POOL_KEY = "http+docker://localhost"
+
+
+def share_one_pool(client: Any) -> None:
+    """docker-py keys its Unix-socket connection pools by request URL and keeps 25: with
+    dozens of threads starting containers (a handful of URLs each), a pool still in use
+    is evicted and closed under another thread's request (seen as a job failed with
+    `'NoneType' object has no attribute 'qsize'`). Every request on the socket goes to
+    one pool instead."""
+    adapter = getattr(client.api, "_custom_adapter", None)
+    if isinstance(adapter, UnixHTTPAdapter):
+        by_url = adapter.get_connection
+        adapter.get_connection = lambda url, proxies=None: by_url(SOCKET_POOL_KEY, proxies)
 
 
 def network_params(network: str, settings: SandboxSettings) -> dict[str, Any]:

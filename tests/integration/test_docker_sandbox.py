@@ -256,3 +256,25 @@ def test_a_container_stopped_from_outside_mid_call_is_a_lost_sandbox(
     assert outcome.reason is ExitReason.SANDBOX_LOST and not outcome.reusable
     assert outcome.error is not None and outcome.error["type"] == "SandboxLost"
     assert "stopped from outside" in outcome.error["message"]
+
+
+def test_every_request_to_the_engine_shares_one_connection_pool():
+    """docker-py keys pools by URL and closes the least recent of 25 even while another
+    thread uses it; many container URLs in parallel must not break a request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from algohost.config import load_settings
+    from algohost.sandbox.docker import docker_client
+
+    client = docker_client(load_settings({}).sandbox)
+    adapter = client.api._custom_adapter
+    paths = [f"/v1.41/containers/nope{n}/json" for n in range(200)]
+    before = len(adapter.pools)  # the client's own version check, made before sharing
+
+    def inspect(path):
+        return client.api._get(client.api.base_url + path).status_code
+
+    with ThreadPoolExecutor(32) as pool:
+        assert set(pool.map(inspect, paths)) == {404}
+    assert len(adapter.pools) <= before + 1  # one pool for the socket, not one per URL
+    client.close()
