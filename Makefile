@@ -46,6 +46,7 @@ lint:
 bench: setup
 	$(BIN)/algohost dev up
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.async_repeat --runs 8
 	$(BIN)/python -m bench.artifacts_bench
 	$(BIN)/python -m bench.notebook_bench
 	$(BIN)/python -m bench.sweep_bench
