@@ -222,6 +222,42 @@ class FairShare:
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
 
 
+class UrgentLane:
+    """Whether some owner's first calls are being served right now.
+
+    The calls workers mark it as they start such a call (it stays marked for `hold_s`);
+    the bulk workers look (at most every `look_every_s`) before running a backlog's next
+    job themselves: while it is marked, a flood goes back to the broker's pace and leaves
+    the CPU to the call. A hint only: an unreachable store reads as not marked."""
+
+    KEY = f"{PREFIX}lanes:urgent"
+
+    def __init__(self, client: redis.Redis, hold_s: float = 0.25, look_every_s: float = 0.02,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.redis: Any = client
+        self.hold_ms = max(1, int(hold_s * 1000))
+        self.look_every_s, self.clock = look_every_s, clock
+        self._seen = (-math.inf, False)  # (when looked, marked)
+
+    def mark(self) -> None:
+        try:
+            self.redis.set(self.KEY, "1", px=self.hold_ms)
+        except redis.RedisError:
+            pass
+
+    def busy(self) -> bool:
+        looked, marked = self._seen
+        now = self.clock()
+        if now - looked < self.look_every_s:
+            return marked
+        try:
+            marked = bool(self.redis.exists(self.KEY))
+        except redis.RedisError:
+            marked = False
+        self._seen = (now, marked)
+        return marked
+
+
 class FairShareHook:
     """A job hook: a finished job hands its slot on (and its successors are sent)."""
 

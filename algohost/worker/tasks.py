@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ from algohost.store import connect, connect_raw
 from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
-from algohost.store.fairshare import FairShare, FairShareHook
+from algohost.store.fairshare import FairShare, FairShareHook, UrgentLane
 from algohost.store.jobs import JobStore
 from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
@@ -88,17 +88,20 @@ class HandOn:
     A flood's jobs each cost the worker's consumer a broker round trip, a Redis
     transaction to take the message and another to ack it; a thread that already runs
     the owner's jobs can run the next one at once instead. Only a thread inside run_job
-    (`open`) keeps one; a release anywhere else sends as before."""
+    (`open`) keeps one, and none while `yield_to()` (another owner's first call is being
+    served: the broker's slower pace leaves it the CPU); a release anywhere else sends as
+    before."""
 
-    def __init__(self) -> None:
+    def __init__(self, yield_to: Callable[[], bool] = lambda: False) -> None:
         self._local = threading.local()
+        self.yield_to = yield_to
 
     def open(self) -> None:
         self._local.kept = []
 
     def keep(self, job_id: str) -> bool:
         kept = getattr(self._local, "kept", None)
-        if kept is None or kept:
+        if kept is None or kept or self.yield_to():
             return False
         kept.append(job_id)
         return True
@@ -126,6 +129,7 @@ class Runtime:
     builds: BuildRunner
     notifier: WebhookNotifier
     fair: FairShare
+    lane: UrgentLane
     hand_on: HandOn
     dispatcher: CeleryDispatcher
     pipelines: Scheduler
@@ -172,7 +176,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                       DataStore(client, artifacts))
     dispatcher = CeleryDispatcher(celery)
     limits = LimitStore(client, settings, cache_s=LIMITS_CACHE_S)
-    hand_on = HandOn()
+    lane = UrgentLane(client)
+    hand_on = HandOn(yield_to=lane.busy)
     fair = FairShare(client, limits, dispatcher.enqueue_run, JobStore.key(""),
                      keep=hand_on.keep)
     # Pipeline steps are the owner's calls: admitted, limited and budgeted as the API's are.
@@ -198,7 +203,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     builds = BuildRunner(registry, builder, settings, BuildLeases(client),
                          on_succeeded=[dispatcher.enqueue_prewarm] if settings.prewarm else [])
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, fair, hand_on, dispatcher, pipelines, sweeps, threading.Event(),
+                   notifier, fair, lane, hand_on, dispatcher, pipelines, sweeps, threading.Event(),
                    fence, metering)
 
 
@@ -207,6 +212,7 @@ def run_job(self: Any, job_id: str) -> None:
     rt = runtime()
     priority = (self.request.delivery_info or {}).get("priority")
     if priority is None or run_queue(int(priority)) != BULK_QUEUE:
+        rt.lane.mark()  # bulk workers stop handing floods on while this runs
         rt.runner.run(job_id)  # an owner's first calls: never followed by its backlog
         return
     rt.hand_on.open()

@@ -3,6 +3,7 @@ the owner's next job itself, and nothing is lost or run twice."""
 
 from __future__ import annotations
 
+from algohost.store.fairshare import UrgentLane
 from algohost.worker.tasks import HandOn
 from tests.integration.test_fair_share import finish, make_fair, submit
 from tests.stack import EXAMPLES, publish
@@ -61,3 +62,26 @@ def test_a_flood_runs_to_the_end_with_fewer_messages_than_jobs(stack):
     received = log.count("algohost.run_job[") - before
     # Each message is logged when received and when done; handed-on jobs have neither.
     assert received < 2 * 80, received
+
+
+def test_no_job_is_kept_while_another_owners_first_call_is_served():
+    busy = [True]
+    hand_on = HandOn(yield_to=lambda: busy[0])
+    hand_on.open()
+    assert not hand_on.keep("j_1")  # sent through the broker instead
+    busy[0] = False
+    assert hand_on.keep("j_2") and hand_on.close() == ["j_2"]
+
+
+def test_the_urgent_lane_is_marked_for_a_while_and_looked_at_sparingly(redis_client):
+    now = [100.0]
+    calls, bulk = (UrgentLane(redis_client, hold_s=0.2, look_every_s=0.02,
+                              clock=lambda: now[0]) for _ in range(2))
+    assert not bulk.busy()
+    calls.mark()
+    assert not bulk.busy()  # looked a moment ago: the last answer stands
+    now[0] += 0.05
+    assert bulk.busy()
+    eventually(lambda: not redis_client.exists(UrgentLane.KEY), 5, "the mark to lapse")
+    now[0] += 0.05
+    assert not bulk.busy()
