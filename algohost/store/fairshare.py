@@ -121,10 +121,10 @@ class FairShare:
 
     def __init__(self, client: redis.Redis, limits: LimitStore,
                  enqueue: Callable[[str], None], job_prefix: str,
-                 keep: Callable[[str], bool] = lambda _: False) -> None:
+                 keep: Callable[[str, str], bool] = lambda owner, job_id: False) -> None:
         self.redis: Any = client
         self.limits, self.enqueue, self.job_prefix = limits, enqueue, job_prefix
-        # Offered the first job a release admits: True when the caller runs it itself
+        # Offered (owner, the first job a release admits): True when the caller runs it itself
         # (a worker thread, right after the job that freed the slot), so it is not sent.
         self.keep = keep
         self._admit = client.register_script(_ADMIT)
@@ -175,7 +175,7 @@ class FairShare:
         (at the enqueue's default, BULK: the owner still has a backlog) unless `keep`
         takes the first. Releasing the same job twice does nothing."""
         admitted = self._release_ids(owner, job_id)
-        if admitted and self.keep(admitted[0]):
+        if admitted and self.keep(owner, admitted[0]):
             admitted = admitted[1:]
         self._send(admitted)
 
@@ -223,39 +223,42 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "canceled"})
 
 
 class UrgentLane:
-    """Whether some owner's first calls are being served right now.
+    """Which owners' first calls are being served right now.
 
-    The calls workers mark it as they start such a call (it stays marked for `hold_s`);
-    the bulk workers look (at most every `look_every_s`) before running a backlog's next
-    job themselves: while it is marked, a flood goes back to the broker's pace and leaves
-    the CPU to the call. A hint only: an unreachable store reads as not marked."""
+    The calls workers mark an owner as they start one of its first calls (the mark lasts
+    `hold_s`); the bulk workers look (at most every `look_every_s`) before running a
+    backlog's next job themselves: while another owner is marked, a flood goes back to the
+    broker's pace and leaves the CPU to that call. An owner's own first calls never slow
+    its flood. A hint only: an unreachable store reads as no one marked."""
 
     KEY = f"{PREFIX}lanes:urgent"
 
     def __init__(self, client: redis.Redis, hold_s: float = 0.25, look_every_s: float = 0.02,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.redis: Any = client
-        self.hold_ms = max(1, int(hold_s * 1000))
-        self.look_every_s, self.clock = look_every_s, clock
-        self._seen = (-math.inf, False)  # (when looked, marked)
+        self.hold_s, self.look_every_s, self.clock = hold_s, look_every_s, clock
+        self._seen: tuple[float, dict[str, float]] = (-math.inf, {})  # (when, owner: until)
 
-    def mark(self) -> None:
+    def mark(self, owner: str) -> None:
         try:
-            self.redis.set(self.KEY, "1", px=self.hold_ms)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self.KEY, owner, repr(self.clock() + self.hold_s))
+            pipe.pexpire(self.KEY, max(1, int(self.hold_s * 1000)))
+            pipe.execute()
         except redis.RedisError:
             pass
 
-    def busy(self) -> bool:
-        looked, marked = self._seen
+    def busy_for(self, owner: str) -> bool:
+        """Is another owner's first call being served?"""
         now = self.clock()
-        if now - looked < self.look_every_s:
-            return marked
-        try:
-            marked = bool(self.redis.exists(self.KEY))
-        except redis.RedisError:
-            marked = False
-        self._seen = (now, marked)
-        return marked
+        looked, marks = self._seen
+        if now - looked >= self.look_every_s:
+            try:
+                marks = {str(k): float(v) for k, v in self.redis.hgetall(self.KEY).items()}
+            except (redis.RedisError, ValueError):
+                marks = {}
+            self._seen = (now, marks)
+        return any(until > now for other, until in marks.items() if other != owner)
 
 
 class FairShareHook:

@@ -53,7 +53,7 @@ from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, FairShareHook, UrgentLane
-from algohost.store.jobs import JobStore
+from algohost.store.jobs import JobRecord, JobStore
 from algohost.store.limits import LimitStore
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
@@ -88,20 +88,20 @@ class HandOn:
     A flood's jobs each cost the worker's consumer a broker round trip, a Redis
     transaction to take the message and another to ack it; a thread that already runs
     the owner's jobs can run the next one at once instead. Only a thread inside run_job
-    (`open`) keeps one, and none while `yield_to()` (another owner's first call is being
-    served: the broker's slower pace leaves it the CPU); a release anywhere else sends as
-    before."""
+    (`open`) keeps one, and none while `yield_to(owner)` (another owner's first call is
+    being served: the broker's slower pace leaves it the CPU); a release anywhere else
+    sends as before."""
 
-    def __init__(self, yield_to: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, yield_to: Callable[[str], bool] = lambda owner: False) -> None:
         self._local = threading.local()
         self.yield_to = yield_to
 
     def open(self) -> None:
         self._local.kept = []
 
-    def keep(self, job_id: str) -> bool:
+    def keep(self, owner: str, job_id: str) -> bool:
         kept = getattr(self._local, "kept", None)
-        if kept is None or kept or self.yield_to():
+        if kept is None or kept or self.yield_to(owner):
             return False
         kept.append(job_id)
         return True
@@ -114,6 +114,23 @@ class HandOn:
         """Stop keeping; returns what was kept and not run (to be sent)."""
         kept, self._local.kept = getattr(self._local, "kept", None) or [], None
         return kept
+
+
+_serving = threading.local()  # .urgent: this thread runs an owner's first call
+
+
+class UrgentLaneHook:
+    """A job hook: a first call marks its owner in the urgent lane as it starts."""
+
+    def __init__(self, lane: UrgentLane) -> None:
+        self.lane = lane
+
+    def job_started(self, job: JobRecord) -> None:
+        if getattr(_serving, "urgent", False):
+            self.lane.mark(job.owner)
+
+    def job_finished(self, job: JobRecord) -> None:
+        pass
 
 
 @dataclass
@@ -177,7 +194,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     dispatcher = CeleryDispatcher(celery)
     limits = LimitStore(client, settings, cache_s=LIMITS_CACHE_S)
     lane = UrgentLane(client)
-    hand_on = HandOn(yield_to=lane.busy)
+    hand_on = HandOn(yield_to=lane.busy_for)
     fair = FairShare(client, limits, dispatcher.enqueue_run, JobStore.key(""),
                      keep=hand_on.keep)
     # Pipeline steps are the owner's calls: admitted, limited and budgeted as the API's are.
@@ -190,7 +207,8 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                                           settings.max_timeout_s, budget))
     # Metered before the slot is given back: a job still holding one may need metering.
     metering = metering_hooks(client, settings)
-    hooks: list[JobHook] = [*metering, WebhookHook(notifier), FairShareHook(fair),
+    hooks: list[JobHook] = [UrgentLaneHook(lane), *metering, WebhookHook(notifier),
+                            FairShareHook(fair),
                             PipelineHook(pipelines.advance, dispatcher.enqueue_pipeline),
                             SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
@@ -212,8 +230,11 @@ def run_job(self: Any, job_id: str) -> None:
     rt = runtime()
     priority = (self.request.delivery_info or {}).get("priority")
     if priority is None or run_queue(int(priority)) != BULK_QUEUE:
-        rt.lane.mark()  # bulk workers stop handing floods on while this runs
-        rt.runner.run(job_id)  # an owner's first calls: never followed by its backlog
+        _serving.urgent = True  # bulk workers stop handing others' floods on while it runs
+        try:
+            rt.runner.run(job_id)  # an owner's first calls: never followed by its backlog
+        finally:
+            _serving.urgent = False
         return
     rt.hand_on.open()
     started = time.monotonic()

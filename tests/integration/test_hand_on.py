@@ -19,10 +19,10 @@ def test_a_release_offers_its_first_admitted_job_to_keep_and_sends_the_rest(redi
         submit(fair, jobs, "alice", f"j_{n}")
     assert sent.ids == ["j_0", "j_1"]
     kept: list[str] = []
-    fair.keep = lambda job_id: not kept and not kept.append(job_id)
+    fair.keep = lambda owner, job_id: not kept and not kept.append(job_id)
     finish(fair, jobs, "alice", "j_0")
     assert kept == ["j_2"] and sent.ids == ["j_0", "j_1"]  # kept, so not sent
-    fair.keep = lambda _: False
+    fair.keep = lambda owner, job_id: False
     finish(fair, jobs, "alice", "j_1")
     assert sent.ids == ["j_0", "j_1", "j_3"]
     assert fair.usage("alice") == (2, 1)  # j_2 and j_3 hold the slots either way
@@ -30,13 +30,13 @@ def test_a_release_offers_its_first_admitted_job_to_keep_and_sends_the_rest(redi
 
 def test_only_an_open_thread_keeps_one_job_and_closing_returns_what_was_not_run():
     hand_on = HandOn()
-    assert not hand_on.keep("j_outside")  # a release outside run_job: sent as before
+    assert not hand_on.keep("a", "j_outside")  # a release outside run_job: sent as before
     hand_on.open()
-    assert hand_on.keep("j_1") and not hand_on.keep("j_2")  # one at a time
+    assert hand_on.keep("a", "j_1") and not hand_on.keep("a", "j_2")  # one at a time
     assert hand_on.take() == "j_1" and hand_on.take() is None
-    assert hand_on.keep("j_3")
+    assert hand_on.keep("a", "j_3")
     assert hand_on.close() == ["j_3"]  # never run here: the caller sends it
-    assert not hand_on.keep("j_4") and hand_on.close() == []
+    assert not hand_on.keep("a", "j_4") and hand_on.close() == []
 
 
 def test_a_flood_runs_to_the_end_with_fewer_messages_than_jobs(stack):
@@ -65,23 +65,25 @@ def test_a_flood_runs_to_the_end_with_fewer_messages_than_jobs(stack):
 
 
 def test_no_job_is_kept_while_another_owners_first_call_is_served():
-    busy = [True]
-    hand_on = HandOn(yield_to=lambda: busy[0])
+    serving = {"bob"}
+    hand_on = HandOn(yield_to=lambda owner: bool(serving - {owner}))
     hand_on.open()
-    assert not hand_on.keep("j_1")  # sent through the broker instead
-    busy[0] = False
-    assert hand_on.keep("j_2") and hand_on.close() == ["j_2"]
+    assert not hand_on.keep("alice", "j_1")  # bob's call runs: sent through the broker
+    assert hand_on.keep("bob", "j_2")  # an owner's own first calls never slow its flood
+    serving.clear()
+    hand_on.close()
+    hand_on.open()
+    assert hand_on.keep("alice", "j_3") and hand_on.close() == ["j_3"]
 
 
-def test_the_urgent_lane_is_marked_for_a_while_and_looked_at_sparingly(redis_client):
-    now = [100.0]
+def test_the_urgent_lane_marks_an_owner_for_a_while_and_is_looked_at_sparingly(redis_client):
+    now = [1000.0]
     calls, bulk = (UrgentLane(redis_client, hold_s=0.2, look_every_s=0.02,
                               clock=lambda: now[0]) for _ in range(2))
-    assert not bulk.busy()
-    calls.mark()
-    assert not bulk.busy()  # looked a moment ago: the last answer stands
+    assert not bulk.busy_for("alice")
+    calls.mark("bob")
+    assert not bulk.busy_for("alice")  # looked a moment ago: the last answer stands
     now[0] += 0.05
-    assert bulk.busy()
-    eventually(lambda: not redis_client.exists(UrgentLane.KEY), 5, "the mark to lapse")
-    now[0] += 0.05
-    assert not bulk.busy()
+    assert bulk.busy_for("alice") and not bulk.busy_for("bob")
+    now[0] += 0.2  # bob's mark has lapsed
+    assert not bulk.busy_for("alice")
