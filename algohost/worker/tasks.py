@@ -146,7 +146,6 @@ class Runtime:
     builds: BuildRunner
     notifier: WebhookNotifier
     fair: FairShare
-    lane: UrgentLane
     hand_on: HandOn
     dispatcher: CeleryDispatcher
     pipelines: Scheduler
@@ -221,7 +220,7 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
     builds = BuildRunner(registry, builder, settings, BuildLeases(client),
                          on_succeeded=[dispatcher.enqueue_prewarm] if settings.prewarm else [])
     return Runtime(settings, worker_id, jobs, registry, sandbox, pool, runner, chunks, builds,
-                   notifier, fair, lane, hand_on, dispatcher, pipelines, sweeps, threading.Event(),
+                   notifier, fair, hand_on, dispatcher, pipelines, sweeps, threading.Event(),
                    fence, metering)
 
 
