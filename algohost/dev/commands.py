@@ -30,6 +30,7 @@ CELERY_APP = "algohost.worker.app:celery"
 API_START_S = 30.0
 WORKER_SETTLE_S = 2.0
 DOCKERD_START_S = 60.0
+DOCKERD_PID_FILE = Path("/var/run/docker.pid")  # dockerd's default --pidfile
 
 
 MAX_CALLS_WORKERS = 4
@@ -114,6 +115,17 @@ def ensure_dockerd(settings: Settings, part: Part) -> None:
     argv = [stack.executable("dockerd")]
     if url != DEFAULT_DOCKER_URL:
         argv += ["--host", url]
+    other = stack.clear_stale_pid_file(DOCKERD_PID_FILE, "dockerd")
+    if other is not None:
+        # Still starting up or shutting down: wait for it rather than start a second one.
+        with err.status(f"waiting for dockerd (pid {other})"):
+            if stack.wait_for(lambda: stack.docker_answers(url), DOCKERD_START_S, interval_s=0.5,
+                              give_up=lambda: not stack.is_alive(other, "dockerd")):
+                step("docker", f"answering at {url} (pid {other})")
+                return
+        if stack.clear_stale_pid_file(DOCKERD_PID_FILE, "dockerd") is not None:
+            raise click.ClickException(
+                f"dockerd (pid {other}) runs but does not answer at {url}: stop it or fix it")
     with err.status("starting dockerd"):
         pid = stack.spawn(part, argv)
         if not stack.wait_for(lambda: stack.docker_answers(url), DOCKERD_START_S, interval_s=0.5,

@@ -70,6 +70,25 @@ def is_alive(pid: int, marker: str = "") -> bool:
     return marker in cmdline
 
 
+def clear_stale_pid_file(path: Path, marker: str) -> int | None:
+    """The pid in a daemon's own pid file if that daemon still runs; else remove the file.
+
+    A host that lost its processes without a shutdown (a crash, a restored snapshot)
+    keeps the pid files: the daemon then refuses to start ("pid file found") while the
+    number names nothing, a zombie, or an unrelated process that took the pid.
+    """
+    try:
+        pid = int(path.read_text().strip())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        pid = 0
+    if pid > 0 and is_alive(pid, marker):
+        return pid
+    path.unlink(missing_ok=True)
+    return None
+
+
 def executable(name: str, *, venv: bool = False) -> str:
     """A program next to this Python (the venv's bin) or on PATH (plus sbin, for daemons)."""
     if venv:

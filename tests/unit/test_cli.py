@@ -7,8 +7,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import re
 import socket
+import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -311,9 +313,40 @@ def test_wait_until_gives_up_after_the_timeout() -> None:
 def test_stop_all_ends_a_spawned_process_and_forgets_its_pid(tmp_path: Path) -> None:
     part = stack.Part("sleeper", "sleep", tmp_path)
     pid = stack.spawn(part, [sys.executable, "-c", "import time; time.sleep(60)", "sleep"])
-    assert part.running_pid() == pid
+    # Until the child has exec'd, /proc shows the parent's command line.
+    assert stack.wait_for(lambda: part.running_pid() == pid, 5.0)
     assert stack.stop_all([part], grace_s=5) == {"sleeper"}
     assert part.running_pid() is None and not part.pid_file.exists()
+
+
+def test_a_pid_file_naming_nothing_is_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "docker.pid"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    pid_file.write_text(f"{gone.pid}\n")
+    assert stack.clear_stale_pid_file(pid_file, "dockerd") is None
+    assert not pid_file.exists()
+
+
+def test_a_pid_file_naming_another_program_or_garbage_is_removed(tmp_path: Path) -> None:
+    pid_file = tmp_path / "docker.pid"
+    for text in (f"{os.getpid()}\n", "not a pid\n", ""):
+        pid_file.write_text(text)
+        assert stack.clear_stale_pid_file(pid_file, "dockerd") is None
+        assert not pid_file.exists()
+    assert stack.clear_stale_pid_file(pid_file, "dockerd") is None  # no file: nothing to do
+
+
+def test_a_pid_file_of_the_running_daemon_is_kept(tmp_path: Path) -> None:
+    part = stack.Part("daemon", "pretend-dockerd", tmp_path)
+    pid = stack.spawn(part, [sys.executable, "-c", "import time; time.sleep(60)",
+                             "pretend-dockerd"])
+    try:
+        assert stack.wait_for(lambda: part.running_pid() == pid, 5.0)
+        assert stack.clear_stale_pid_file(part.pid_file, "pretend-dockerd") == pid
+        assert part.pid_file.exists()
+    finally:
+        stack.stop_all([part], grace_s=5)
 
 
 @dataclass
