@@ -31,6 +31,7 @@ API_START_S = 30.0
 WORKER_SETTLE_S = 2.0
 DOCKERD_START_S = 60.0
 DOCKERD_PID_FILE = Path("/var/run/docker.pid")  # dockerd's default --pidfile
+MANAGED_CONTAINERD_PID_FILE = Path("/var/run/docker/containerd/containerd.pid")
 
 
 MAX_CALLS_WORKERS = 4
@@ -126,6 +127,8 @@ def ensure_dockerd(settings: Settings, part: Part) -> None:
         if stack.clear_stale_pid_file(DOCKERD_PID_FILE, "dockerd") is not None:
             raise click.ClickException(
                 f"dockerd (pid {other}) runs but does not answer at {url}: stop it or fix it")
+    # The containerd that dockerd starts keeps its own pid file, stale in the same way.
+    stack.clear_stale_pid_file(MANAGED_CONTAINERD_PID_FILE, "containerd")
     with err.status("starting dockerd"):
         pid = stack.spawn(part, argv)
         if not stack.wait_for(lambda: stack.docker_answers(url), DOCKERD_START_S, interval_s=0.5,
