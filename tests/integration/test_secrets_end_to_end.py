@@ -7,7 +7,6 @@ last test; each test sets the secrets it needs, so none depends on another's.
 import hashlib
 import json
 import secrets
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -64,13 +63,12 @@ def read_any(db, key):
     return b""
 
 
-def redis_contents(url):
-    """Every key and value of every database of the stack's Redis server, as bytes."""
-    parts = urlsplit(url)
-    server = redis.Redis(host=parts.hostname, port=parts.port or 6379)
+def redis_contents(*urls):
+    """Every key and value of the stack's Redis databases (its store and its broker), as
+    bytes. Only those: the server may be shared, and nothing else of it is the stack's."""
     chunks = []
-    for db_name in server.info("keyspace"):
-        db = redis.Redis(host=parts.hostname, port=parts.port or 6379, db=int(db_name[2:]))
+    for url in sorted(set(urls)):
+        db = redis.Redis.from_url(url)
         chunks += [key + b"=" + repr(read_any(db, key)).encode()
                    for key in db.scan_iter(count=1000)]
     return b"\n".join(chunks)
@@ -97,7 +95,7 @@ def test_no_value_in_docker_inspect_redis_or_the_worker_log(stack, published):
         container.reload()
         assert value not in json.dumps(container.attrs)
         assert value not in json.dumps(stack.docker.images.get(container.image.id).attrs)
-    assert value.encode() not in redis_contents(stack.settings.redis_url)
+    assert value.encode() not in redis_contents(stack.settings.redis_url, stack.settings.broker)
     assert value not in stack.log_path.read_text(errors="replace")
 
 
