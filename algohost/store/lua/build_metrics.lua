@@ -17,12 +17,19 @@ local function fold(h)
   n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do redis.call('HINCRBYFLOAT', h, ARGV[i], ARGV[i + 1]); i = i + 2 end
   n = tonumber(ARGV[i]); i = i + 1
-  for _ = 1, n do
-    local current = redis.call('HGET', h, ARGV[i])
-    if not current or tonumber(current) < tonumber(ARGV[i + 1]) then
-      redis.call('HSET', h, ARGV[i], ARGV[i + 1])
+  if n > 0 then
+    local names, raised = {}, {}
+    for k = 1, n do names[k] = ARGV[i + 2 * (k - 1)] end
+    local current = redis.call('HMGET', h, unpack(names))
+    for k = 1, n do
+      local value = ARGV[i + 2 * k - 1]
+      if not current[k] or tonumber(current[k]) < tonumber(value) then
+        raised[#raised + 1] = names[k]
+        raised[#raised + 1] = value
+      end
     end
-    i = i + 2
+    if #raised > 0 then redis.call('HSET', h, unpack(raised)) end
+    i = i + 2 * n
   end
   n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do

@@ -13,10 +13,7 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then ok = true end
 end
 if not ok then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 6))
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
 else

@@ -14,7 +14,7 @@ for _ = 1, n do
   redis.call('HINCRBY', KEYS[3], ARGV[3] .. '|' .. counter, amount)
   i = i + 2
 end
-for j = i, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
+if i < #ARGV then redis.call('HSET', KEYS[1], unpack(ARGV, i)) end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('EXPIRE', KEYS[3], ARGV[2])
