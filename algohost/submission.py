@@ -3,7 +3,8 @@ sent at the broker priority the fair share gives it.
 
 The API's `POST /v1/jobs` and the controllers that submit jobs of their own (a sweep's
 trials) go through `JobSubmitter.submit`, so every job is admitted, limited and enqueued
-the same way. A job whose message cannot be sent is failed here, never left queued.
+the same way. A job whose message cannot be sent is failed here, never left queued; where
+the broker is the store's Redis the admission's script sends it (no job without message).
 """
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ def new_job_id() -> str:
 
 class JobSubmitter:
     def __init__(self, jobs: JobStore, fair: FairShare, enqueue: Callable[[str, int], None],
-                 max_timeout_s: int, budget: ComputeBudget | None = None) -> None:
+                 max_timeout_s: int, budget: ComputeBudget | None = None,
+                 message: Callable[[str], str | None] = lambda job_id: None) -> None:
         self.jobs, self.fair, self.enqueue = jobs, fair, enqueue
         self.max_timeout_s = max_timeout_s
         self.budget = budget
+        # A job's broker message for the admission to push itself (Dispatcher.run_message);
+        # None: `enqueue` sends it after the admission.
+        self.message = message
 
     def submit(self, owner: str, requested: str, build: BuildRecord, payload: Any, *,
                timeout_s: int | None = None, webhook: str | None = None,
@@ -55,10 +60,11 @@ class JobSubmitter:
             timeout_s=timeout_s or min(build.manifest.resources.timeout_s, self.max_timeout_s),
             webhook=webhook, webhook_events=list(webhook_events) if webhook else [],
             parent=parent, royalty_micros=royalty_of(build, owner))
-        # The record is written by the admission's script: one round trip for both.
+        # The record is written, and the message sent, by the admission's script: one
+        # round trip for all three.
         admission = self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner),
-                                    record=self.jobs.creation(job))
-        if admission.sent:
+                                    record=self.jobs.creation(job), message=self.message(job.id))
+        if admission.sent and not admission.pushed:
             self._send(job.id, owner, admission.priority)
         return job
 

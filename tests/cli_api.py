@@ -154,6 +154,9 @@ class InlineWorker:
     def enqueue_run(self, job_id: str, priority: int = 0) -> None:
         self._do(lambda: self.jobs.run(job_id))
 
+    def run_message(self, job_id: str) -> str | None:
+        return None  # runs in this process: enqueue_run sends every job
+
     def enqueue_batch(self, batch_id: str, chunks: Sequence[tuple[int, int]]) -> None:
         self.batches.append(batch_id)
         for start, stop in chunks:

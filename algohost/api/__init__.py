@@ -130,7 +130,8 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         # Looked up per send, so a test that swaps the dispatcher's method is heard.
         submitter=JobSubmitter(job_store, fair,
                                lambda job_id, priority: dispatcher.enqueue_run(job_id, priority),
-                               settings.max_timeout_s, budget),
+                               settings.max_timeout_s, budget,
+                               lambda job_id: dispatcher.run_message(job_id)),
         job_keys=IdempotencyKeys(client, "job", JobStore.key(""), settings.idempotency_ttl_s),
         batch_keys=IdempotencyKeys(client, "batch", BatchStore.key(""),
                                    settings.idempotency_ttl_s),

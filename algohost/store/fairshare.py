@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from algohost.dispatch import BULK, PRIORITY_STEPS
+from algohost.dispatch import BULK, PRIORITY_STEPS, STEP_LISTS, STEP_QUEUES
 from algohost.errors import LimitReached, RateLimited
 from algohost.store import PREFIX, translate_errors
 from algohost.store.jobs import JobCreation, JobRecord
@@ -33,8 +33,11 @@ from algohost.store.limits import LimitStore
 # {-1, retry_ms} over the submit rate, {-2, pending} over the pending limit. A refused
 # job's record is removed: its id was never given to anyone.
 # With ARGV[8] (the record's retention, s) > 0, the job's record is written here too,
-# once it is accepted: ARGV[10..] its field/value pairs, ARGV[9] '1' to trim the owner's
+# once it is accepted: ARGV[19] its fields as a JSON object, ARGV[9] '1' to trim the owner's
 # index of entries older than the retention — the submit's one round trip to the store.
+# With ARGV[10] a run message (dispatch.RunMessages), an admitted job's message is pushed
+# here as well: at the priority step priority_for gives (ARGV[15..18] the steps, ARGV[11..14]
+# their queues, KEYS[7..10] their broker lists), returning {1, held, 1}.
 _ADMIT = """
 local now, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local refuse = function(code, detail)
@@ -59,7 +62,12 @@ local pending = held + redis.call('LLEN', KEYS[4])
 if pending >= tonumber(ARGV[5]) then return refuse(-2, pending) end
 local retention = tonumber(ARGV[8]) or 0
 if retention > 0 then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+  local flat = {}
+  for field, value in pairs(cjson.decode(ARGV[19])) do
+    flat[#flat + 1] = field
+    flat[#flat + 1] = value
+  end
+  redis.call('HSET', KEYS[1], unpack(flat))
   redis.call('EXPIRE', KEYS[1], retention)
   redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
   redis.call('EXPIRE', KEYS[2], retention)
@@ -69,7 +77,12 @@ if retention > 0 then
 end
 if held < tonumber(ARGV[6]) then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-  return {1, held}
+  if (ARGV[10] or '') == '' then return {1, held} end
+  local step = math.min(3, math.floor((held + 3) / 4))
+  local message = (string.gsub(ARGV[10], '@@algohostqueue@@', ARGV[11 + step], 1))
+  message = (string.gsub(message, '"@@algohostpriority@@"', ARGV[15 + step], 1))
+  redis.call('LPUSH', KEYS[7 + step], message)
+  return {1, held, 1}
 end
 redis.call('RPUSH', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[7])
@@ -101,8 +114,12 @@ def priority_for(held: int) -> int:
     An owner with nothing under way is sent URGENT; the more slots it holds, the later
     its messages are taken (every 4 held slots, one step lower, down to BULK). A flood's
     jobs are sent at BULK, so a worker thread that frees takes any other owner's first
-    call before the rest of the flood: one owner can hold every thread, never the queue."""
+    call before the rest of the flood: one owner can hold every thread, never the queue.
+    The admission script makes the same choice for the messages it pushes."""
     return PRIORITY_STEPS[min(len(PRIORITY_STEPS) - 1, (held + 3) // 4)]
+
+
+_STEP_ARGS = [*STEP_QUEUES, *(str(step) for step in PRIORITY_STEPS)]
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,7 @@ class Admission:
 
     sent: bool
     priority: int = BULK
+    pushed: bool = False  # its message is already in the broker (written by the script)
 
 
 class FairShare:
@@ -144,21 +162,28 @@ class FairShare:
 
     @translate_errors
     def admit(self, owner: str, job_id: str, index_key: str,
-              record: JobCreation | None = None) -> Admission:
+              record: JobCreation | None = None, message: str | None = None) -> Admission:
         """Take the job into a slot or the backlog, or refuse it (removing its record).
 
         With `record` (JobStore.creation), the job's record is written by the same script
-        once accepted, instead of by a round trip of its own before."""
+        once accepted, instead of by a round trip of its own before; with `message`
+        (dispatch.RunMessages), an admitted job's message is pushed by it too."""
         limits = self.limits.for_owner(owner)
-        written: list[Any] = ([record.retention_s, "1" if record.trim else "0",
-                               *record.pairs] if record is not None else [])
-        code, detail = self._admit(
-            keys=[self.job_prefix + job_id, index_key, self.slots_key(owner),
-                  self.backlog_key(owner), self.rate_key(owner), self.OWNERS_KEY],
-            args=[job_id, repr(time.time()), repr(limits.submits_per_s), limits.submit_burst,
-                  limits.max_queued, limits.max_running, owner, *written])
+        keys = [self.job_prefix + job_id, index_key, self.slots_key(owner),
+                self.backlog_key(owner), self.rate_key(owner), self.OWNERS_KEY]
+        args: list[Any] = [job_id, repr(time.time()), repr(limits.submits_per_s),
+                           limits.submit_burst, limits.max_queued, limits.max_running, owner,
+                           record.retention_s if record is not None else 0,
+                           "1" if record is not None and record.trim else "0",
+                           message or "", *_STEP_ARGS,
+                           record.fields if record is not None else "{}"]
+        if message:
+            keys += STEP_LISTS
+        reply = self._admit(keys=keys, args=args)
+        code, detail = reply[0], reply[1]
         if code == 1:
-            return Admission(sent=True, priority=priority_for(int(detail)))
+            return Admission(sent=True, priority=priority_for(int(detail)),
+                             pushed=len(reply) > 2)
         if code == 0:
             return Admission(sent=False)
         if code == -1:

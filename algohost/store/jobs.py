@@ -6,6 +6,7 @@ Lua script, so a redelivered message for a finished job changes nothing.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Mapping
@@ -153,10 +154,12 @@ TRIM_CHANCE = 0.02  # trimming an owner's index now and then at a create keeps i
 
 @dataclass(frozen=True, slots=True)
 class JobCreation:
-    """A new job's record as flat field/value pairs, its retention, and whether this
-    create also trims the owner's index of entries past the retention."""
+    """A new job's record as one JSON object of its stored fields (one argument for the
+    script to decode: sent as 58 field and value arguments, their packing cost the API
+    more than the script), its retention, and whether this create also trims the owner's
+    index of entries past the retention."""
 
-    pairs: list[str]
+    fields: str
     retention_s: int
     trim: bool
 
@@ -198,8 +201,8 @@ class JobStore:
     def creation(self, job: JobRecord) -> JobCreation:
         """What `create` writes, for a script that writes it with more (the fair share's
         admission): the record's field/value pairs and its retention."""
-        pairs = [part for item in job.to_redis().items() for part in item]
-        return JobCreation(pairs, self.retention_s, random.random() < TRIM_CHANCE)
+        return JobCreation(json.dumps(job.to_redis()), self.retention_s,
+                           random.random() < TRIM_CHANCE)
 
     @translate_errors
     def create(self, job: JobRecord) -> None:

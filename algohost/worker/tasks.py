@@ -198,12 +198,12 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                      keep=hand_on.keep)
     # Pipeline steps are the owner's calls: admitted, limited and budgeted as the API's are.
     budget = ComputeBudget(UsageLedger.from_settings(client, settings), limits)
+    submitter = JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s, budget,
+                             dispatcher.run_message)
     pipelines = Scheduler(PipelineStore(client, settings.job_retention_s), jobs, registry,
-                          JobSubmitter(jobs, fair, dispatcher.enqueue_run, settings.max_timeout_s,
-                                       budget), settings.lease_s)
+                          submitter, settings.lease_s)
     sweeps = SweepController(SweepStore(client, settings.job_retention_s), jobs, registry,
-                             JobSubmitter(jobs, fair, dispatcher.enqueue_run,
-                                          settings.max_timeout_s, budget))
+                             submitter)
     # Metered before the slot is given back: a job still holding one may need metering.
     metering = metering_hooks(client, settings)
     hooks: list[JobHook] = [UrgentLaneHook(lane), *metering, WebhookHook(notifier),

@@ -1,11 +1,22 @@
 """Fair share and per-owner limits against a real Redis: slots, backlog, refill, repair."""
 
+import json
+
 import pytest
 
 from algohost.config import Settings
-from algohost.dispatch import BULK, BULK_QUEUE, CALLS_QUEUE, URGENT, CeleryDispatcher, make_celery
+from algohost.dispatch import (
+    BULK,
+    BULK_QUEUE,
+    CALLS_QUEUE,
+    URGENT,
+    CeleryDispatcher,
+    list_key,
+    make_celery,
+    run_queue,
+)
 from algohost.errors import LimitReached, RateLimited
-from algohost.store.fairshare import FairShare
+from algohost.store.fairshare import FairShare, priority_for
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
 from algohost.store.limits import LimitStore
 from tests.conftest import TEST_REDIS_URL
@@ -195,3 +206,80 @@ def test_a_submit_writes_its_record_in_the_admission_and_a_refused_one_leaves_no
     assert 0 < redis_client.ttl(JobStore.key("j_1")) <= 60
     assert jobs.get("j_2") is None
     assert redis_client.zrange(jobs.owner_index_key("alice"), 0, -1) == ["j_0", "j_1"]
+
+
+def raw_messages(redis_client, key):
+    return [json.loads(raw) for raw in redis_client.lrange(key, 0, -1)]
+
+
+def without_ids(message):
+    """A message with the fields that differ from send to send (fresh uuids) blanked."""
+    message = json.loads(json.dumps(message))
+    for field in ("id", "root_id"):
+        message["headers"][field] = "-"
+    for field in ("correlation_id", "delivery_tag"):
+        message["properties"][field] = "-"
+    return message
+
+
+def test_a_message_the_admission_pushes_is_the_one_kombu_would_have_sent(redis_client, jobs):
+    """Where the broker is the store's Redis, the admission's script pushes the job's
+    message itself: onto the list (queue and priority step) that send_task would have
+    used, with the same fields, at every number of slots the owner holds."""
+    app = make_celery(Settings(redis_url=TEST_REDIS_URL))
+    dispatcher = CeleryDispatcher(app)
+    assert dispatcher.messages is not None
+    limits = LimitStore(redis_client, Settings(owner_max_running=20))
+    fair = FairShare(redis_client, limits, dispatcher.enqueue_run, JobStore.key(""))
+    for held in range(20):
+        job_id = f"j_{held}"
+        jobs.create(JobRecord(id=job_id, owner="alice", status=JobStatus.QUEUED,
+                              created_at="2026-01-01T00:00:00.000Z"))
+        admission = fair.admit("alice", job_id, jobs.owner_index_key("alice"),
+                               message=dispatcher.run_message(job_id))
+        assert admission.sent and admission.pushed
+        assert admission.priority == priority_for(held)
+        key = list_key(run_queue(admission.priority), admission.priority)
+        [pushed] = raw_messages(redis_client, key)
+        redis_client.delete(key)
+        dispatcher.enqueue_run(job_id, admission.priority)
+        [sent] = raw_messages(redis_client, key)
+        redis_client.delete(key)
+        assert sent["properties"]["delivery_info"]["routing_key"] == run_queue(admission.priority)
+        assert without_ids(pushed) == without_ids(sent)
+        assert pushed["headers"]["id"] == pushed["properties"]["correlation_id"]
+
+
+def test_a_pushed_message_is_taken_and_decoded_by_the_consumer(redis_client, jobs):
+    app = make_celery(Settings(redis_url=TEST_REDIS_URL))
+    dispatcher = CeleryDispatcher(app)
+    limits = LimitStore(redis_client, Settings(owner_max_running=4))
+    fair = FairShare(redis_client, limits, dispatcher.enqueue_run, JobStore.key(""))
+    for n in range(3):
+        jobs.create(JobRecord(id=f"j_{n}", owner="alice", status=JobStatus.QUEUED,
+                              created_at="2026-01-01T00:00:00.000Z"))
+        fair.admit("alice", f"j_{n}", jobs.owner_index_key("alice"),
+                   message=dispatcher.run_message(f"j_{n}"))
+    assert taken_in_order(app) == ["j_0", "j_1", "j_2"]
+
+
+def test_a_job_held_in_the_backlog_pushes_no_message(redis_client, jobs):
+    app = make_celery(Settings(redis_url=TEST_REDIS_URL))
+    dispatcher = CeleryDispatcher(app)
+    limits = LimitStore(redis_client, Settings(owner_max_running=1))
+    fair = FairShare(redis_client, limits, dispatcher.enqueue_run, JobStore.key(""))
+    admissions = []
+    for n in range(2):
+        jobs.create(JobRecord(id=f"j_{n}", owner="alice", status=JobStatus.QUEUED,
+                              created_at="2026-01-01T00:00:00.000Z"))
+        admissions.append(fair.admit("alice", f"j_{n}", jobs.owner_index_key("alice"),
+                                     message=dispatcher.run_message(f"j_{n}")))
+    assert [a.pushed for a in admissions] == [True, False]
+    assert taken_in_order(app) == ["j_0"]
+    assert fair.usage("alice") == (1, 1)
+
+
+def test_a_broker_apart_from_the_store_gets_its_messages_from_send_task():
+    other_db = TEST_REDIS_URL.rsplit("/", 1)[0] + "/13"
+    apart = make_celery(Settings(redis_url=TEST_REDIS_URL, broker_url=other_db))
+    assert CeleryDispatcher(apart).run_message("j_1") is None
