@@ -175,7 +175,7 @@ def api_argv(settings: Settings) -> list[str]:
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return [stack.executable("gunicorn", venv=True), "-w", str(settings.api_processes),
             "-k", "gevent", "--worker-connections", str(settings.api_connections),
-            "-b", bind, APP_TARGET]
+            "-c", "python:algohost.gunicorn_hooks", "-b", bind, APP_TARGET]
 
 
 def worker_argv(name: str, queue: str, concurrency: int, state: Path) -> list[str]:

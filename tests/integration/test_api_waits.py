@@ -16,6 +16,7 @@ import pytest
 from algohost.archive import make_archive
 from algohost.config import Settings
 from algohost.dev.commands import api_argv
+from algohost.gunicorn_hooks import KEEPALIVE_REQUESTS
 from algohost.store.keys import KeyStore
 from algohost.store.registry import Registry
 from tests.integration.test_api_redis import algorithm
@@ -80,6 +81,28 @@ def served_api(api_redis, api_redis_url, tmp_path):
 def test_the_api_runs_gevent_workers():
     argv = api_argv(Settings())
     assert argv[argv.index("-k") + 1] == "gevent" and "--preload" not in argv
+
+
+def test_a_keep_alive_connection_is_closed_after_its_hundredth_request(served_api):
+    """So a client's connections, opened at once, do not stay split unevenly between the
+    API's processes: each is reopened now and then, and accepted by the least busy."""
+    port, _ = served_api
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        answers, sockets = [], set()
+        for _ in range(KEEPALIVE_REQUESTS):
+            conn.request("GET", "/healthz")
+            sockets.add(id(conn.sock))
+            response = conn.getresponse()
+            response.read()
+            answers.append(response.getheader("Connection"))
+        assert len(sockets) == 1
+        assert answers[:-1] == ["keep-alive"] * (KEEPALIVE_REQUESTS - 1)
+        assert answers[-1] == "close" and conn.sock is None  # http.client saw it close
+        conn.request("GET", "/healthz")  # a new connection, transparently
+        assert conn.getresponse().status in (200, 503)
+    finally:
+        conn.close()
 
 
 def test_waiting_callers_leave_the_health_check_and_reads_answering(served_api, tmp_path):
