@@ -36,7 +36,7 @@ class SandboxSettings:
     pool_max_total: int = 8
     pool_max_per_build: int = 4
     pool_idle_s: float = 300.0
-    pool_max_calls: int = 1000
+    pool_max_calls: int = 10000
     build_memory_mb: int = 2048
     build_cpus: float = 1.0
     build_pids: int = 512

@@ -179,7 +179,7 @@ class WarmPool:
                 reusable
                 and not self._closed
                 and generation == build.generation
-                and session.calls < self.settings.pool_max_calls
+                and session.calls < self._calls_allowed(session)
                 and session.alive
             )
             if keep:
@@ -188,6 +188,13 @@ class WarmPool:
             self._cond.notify_all()
         if not keep:
             self._close_later([session])
+
+    def _calls_allowed(self, session: Session) -> int:
+        """pool_max_calls, less up to a tenth by session: a build's containers start
+        together and serve calls in turn, so with one limit they would all be recycled
+        (and cold-started again) at the same moment."""
+        limit = self.settings.pool_max_calls
+        return limit - (id(session) >> 4) % (limit // 10 + 1)
 
     def prewarm(self, spec: ContainerSpec) -> bool:
         """Start one idle session of `spec` if the pool has room without evicting anything

@@ -356,3 +356,13 @@ def test_a_call_that_comes_while_its_build_is_prewarmed_waits_for_that_container
     prewarm.join(30)
     caller.join(30)
     assert got[0][1] is True and len(sandbox.sessions) == 1
+
+
+def test_a_builds_sessions_are_recycled_at_different_call_counts() -> None:
+    pool, _, _ = make_pool(pool_max_calls=1000, pool_max_per_build=8, pool_max_total=8)
+    sessions = [pool.acquire(spec())[0] for _ in range(8)]
+    allowed = {pool._calls_allowed(session) for session in sessions}
+    assert all(900 <= limit <= 1000 for limit in allowed) and len(allowed) > 1
+    for session in sessions:
+        pool.release(session, reusable=True)
+    pool.shutdown()
