@@ -19,7 +19,7 @@ from algohost.errors import ServiceUnavailable
 from algohost.notebooks import check_call_input
 from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStatus, JobStore
-from algohost.store.registry import BuildRecord, royalty_of
+from algohost.store.registry import BuildRecord, Pointer, royalty_of
 from algohost.store.usage import ComputeBudget
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,14 @@ class JobSubmitter:
     def submit(self, owner: str, requested: str, build: BuildRecord, payload: Any, *,
                timeout_s: int | None = None, webhook: str | None = None,
                webhook_events: Sequence[str] = (), parent: str | None = None,
-               job_id: str | None = None) -> JobRecord:
+               job_id: str | None = None, pointer: Pointer | None = None) -> JobRecord:
         """Write the job, admit it (or hold it in the owner's backlog) and send its id.
 
         Over the owner's limits the admission removes the record and raises (429); with
         the owner's compute budget for the day spent nothing is written (402). A
-        notebook's input must name only its parameters (400)."""
+        notebook's input must name only its parameters (400). With `pointer` (the
+        registry's cached lookup of `build`) nothing is written unless it still names
+        `build`: PointerMoved, and the caller looks the build up again."""
         if build.parameters is not None:
             check_call_input(build.parameters, payload)
         if self.budget is not None:
@@ -63,7 +65,8 @@ class JobSubmitter:
         # The record is written, and the message sent, by the admission's script: one
         # round trip for all three.
         admission = self.fair.admit(owner, job.id, self.jobs.owner_index_key(owner),
-                                    record=self.jobs.creation(job), message=self.message(job.id))
+                                    record=self.jobs.creation(job), message=self.message(job.id),
+                                    pointer=pointer)
         if admission.sent and not admission.pushed:
             self._send(job.id, owner, admission.priority)
         return job

@@ -39,7 +39,9 @@ from algohost.errors import (
     JobNotFound,
 )
 from algohost.names import AlgorithmRef
+from algohost.store.fairshare import PointerMoved
 from algohost.store.jobs import JobRecord, JobStatus
+from algohost.store.registry import Resolved
 from algohost.submission import new_job_id
 from algohost.webhooks.urls import refused_literal
 
@@ -76,7 +78,7 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
     readable_algorithm(ref.owner, ref.name)
     if body.webhook is not None:
         refused_literal(body.webhook, svc.settings.webhook_allow_private)
-    build = svc.registry.resolve(ref.owner, ref.name, ref.version)
+    resolved = svc.registry.resolve_for_call(ref.owner, ref.name, ref.version)
     job_id = new_job_id()
     earlier = None if key is None else reserve(
         svc.job_keys, key, request_fingerprint(body), job_id)
@@ -86,9 +88,11 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         headers = {"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"}
     else:
         with released_on_failure(svc.job_keys, key, job_id):
-            job = svc.submitter.submit(current_owner(), body.algorithm, build, body.input,
-                                       timeout_s=body.timeout_s, webhook=body.webhook,
-                                       webhook_events=body.webhook_events, job_id=job_id)
+            try:
+                job = submit(body, resolved, job_id)
+            except PointerMoved:  # a version published or deleted since it was cached
+                job = submit(body, svc.registry.resolve_for_call(
+                    ref.owner, ref.name, ref.version, fresh=True), job_id)
         headers = {"Location": f"/v1/jobs/{job.id}"}
     status = 200 if replayed is not None and job.status.terminal else 202
     if wait_s > 0:
@@ -100,6 +104,13 @@ def create_job(body: JobCreate, query: JobView) -> Reply:
         else:
             headers["Retry-After"] = "1"
     return Reply(public_job(job, query.include == "input"), status, headers)
+
+
+def submit(body: JobCreate, resolved: Resolved, job_id: str) -> JobRecord:
+    return services().submitter.submit(
+        current_owner(), body.algorithm, resolved.build, body.input, timeout_s=body.timeout_s,
+        webhook=body.webhook, webhook_events=body.webhook_events, job_id=job_id,
+        pointer=resolved.pointer)
 
 
 @route(bp, "GET", "/v1/jobs", summary="List your jobs, newest first", query=JobListQuery,

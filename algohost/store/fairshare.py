@@ -24,6 +24,7 @@ from algohost.errors import LimitReached, RateLimited
 from algohost.store import PREFIX, translate_errors
 from algohost.store.jobs import JobCreation, JobRecord
 from algohost.store.limits import LimitStore
+from algohost.store.registry import Pointer
 
 # KEYS[1] job hash, KEYS[2] owner's job index, KEYS[3] slot set, KEYS[4] backlog list,
 # KEYS[5] submit-rate bucket, KEYS[6] the owners with a backlog, ARGV[7] the owner;
@@ -38,7 +39,13 @@ from algohost.store.limits import LimitStore
 # With ARGV[10] a run message (dispatch.RunMessages), an admitted job's message is pushed
 # here as well: at the priority step priority_for gives (ARGV[15..18] the steps, ARGV[11..14]
 # their queues, KEYS[7..10] their broker lists), returning {1, held, 1}.
+# With ARGV[20] a field of hash KEYS[11] (a build pointer the API cached, registry.Pointer),
+# the job is admitted only while that field still holds ARGV[21]: else {-3} and nothing
+# is written or counted.
 _ADMIT = """
+if (ARGV[20] or '') ~= '' and redis.call('HGET', KEYS[11], ARGV[20]) ~= ARGV[21] then
+  return {-3, 0}
+end
 local now, rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local refuse = function(code, detail)
   redis.call('DEL', KEYS[1])
@@ -122,6 +129,14 @@ def priority_for(held: int) -> int:
 _STEP_ARGS = [*STEP_QUEUES, *(str(step) for step in PRIORITY_STEPS)]
 
 
+class PointerMoved(Exception):
+    """The build pointer a submit was admitted against names another build now."""
+
+    def __init__(self, pointer: Pointer | None) -> None:
+        super().__init__(f"{pointer} has moved")
+        self.pointer = pointer
+
+
 @dataclass(frozen=True)
 class Admission:
     """What the gate said about one submit: send its message now (at `priority`), or it
@@ -162,12 +177,14 @@ class FairShare:
 
     @translate_errors
     def admit(self, owner: str, job_id: str, index_key: str,
-              record: JobCreation | None = None, message: str | None = None) -> Admission:
+              record: JobCreation | None = None, message: str | None = None,
+              pointer: Pointer | None = None) -> Admission:
         """Take the job into a slot or the backlog, or refuse it (removing its record).
 
         With `record` (JobStore.creation), the job's record is written by the same script
         once accepted, instead of by a round trip of its own before; with `message`
-        (dispatch.RunMessages), an admitted job's message is pushed by it too."""
+        (dispatch.RunMessages), an admitted job's message is pushed by it too. With
+        `pointer`, nothing happens unless it still names its build (PointerMoved)."""
         limits = self.limits.for_owner(owner)
         keys = [self.job_prefix + job_id, index_key, self.slots_key(owner),
                 self.backlog_key(owner), self.rate_key(owner), self.OWNERS_KEY]
@@ -176,11 +193,13 @@ class FairShare:
                            record.retention_s if record is not None else 0,
                            "1" if record is not None and record.trim else "0",
                            message or "", *_STEP_ARGS,
-                           record.fields if record is not None else "{}"]
-        if message:
-            keys += STEP_LISTS
+                           record.fields if record is not None else "{}",
+                           *((pointer.field, pointer.build_id) if pointer else ("", ""))]
+        keys += [*STEP_LISTS, pointer.key if pointer else keys[0]]
         reply = self._admit(keys=keys, args=args)
         code, detail = reply[0], reply[1]
+        if code == -3:
+            raise PointerMoved(pointer)
         if code == 1:
             return Admission(sent=True, priority=priority_for(int(detail)),
                              pushed=len(reply) > 2)

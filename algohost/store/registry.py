@@ -124,6 +124,23 @@ BUILD_FIELDS = RecordFields(BuildRecord, "build",
                                    "parameters": _plain_parameters})
 
 
+@dataclass(frozen=True)
+class Pointer:
+    """Where a call's build was looked up (hash key, field) and what it said: the
+    admission script reads it again, so a pointer cached by the API is never acted on
+    once it has moved (a new version published, a version deleted)."""
+
+    key: str
+    field: str
+    build_id: str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    build: BuildRecord
+    pointer: Pointer | None  # None: looked up fresh, nothing to check again
+
+
 class Registry:
     def __init__(self, client: redis.Redis, raw: redis.Redis | None = None,
                  cache_s: float = 0.0) -> None:
@@ -134,6 +151,7 @@ class Registry:
         # for cache_s seconds: a call then costs one registry read, not two.
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, BuildRecord]] = {}
+        self._pointers: dict[tuple[str, str], tuple[float, str]] = {}
 
     @staticmethod
     def _algo(owner: str, name: str) -> str:
@@ -422,6 +440,40 @@ class Registry:
                 self.redis.hsetnx(self._algo(owner, name), "latest_build", build.id)
                 return build
         raise VersionNotFound(f"{owner}/{name} has no successful build yet")
+
+    @translate_errors
+    def resolve_for_call(self, owner: str, name: str, version: str | None,
+                         fresh: bool = False) -> Resolved:
+        """`resolve` for the API's submits: an exact version's or @latest's pointer may
+        come from this process's cache (cache_s), and is then returned for the admission
+        to check (FairShare.admit): the common submit reads nothing before it. With
+        `fresh`, or for a range, it is `resolve` itself."""
+        if fresh or self.cache_s <= 0 or (version and VERSION_RANGE.matches(version)):
+            return Resolved(self.resolve(owner, name, version), None)
+        exact = bool(version) and version != "latest"
+        key, field = ((f"{self._algo(owner, name)}:versions", str(version)) if exact
+                      else (self._algo(owner, name), "latest_build"))
+        now = time.monotonic()
+        cached = self._pointers.get((key, field))
+        if cached is None or cached[0] <= now:
+            build_id = self.redis.hget(key, field)
+            if not build_id:
+                return Resolved(self.resolve(owner, name, version), None)
+            if len(self._pointers) > 10_000:
+                self._pointers.clear()
+            self._pointers[(key, field)] = cached = (now + self.cache_s, build_id)
+        try:
+            build = self.build_for_call(cached[1])
+        except BuildNotFound:  # deleted since the pointer was read
+            build = None
+        if (build is None or build.status is not BuildStatus.SUCCEEDED
+                or not (exact or build.listed)):
+            self._pointers.pop((key, field), None)
+            return Resolved(self.resolve(owner, name, version), None)
+        return Resolved(build, Pointer(key, field, build.id))
+
+    def forget_pointer(self, pointer: Pointer) -> None:
+        self._pointers.pop((pointer.key, pointer.field), None)
 
     def _newest_in_range(self, owner: str, name: str, wanted: semver.Range) -> BuildRecord:
         if not self.exists(owner, name):

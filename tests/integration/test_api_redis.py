@@ -424,3 +424,41 @@ def test_cancel_of_another_owners_job_is_403(api, built):
     response = api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.bob)
     assert response.status_code == 403
     assert api.jobs.get(job["id"]).status == "queued"
+
+
+# A submit's cached build lookup --------------------------------------------------------
+
+def test_a_call_of_latest_right_after_a_new_version_runs_the_new_version(api, tmp_path):
+    """The API process keeps @latest's pointer for a few seconds; the admission reads it
+    again, so a call never runs a version that is no longer the latest."""
+    root = algorithm(tmp_path / "hello")
+    first = api.publish(root).get_json()["build"]
+    api.registry.mark_succeeded(first["id"])
+    job = api.submit({"algorithm": "alice/hello", "input": 1}).get_json()
+    assert api.jobs.get(job["id"]).build_id == first["id"]
+    algorithm(root, body="return x")
+    second = api.publish(root).get_json()["build"]
+    api.registry.mark_succeeded(second["id"])
+    for ref in ("alice/hello", "alice/hello@latest"):
+        job = api.submit({"algorithm": ref, "input": 1}).get_json()
+        assert api.jobs.get(job["id"]).build_id == second["id"], ref
+    api.registry.delete("alice", "hello", second["version"])
+    job = api.submit({"algorithm": "alice/hello", "input": 1}).get_json()
+    assert api.jobs.get(job["id"]).build_id == first["id"]
+
+
+def test_a_moved_pointer_admits_nothing_and_counts_nothing(api, api_redis, tmp_path):
+    from algohost.store.fairshare import FairShare, PointerMoved
+    from algohost.store.limits import LimitStore
+    from algohost.store.registry import Pointer
+
+    build = api.publish(algorithm(tmp_path / "hello")).get_json()["build"]
+    api.registry.mark_succeeded(build["id"])
+    fair = FairShare(api_redis, LimitStore(api_redis, Settings()), lambda job_id: None,
+                     JobStore.key(""))
+    stale = Pointer("algohost:algo:alice/hello", "latest_build", "b_gone")
+    with pytest.raises(PointerMoved):
+        fair.admit("alice", "j_1", api.jobs.owner_index_key("alice"), pointer=stale)
+    assert fair.usage("alice") == (0, 0) and api.jobs.get("j_1") is None
+    current = Pointer("algohost:algo:alice/hello", "latest_build", build["id"])
+    assert fair.admit("alice", "j_2", api.jobs.owner_index_key("alice"), pointer=current).sent
