@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
@@ -155,3 +155,52 @@ class RecordFields(Generic[D]):
 def lua(name: str) -> str:
     """The text of store/lua/<name>.lua, shipped as package data."""
     return resources.files("algohost.store").joinpath("lua", f"{name}.lua").read_text()
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptCall:
+    """One call of a store script, held to be sent with others (`ScriptChain`)."""
+
+    keys: list[str]
+    args: list[Any]
+
+
+CHAIN_ERROR = "error: "  # a step's result that failed, then the error's text
+
+
+class ScriptChain:
+    """Several scripts, one round trip: each runs in turn, as a function with its own
+    KEYS and ARGV, and the chain answers with each one's result. A step that fails
+    answers CHAIN_ERROR and its error; the steps after it still run (each script's
+    writes are its own, as when they were sent one by one).
+
+    A job finishing wrote its metrics, its usage entry and its slot's release with a
+    script each: three round trips of the worker's, one after the other."""
+
+    _MAIN = """
+local steps = {%s}
+local results, k, a = {}, 1, 2 * #steps + 1
+for i, step in ipairs(steps) do
+  local nk, na = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local ok, r = pcall(step, {unpack(KEYS, k, k + nk - 1)}, {unpack(ARGV, a, a + na - 1)})
+  if ok then results[i] = r or false else results[i] = '%s' .. tostring(r) end
+  k, a = k + nk, a + na
+end
+return results
+"""
+
+    def __init__(self, client: Any, *sources: str) -> None:
+        steps = [f"local function step{n}(KEYS, ARGV)\n{source}\nend"
+                 for n, source in enumerate(sources, 1)]
+        names = ", ".join(f"step{n}" for n in range(1, len(sources) + 1))
+        self.size = len(sources)
+        self._script = client.register_script(
+            "\n".join(steps) + self._MAIN % (names, CHAIN_ERROR))
+
+    @translate_errors
+    def __call__(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        if len(calls) != self.size:
+            raise ValueError(f"the chain has {self.size} steps, not {len(calls)}")
+        counts = [str(n) for call in calls for n in (len(call.keys), len(call.args))]
+        return list(self._script(keys=[key for call in calls for key in call.keys],
+                                 args=[*counts, *(arg for call in calls for arg in call.args)]))

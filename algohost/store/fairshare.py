@@ -21,7 +21,7 @@ import redis
 
 from algohost.dispatch import BULK, PRIORITY_STEPS, STEP_LISTS, STEP_QUEUES
 from algohost.errors import LimitReached, RateLimited
-from algohost.store import PREFIX, translate_errors
+from algohost.store import PREFIX, ScriptCall, translate_errors
 from algohost.store.jobs import JobCreation, JobRecord
 from algohost.store.limits import LimitStore
 from algohost.store.registry import Pointer
@@ -218,16 +218,27 @@ class FairShare:
         """The job is terminal: its slot goes to the owner's next jobs, which are sent
         (at the enqueue's default, BULK: the owner still has a backlog) unless `keep`
         takes the first. Releasing the same job twice does nothing."""
-        admitted = self._release_ids(owner, job_id)
+        self.hand_on(owner, self._release_ids(owner, job_id))
+
+    RELEASE_SOURCE = _RELEASE  # the script release_call's arguments are for
+
+    def release_call(self, owner: str, job_id: str) -> ScriptCall:
+        """The release `finished` makes, to send with other scripts; its answer (the ids
+        admitted) goes to `hand_on`."""
+        slots = self.limits.for_owner(owner).max_running
+        return ScriptCall([self.slots_key(owner), self.backlog_key(owner)],
+                          [job_id, self.job_prefix, slots, repr(time.time())])
+
+    def hand_on(self, owner: str, admitted: list[str]) -> None:
+        """Jobs a release admitted: the first to `keep` if it takes it, the rest sent."""
         if admitted and self.keep(owner, admitted[0]):
             admitted = admitted[1:]
         self._send(admitted)
 
     @translate_errors
     def _release_ids(self, owner: str, job_id: str) -> list[str]:
-        slots = self.limits.for_owner(owner).max_running
-        return list(self._release(keys=[self.slots_key(owner), self.backlog_key(owner)],
-                                  args=[job_id, self.job_prefix, slots, repr(time.time())]))
+        call = self.release_call(owner, job_id)
+        return list(self._release(keys=call.keys, args=call.args))
 
     def _send(self, job_ids: list[str]) -> None:
         for job_id in job_ids:

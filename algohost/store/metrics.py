@@ -19,7 +19,7 @@ import redis
 
 from algohost.clock import parse_iso
 from algohost.config import Settings
-from algohost.store import PREFIX, lua, translate_errors
+from algohost.store import PREFIX, ScriptCall, lua, translate_errors
 from algohost.store.jobs import JobRecord, JobStatus
 
 HOUR_S = 3600
@@ -161,8 +161,15 @@ class BuildMetrics:
     def record(self, job: JobRecord) -> bool:
         """Fold a finished job into its build's aggregates; False when it was folded in
         before."""
+        call = self.fold_call(job)
+        return call is not None and bool(self._fold(keys=call.keys, args=call.args) == 1)
+
+    SOURCE = "build_metrics"  # the script fold_call's arguments are for
+
+    def fold_call(self, job: JobRecord) -> ScriptCall | None:
+        """The script call `record` makes, to send with others; None: nothing to fold."""
         if not job.build_id or not job.status.terminal:
-            return False
+            return None
         finished = parse_iso(job.finished_at) if job.finished_at else 0.0
         hour, day = int(finished // HOUR_S * HOUR_S), int(finished // DAY_S * DAY_S)
         counts, sums, maxima = job_fields(job)
@@ -172,7 +179,7 @@ class BuildMetrics:
         b = job.build_id
         keys = [self.marker_key(job.id), self.hour_key(b, hour), self.day_key(b, day),
                 self.life_key(b), self.hours_key(b), self.days_key(b)]
-        return bool(self._fold(keys=keys, args=args) == 1)
+        return ScriptCall(keys, args)
 
     @translate_errors
     def summary(self, build_id: str, since: float | None = None) -> BuildSummary:

@@ -20,7 +20,14 @@ from algohost.clock import parse_iso
 from algohost.config import Settings
 from algohost.errors import BudgetExhausted
 from algohost.names import AlgorithmRef
-from algohost.store import PREFIX, decode_value, encode_fields, lua, translate_errors
+from algohost.store import (
+    PREFIX,
+    ScriptCall,
+    decode_value,
+    encode_fields,
+    lua,
+    translate_errors,
+)
 from algohost.store.jobs import JobRecord
 from algohost.store.limits import LimitStore
 
@@ -104,6 +111,13 @@ class UsageLedger:
     @translate_errors
     def record(self, job: JobRecord) -> bool:
         """Add a finished job's entry; False when it has one already."""
+        call = self.entry_call(job)
+        return bool(self._write(keys=call.keys, args=call.args) == 1)
+
+    SOURCE = "usage_entry"  # the script entry_call's arguments are for
+
+    def entry_call(self, job: JobRecord) -> ScriptCall:
+        """The script call `record` makes, to send with others."""
         entry = UsageEntry.of(job)
         args = [str(self.entry_s), str(self.retention_s),
                 f"{entry.algorithm}@{entry.version}", str(len(COUNTERS))]
@@ -113,7 +127,7 @@ class UsageLedger:
             args += [name, value]
         keys = [self.entry_key(job.id), self.day_key("payer", entry.payer, entry.day),
                 self.day_key("payee", entry.payee, entry.day)]
-        return bool(self._write(keys=keys, args=args) == 1)
+        return ScriptCall(keys, args)
 
     @translate_errors
     def entry(self, job_id: str) -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 import redis
 
 from algohost.config import Settings
+from algohost.store import CHAIN_ERROR, ScriptChain, lua
+from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobRecord, JobStore
 from algohost.store.metrics import BuildMetrics
 from algohost.store.usage import UsageLedger
@@ -41,6 +43,32 @@ class UsageHook:
 
     def job_finished(self, job: JobRecord) -> None:
         self.ledger.record(job)
+
+
+class FinishHook:
+    """A finished job metered (its build's metrics, its usage entry) and its fair-share
+    slot given back, in that order, in one round trip (ScriptChain), instead of a hook
+    and a script call each. The release's answer is handed on as FairShareHook's is."""
+
+    def __init__(self, client: redis.Redis, metrics: BuildMetrics, usage: UsageLedger,
+                 fair: FairShare) -> None:
+        self.metrics, self.usage, self.fair = metrics, usage, fair
+        self._all = ScriptChain(client, lua(BuildMetrics.SOURCE), lua(UsageLedger.SOURCE),
+                                FairShare.RELEASE_SOURCE)
+        self._unbuilt = ScriptChain(client, lua(UsageLedger.SOURCE), FairShare.RELEASE_SOURCE)
+
+    def job_started(self, job: JobRecord) -> None:
+        pass
+
+    def job_finished(self, job: JobRecord) -> None:
+        fold = self.metrics.fold_call(job)
+        calls = [self.usage.entry_call(job), self.fair.release_call(job.owner, job.id)]
+        results = self._all([fold, *calls]) if fold is not None else self._unbuilt(calls)
+        for result in results:
+            if isinstance(result, str) and result.startswith(CHAIN_ERROR):
+                log.error("finishing job %s: %s", job.id, result)
+        admitted = results[-1]
+        self.fair.hand_on(job.owner, list(admitted) if isinstance(admitted, list) else [])
 
 
 def metering_hooks(client: redis.Redis, settings: Settings) -> list[MetricsHook | UsageHook]:

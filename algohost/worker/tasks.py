@@ -52,9 +52,10 @@ from algohost.store import connect, connect_raw
 from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
-from algohost.store.fairshare import FairShare, FairShareHook, UrgentLane
+from algohost.store.fairshare import FairShare, UrgentLane
 from algohost.store.jobs import JobRecord, JobStore
 from algohost.store.limits import LimitStore
+from algohost.store.metrics import BuildMetrics
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sweeps import SweepStore
@@ -65,7 +66,13 @@ from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
 from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
-from algohost.worker.metering import MetricsHook, UsageHook, metered_status, metering_hooks
+from algohost.worker.metering import (
+    FinishHook,
+    MetricsHook,
+    UsageHook,
+    metered_status,
+    metering_hooks,
+)
 from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
 from algohost.worker.sweeping import SweepController, SweepHook
 from algohost.worker.watchdog import ConsumerWatchdog, force_reconnect, queue_lengths
@@ -204,10 +211,12 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                           submitter, settings.lease_s)
     sweeps = SweepController(SweepStore(client, settings.job_retention_s), jobs, registry,
                              submitter)
-    # Metered before the slot is given back: a job still holding one may need metering.
+    # Metered before the slot is given back (one script chain for the three): a job still
+    # holding one may need metering.
     metering = metering_hooks(client, settings)
-    hooks: list[JobHook] = [UrgentLaneHook(lane), *metering, WebhookHook(notifier),
-                            FairShareHook(fair),
+    hooks: list[JobHook] = [UrgentLaneHook(lane), WebhookHook(notifier),
+                            FinishHook(client, BuildMetrics.from_settings(client, settings),
+                                       UsageLedger.from_settings(client, settings), fair),
                             PipelineHook(pipelines.advance, dispatcher.enqueue_pipeline),
                             SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,

@@ -172,3 +172,47 @@ def test_a_job_never_measured_counts_as_a_call_without_latency_samples(metrics):
     summary = metrics.summary("b_1")
     assert summary.calls == 2 and summary.rate(JobStatus.FAILED) == 0.5
     assert summary.run_ms.count == 1 and summary.run_ms.p50 == pytest.approx(40.0, rel=0.05)
+
+
+# One round trip for a finished job's writes --------------------------------------------
+
+def test_a_chain_runs_each_script_with_its_own_keys_and_arguments(redis_client):
+    from algohost.store import CHAIN_ERROR, ScriptCall, ScriptChain
+
+    put = "redis.call('SET', KEYS[1], ARGV[1]) return #ARGV"
+    fail = "return redis.call('INCR', KEYS[1])"  # on a key that holds text: an error
+    chain = ScriptChain(redis_client, put, fail, put)
+    results = chain([ScriptCall(["k1"], ["a", "b"]), ScriptCall(["k1"], []),
+                     ScriptCall(["k2"], ["c"])])
+    assert results[0] == 2 and results[2] == 1
+    assert isinstance(results[1], str) and results[1].startswith(CHAIN_ERROR)
+    assert redis_client.mget("k1", "k2") == ["a", "c"]  # the failed step stopped nothing
+    with pytest.raises(ValueError):
+        chain([ScriptCall(["k1"], ["a"])])
+
+
+def test_the_finish_hook_meters_the_job_then_gives_its_slot_to_the_next(
+        redis_client, metrics, ledger):
+    from algohost.config import Settings
+    from algohost.store.fairshare import FairShare
+    from algohost.store.limits import LimitStore
+    from algohost.worker.metering import FinishHook
+
+    jobs = JobStore(redis_client, retention_s=600)
+    sent = []
+    fair = FairShare(redis_client, LimitStore(redis_client, Settings(owner_max_running=1)),
+                     sent.append, JobStore.key(""))
+    for n in range(2):
+        jobs.create(JobRecord(id=f"j_{n}", owner="alice", status=JobStatus.QUEUED,
+                              created_at="2026-03-01T09:00:00.000Z"))
+        fair.admit("alice", f"j_{n}", jobs.owner_index_key("alice"))
+    assert fair.usage("alice") == (1, 1)
+    hook = FinishHook(redis_client, metrics, ledger, fair)
+    hook.job_finished(finished("j_0"))
+    assert metrics.summary("b_1").calls == 1
+    assert ledger.entry("j_0")["compute_us"] > 0
+    assert sent == ["j_1"] and fair.usage("alice") == (1, 0)  # j_1 admitted and sent
+    hook.job_finished(finished("j_0"))  # finished again: counted once, nothing more sent
+    assert metrics.summary("b_1").calls == 1 and sent == ["j_1"]
+    hook.job_finished(finished("j_x", build_id=""))  # no build: no metrics, still a slot
+    assert ledger.entry("j_x") is not None
