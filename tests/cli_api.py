@@ -35,7 +35,7 @@ from algohost.store import connect, connect_raw
 from algohost.store.batch_metering import BatchMetering
 from algohost.store.batches import BatchStore
 from algohost.store.build_leases import BuildLeases
-from algohost.store.fairshare import FairShare, FairShareHook
+from algohost.store.fairshare import FairShare
 from algohost.store.jobs import JobStore
 from algohost.store.keys import KeyStore
 from algohost.store.limits import LimitStore
@@ -46,7 +46,7 @@ from algohost.submission import JobSubmitter
 from algohost.worker.batching import ChunkRunner
 from algohost.worker.building import BuildRunner
 from algohost.worker.execution import JobRunner
-from algohost.worker.metering import metering_hooks
+from algohost.worker.metering import FinishHook
 from algohost.worker.pipelines import PipelineHook, Scheduler
 
 API_URL = "http://algohost.test"
@@ -127,7 +127,7 @@ class InlineWorker:
                                    settings.lease_s)
         self.jobs = JobRunner(jobs, self.registry, self.pool, settings, "cli-test",
                               secrets=source,
-                              hooks=[*metering_hooks(client, settings), FairShareHook(fair),
+                              hooks=[FinishHook.from_settings(client, settings, fair),
                                      PipelineHook(self.pipelines.advance, self.enqueue_pipeline)])
         self.chunks = ChunkRunner(BatchStore(client, settings.job_retention_s), self.registry,
                                   self.pool, source, lease_s=settings.lease_s,

@@ -22,7 +22,7 @@ import redis
 from algohost.dispatch import BULK, PRIORITY_STEPS, STEP_LISTS, STEP_QUEUES
 from algohost.errors import LimitReached, RateLimited
 from algohost.store import PREFIX, ScriptCall, translate_errors
-from algohost.store.jobs import JobCreation, JobRecord
+from algohost.store.jobs import JobCreation
 from algohost.store.limits import LimitStore
 from algohost.store.registry import Pointer
 
@@ -314,16 +314,3 @@ class UrgentLane:
                 marks = {}
             self._seen = (now, marks)
         return any(until > now for other, until in marks.items() if other != owner)
-
-
-class FairShareHook:
-    """A job hook: a finished job hands its slot on (and its successors are sent)."""
-
-    def __init__(self, fair: FairShare) -> None:
-        self.fair = fair
-
-    def job_started(self, job: JobRecord) -> None:
-        pass
-
-    def job_finished(self, job: JobRecord) -> None:
-        self.fair.finished(job.owner, job.id)

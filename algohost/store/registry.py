@@ -447,12 +447,16 @@ class Registry:
         """`resolve` for the API's submits: an exact version's or @latest's pointer may
         come from this process's cache (cache_s), and is then returned for the admission
         to check (FairShare.admit): the common submit reads nothing before it. With
-        `fresh`, or for a range, it is `resolve` itself."""
-        if fresh or self.cache_s <= 0 or (version and VERSION_RANGE.matches(version)):
+        `fresh` (the cached pointer moved), or for a range, it is `resolve` itself, and
+        the next submit reads the pointer again."""
+        if self.cache_s <= 0 or (version and VERSION_RANGE.matches(version)):
             return Resolved(self.resolve(owner, name, version), None)
         exact = bool(version) and version != "latest"
         key, field = ((f"{self._algo(owner, name)}:versions", str(version)) if exact
                       else (self._algo(owner, name), "latest_build"))
+        if fresh:
+            self._pointers.pop((key, field), None)
+            return Resolved(self.resolve(owner, name, version), None)
         now = time.monotonic()
         cached = self._pointers.get((key, field))
         if cached is None or cached[0] <= now:
@@ -471,9 +475,6 @@ class Registry:
             self._pointers.pop((key, field), None)
             return Resolved(self.resolve(owner, name, version), None)
         return Resolved(build, Pointer(key, field, build.id))
-
-    def forget_pointer(self, pointer: Pointer) -> None:
-        self._pointers.pop((pointer.key, pointer.field), None)
 
     def _newest_in_range(self, owner: str, name: str, wanted: semver.Range) -> BuildRecord:
         if not self.exists(owner, name):

@@ -48,7 +48,7 @@ class UsageHook:
 class FinishHook:
     """A finished job metered (its build's metrics, its usage entry) and its fair-share
     slot given back, in that order, in one round trip (ScriptChain), instead of a hook
-    and a script call each. The release's answer is handed on as FairShareHook's is."""
+    and a script call each. The release's answer goes to FairShare.hand_on."""
 
     def __init__(self, client: redis.Redis, metrics: BuildMetrics, usage: UsageLedger,
                  fair: FairShare) -> None:
@@ -56,6 +56,17 @@ class FinishHook:
         self._all = ScriptChain(client, lua(BuildMetrics.SOURCE), lua(UsageLedger.SOURCE),
                                 FairShare.RELEASE_SOURCE)
         self._unbuilt = ScriptChain(client, lua(UsageLedger.SOURCE), FairShare.RELEASE_SOURCE)
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings,
+                      fair: FairShare) -> FinishHook:
+        return cls(client, BuildMetrics.from_settings(client, settings),
+                   UsageLedger.from_settings(client, settings), fair)
+
+    @property
+    def metering(self) -> list[MetricsHook | UsageHook]:
+        """The same metering as separate hooks, for the repair pass (`metered_status`)."""
+        return [MetricsHook(self.metrics), UsageHook(self.usage)]
 
     def job_started(self, job: JobRecord) -> None:
         pass
@@ -69,12 +80,6 @@ class FinishHook:
                 log.error("finishing job %s: %s", job.id, result)
         admitted = results[-1]
         self.fair.hand_on(job.owner, list(admitted) if isinstance(admitted, list) else [])
-
-
-def metering_hooks(client: redis.Redis, settings: Settings) -> list[MetricsHook | UsageHook]:
-    """The hooks every job runner takes to meter what it finishes."""
-    return [MetricsHook(BuildMetrics.from_settings(client, settings)),
-            UsageHook(UsageLedger.from_settings(client, settings))]
 
 
 def metered_status(jobs: JobStore, hooks: Sequence[MetricsHook | UsageHook]

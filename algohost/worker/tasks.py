@@ -55,7 +55,6 @@ from algohost.store.build_leases import BuildLeases
 from algohost.store.fairshare import FairShare, UrgentLane
 from algohost.store.jobs import JobRecord, JobStore
 from algohost.store.limits import LimitStore
-from algohost.store.metrics import BuildMetrics
 from algohost.store.pipelines import PipelineStore
 from algohost.store.registry import Registry
 from algohost.store.sweeps import SweepStore
@@ -66,13 +65,7 @@ from algohost.worker.app import celery
 from algohost.worker.batching import ChunkRunner, reap_expired_chunks
 from algohost.worker.building import BuildRunner, ImageRestorer, reap_expired_builds
 from algohost.worker.execution import JobHook, JobRunner, reap_expired_leases
-from algohost.worker.metering import (
-    FinishHook,
-    MetricsHook,
-    UsageHook,
-    metered_status,
-    metering_hooks,
-)
+from algohost.worker.metering import FinishHook, MetricsHook, UsageHook, metered_status
 from algohost.worker.pipelines import PipelineHook, Scheduler, redrive_due_runs
 from algohost.worker.sweeping import SweepController, SweepHook
 from algohost.worker.watchdog import ConsumerWatchdog, force_reconnect, queue_lengths
@@ -213,10 +206,9 @@ def _make_runtime(settings: Settings, worker_id: str) -> Runtime:
                              submitter)
     # Metered before the slot is given back (one script chain for the three): a job still
     # holding one may need metering.
-    metering = metering_hooks(client, settings)
-    hooks: list[JobHook] = [UrgentLaneHook(lane), WebhookHook(notifier),
-                            FinishHook(client, BuildMetrics.from_settings(client, settings),
-                                       UsageLedger.from_settings(client, settings), fair),
+    finish = FinishHook.from_settings(client, settings, fair)
+    metering = finish.metering
+    hooks: list[JobHook] = [UrgentLaneHook(lane), WebhookHook(notifier), finish,
                             PipelineHook(pipelines.advance, dispatcher.enqueue_pipeline),
                             SweepHook(dispatcher.enqueue_sweep)]
     runner = JobRunner(jobs, registry, pool, settings, worker_id, secrets=secrets,
