@@ -19,7 +19,14 @@ from typing import Any
 
 import redis
 
-from algohost.dispatch import BULK, PRIORITY_STEPS, STEP_LISTS, STEP_QUEUES
+from algohost.dispatch import (
+    BULK,
+    PRIORITY_STEPS,
+    PRIORITY_TOKEN,
+    QUEUE_TOKEN,
+    STEP_LISTS,
+    STEP_QUEUES,
+)
 from algohost.errors import LimitReached, RateLimited
 from algohost.store import PREFIX, ScriptCall, translate_errors
 from algohost.store.jobs import JobCreation
@@ -86,15 +93,16 @@ if held < tonumber(ARGV[6]) then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
   if (ARGV[10] or '') == '' then return {1, held} end
   local step = math.min(3, math.floor((held + 3) / 4))
-  local message = (string.gsub(ARGV[10], '@@algohostqueue@@', ARGV[11 + step], 1))
-  message = (string.gsub(message, '"@@algohostpriority@@"', ARGV[15 + step], 1))
+  local message = (string.gsub(ARGV[10], 'QUEUE_TOKEN', ARGV[11 + step], 1))
+  message = (string.gsub(message, 'PRIORITY_TOKEN', ARGV[15 + step], 1))
   redis.call('LPUSH', KEYS[7 + step], message)
   return {1, held, 1}
 end
 redis.call('RPUSH', KEYS[4], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[7])
 return {0, 0}
-"""
+""".replace(
+    "QUEUE_TOKEN", QUEUE_TOKEN).replace("PRIORITY_TOKEN", PRIORITY_TOKEN)
 
 # KEYS[1] slot zset (score: when admitted), KEYS[2] backlog; ARGV[1] job id releasing
 # its slot ('' to only fill free slots), ARGV[2] the job hash key prefix, ARGV[3] slots,
