@@ -94,6 +94,7 @@ class Settings:
     usage_retention_days: int = 400  # daily usage totals are kept this long
     worker_concurrency: int = 8
     calls_workers: int = 1  # calls worker processes in `dev up`; 0: one per core, at most 4
+    bulk_workers: int = 0  # bulk worker processes (niced) in `dev up`; 0: one per core, at most 4
     lease_s: int = 60
     max_call_depth: int = 8  # algorithms calling algorithms: how deep a chain may go
     max_call_children: int = 100  # calls one job's algorithm may make

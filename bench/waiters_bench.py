@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from algohost.config import Settings
 from algohost.dev.commands import BULK_NICE
+from algohost.dev.stack import nice_session
 from algohost.dispatch import BULK_QUEUE
 from algohost.store import connect
 from algohost.store.keys import KeyStore
@@ -106,12 +107,14 @@ def _extra_worker(settings: Settings) -> subprocess.Popen[bytes]:
     log = open(Path(settings.state_dir) / "bench-waiters-worker.log", "ab")  # noqa: SIM115
     # Like the stack's bulk worker, niced: the waiters' calls beyond their owner's first
     # slots are bulk work, and the timed probes must not wait for the CPU behind them.
-    return subprocess.Popen(
+    worker = subprocess.Popen(
         ["nice", "-n", str(BULK_NICE), sys.executable, "-m", "celery", "-A",
          "algohost.worker.app:celery", "worker", "-P", "threads", "-c", str(WAITER_THREADS),
          "-Q", BULK_QUEUE, "-n", "bench-waiters@%h",
          "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"], env=env, stdout=log, stderr=log, start_new_session=True)
+    nice_session(worker.pid, BULK_NICE)
+    return worker
 
 
 def run(settings: Settings, hello_client: Client, hello_ref: str,

@@ -118,6 +118,21 @@ def spawn(part: Part, argv: Sequence[str], env: Mapping[str, str] | None = None)
     return proc.pid
 
 
+def nice_session(pid: int, nice: int) -> bool:
+    """Give the scheduling group of `pid`'s session the niceness `nice`; False where the
+    kernel has no such groups (or says no).
+
+    With the kernel's autogroups on (`/proc/sys/kernel/sched_autogroup_enabled`), the CPU
+    is shared between sessions first and a process's own nice only orders it among the
+    processes of its session: a niced process alone in its session (as every part `spawn`
+    starts is) yields to nothing. Its session's group must be niced too."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+    except OSError:  # no autogroups in this kernel, or the process has gone
+        return False
+    return True
+
+
 def run_checked(argv: Sequence[str], timeout_s: float = 30.0) -> None:
     """Run a command that daemonizes itself; its failure output becomes the error."""
     try:
