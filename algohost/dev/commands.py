@@ -43,9 +43,10 @@ SERVICES = ["api", *CALLS_WORKERS, *BULK_WORKERS, "worker-builds", "worker-webho
 # (stack.nice_session): while they have work, the host's CPU goes first to the API, the
 # broker and the calls workers serving other owners' first calls (each step of nice is
 # ~1.25x less CPU under contention; 19 is ~70x). Alone on the host, they run at full speed.
-# Measured on 2 cores, another owner's sync call while a flood of 2,000 drains: 0.84-1.33x
-# its idle p50 with the session's group niced too, 1.44-1.86x with the process alone
-# niced (which, each part being alone in its session, yields to nothing).
+# Measured on 2 cores, another owner's sync call while a flood of 2,000 drains: 1.21-1.67x
+# its idle p50 with two bulk workers whose session groups are niced too (0.84-1.33x with
+# one), 1.44-1.86x with the processes alone niced (each being alone in its session, a
+# niced process yields to nothing).
 BULK_NICE = 19
 
 
