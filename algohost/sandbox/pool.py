@@ -21,6 +21,13 @@ from algohost.sandbox.base import ContainerSpec, Sandbox, Session
 
 log = logging.getLogger(__name__)
 
+# How long a call may wait for a busy container of its kind rather than start one: about
+# a cold start (container, runner, import). A call waits only while that looks sooner:
+# while the build's calls are unknown or short enough that the calls queued before it
+# would be through within what is left of this; slow calls start a container at once.
+PATIENCE_S = 0.25
+CALL_S_WEIGHT = 0.2  # weight of the latest call in a build's running mean of call time
+
 
 def reuse_key(spec: ContainerSpec) -> tuple[str, str, str]:
     """Sessions of a build are interchangeable only when all of this is equal."""
@@ -37,6 +44,9 @@ class _Idle:
 class _Build:
     idle: list[_Idle] = field(default_factory=list)  # oldest first
     busy: int = 0  # handed out, or being started
+    holding: dict[tuple[str, str, str], int] = field(default_factory=dict)  # busy, by kind
+    patient: int = 0  # acquires waiting for a busy container of this build to come back
+    call_s: float | None = None  # running mean of how long a call holds a session
     warming: list[tuple[str, str, str]] = field(default_factory=list)  # prewarms under way
     generation: int = 0  # bumped by close_build: older sessions are not kept
 
@@ -62,6 +72,7 @@ class WarmPool:
         self._cond = threading.Condition()
         self._builds: dict[str, _Build] = {}
         self._generations: dict[int, int] = {}  # id(session) -> generation it was lent in
+        self._lent_at: dict[int, float] = {}  # id(session) -> when its caller got it
         self._closed = False
         self._waiting = 0  # acquires blocked until a slot frees up
         self._stop = threading.Event()
@@ -89,7 +100,9 @@ class WarmPool:
 
         Raises NoFreeSlot if no slot frees up within `wait_s` (None: wait forever),
         and whatever `Sandbox.start` raises for a cold start."""
-        deadline = None if wait_s is None else time.monotonic() + wait_s
+        asked = time.monotonic()
+        deadline = None if wait_s is None else asked + wait_s
+        kind = reuse_key(spec)
         to_close: list[Session] = []  # dead or evicted; closed once the lock is released
         try:
             with self._cond:
@@ -98,16 +111,28 @@ class WarmPool:
                         raise SandboxUnavailable("the warm pool is shut down")
                     build = self._builds.setdefault(spec.build_id, _Build())
                     warm = self._take_idle(build, spec, to_close)
-                    # A prewarm of this very kind is starting: it is sooner than a cold start.
-                    coming = warm is None and not nested and reuse_key(spec) in build.warming
-                    if not coming and (warm is not None or nested
-                                       or self._reserve(build, to_close)):
+                    # A prewarm of this very kind is starting, or a busy one will be back
+                    # sooner than a cold start would be ready.
+                    coming = warm is None and not nested and kind in build.warming
+                    patience = 0.0 if warm is not None or nested or coming else (
+                        self._patience(build, kind, asked))
+                    if not coming and not patience and (
+                            warm is not None or nested or self._reserve(build, to_close)):
                         build.busy += 1
+                        build.holding[kind] = build.holding.get(kind, 0) + 1
                         generation = build.generation
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         raise NoFreeSlot("no container slot became free in time")
+                    if patience:
+                        build.patient += 1
+                        try:
+                            self._cond.wait(patience if remaining is None
+                                            else min(patience, remaining))
+                        finally:
+                            build.patient -= 1
+                        continue
                     self._waiting += 1
                     try:
                         self._cond.wait(remaining)
@@ -115,7 +140,7 @@ class WarmPool:
                         self._waiting -= 1
                 self._prune()  # evictions may have emptied another build
                 if warm is not None:
-                    self._generations[id(warm)] = generation
+                    self._lent(warm, generation)
                     return warm, True
         finally:
             self._close_later(to_close)
@@ -124,12 +149,41 @@ class WarmPool:
         except BaseException:
             with self._cond:
                 build.busy -= 1
+                self._unhold(build, kind)
                 self._prune()
                 self._cond.notify_all()
             raise
         with self._cond:
-            self._generations[id(session)] = generation
+            self._lent(session, generation)
         return session, False
+
+    def _patience(self, build: _Build, kind: tuple[str, str, str], asked: float) -> float:
+        """How much longer an acquire that began at `asked` should wait for a busy session
+        of `kind` to come back instead of starting one (0: start one now).
+
+        Worth it for short calls: a flood of them is served by the containers it has,
+        where starting one per waiting thread would cost a cold start's CPU each (and,
+        with several workers, a multiple of it) to gain nothing. Not for slow calls, or
+        when nothing of that kind is busy."""
+        holding = build.holding.get(kind, 0)
+        left = asked + PATIENCE_S - time.monotonic()
+        if holding == 0 or left <= 0:
+            return 0.0
+        if build.call_s is not None and (build.patient + 1) * build.call_s / holding >= left:
+            return 0.0  # the calls queued before this one would not be through in time
+        return left
+
+    def _lent(self, session: Session, generation: int) -> None:
+        self._generations[id(session)] = generation
+        self._lent_at[id(session)] = time.monotonic()
+
+    @staticmethod
+    def _unhold(build: _Build, kind: tuple[str, str, str]) -> None:
+        held = build.holding.get(kind, 0) - 1
+        if held > 0:
+            build.holding[kind] = held
+        else:
+            build.holding.pop(kind, None)
 
     def _take_idle(self, build: _Build, spec: ContainerSpec, dead: list[Session]) -> Session | None:
         """Take the most recently used matching session; move dead ones to `dead`."""
@@ -174,6 +228,12 @@ class WarmPool:
         with self._cond:
             build = self._builds[build_id]
             build.busy -= 1
+            self._unhold(build, reuse_key(session.spec))
+            lent_at = self._lent_at.pop(id(session), None)
+            if lent_at is not None:
+                held = time.monotonic() - lent_at
+                build.call_s = held if build.call_s is None else (
+                    build.call_s + CALL_S_WEIGHT * (held - build.call_s))
             generation = self._generations.pop(id(session), -1)
             keep = (
                 reusable
@@ -206,6 +266,7 @@ class WarmPool:
                 self._prune()
                 return False
             build.busy += 1
+            build.holding[reuse_key(spec)] = build.holding.get(reuse_key(spec), 0) + 1
             build.warming.append(reuse_key(spec))
             generation = build.generation
         try:
@@ -213,6 +274,7 @@ class WarmPool:
         except BaseException:
             with self._cond:
                 build.busy -= 1
+                self._unhold(build, reuse_key(spec))
                 build.warming.remove(reuse_key(spec))
                 self._prune()
                 self._cond.notify_all()

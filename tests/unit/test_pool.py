@@ -6,6 +6,7 @@ Closes run on the pool's background closer: a test drains it before it looks.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from algohost.config import SandboxSettings
 from algohost.errors import ContainerStartFailed, ImageMissing, NoFreeSlot, SandboxUnavailable
 from algohost.sandbox.base import ContainerSpec, ExitReason
-from algohost.sandbox.pool import WarmPool
+from algohost.sandbox.pool import PATIENCE_S, WarmPool
 from algohost.sandbox.stub import SimulatedExit, StubSandbox, StubSession
 from tests.waiting import ManualClock, eventually
 
@@ -366,3 +367,57 @@ def test_a_builds_sessions_are_recycled_at_different_call_counts() -> None:
     for session in sessions:
         pool.release(session, reusable=True)
     pool.shutdown()
+
+
+def test_a_short_call_waits_for_the_busy_container_rather_than_start_another() -> None:
+    pool, sandbox, _ = make_pool(pool_max_per_build=4)
+    first, _ = pool.acquire(spec())
+    pool.release(first, reusable=True)  # the build's calls are known to be short
+    held, warm = pool.acquire(spec())
+    got: list[tuple[Any, bool]] = []
+    waiter = threading.Thread(target=lambda: got.append(pool.acquire(spec())))
+    waiter.start()
+    eventually(lambda: pool._builds["a"].patient == 1)
+    pool.release(held, reusable=True)
+    waiter.join(5)
+    assert warm and got == [(first, True)] and len(sandbox.sessions) == 1
+
+
+def test_a_slow_call_does_not_make_the_next_one_wait_for_its_container() -> None:
+    pool, sandbox, _ = make_pool(pool_max_per_build=4)
+    first, _ = pool.acquire(spec())
+    time.sleep(PATIENCE_S)  # a call as long as a cold start
+    pool.release(first, reusable=True)
+    pool.acquire(spec())
+    started = time.monotonic()
+    other, warm = pool.acquire(spec())
+    assert time.monotonic() - started < PATIENCE_S / 2
+    assert not warm and other is not first and len(sandbox.sessions) == 2
+
+
+def test_with_nothing_known_of_the_calls_a_cold_start_waits_at_most_the_patience() -> None:
+    pool, sandbox, _ = make_pool(pool_max_per_build=4)
+    first, _ = pool.acquire(spec())
+    started = time.monotonic()
+    other, warm = pool.acquire(spec())
+    assert PATIENCE_S * 0.9 <= time.monotonic() - started < PATIENCE_S * 4
+    assert not warm and other is not first and len(sandbox.sessions) == 2
+
+
+def test_only_a_busy_session_of_the_same_kind_is_waited_for() -> None:
+    pool, sandbox, _ = make_pool(pool_max_per_build=4)
+    first, _ = pool.acquire(spec(secrets_version="v1"))
+    pool.release(first, reusable=True)
+    pool.acquire(spec(secrets_version="v1"))
+    started = time.monotonic()
+    other, warm = pool.acquire(spec(secrets_version="v2"))  # v1's would never do for it
+    assert time.monotonic() - started < PATIENCE_S / 2
+    assert not warm and len(sandbox.sessions) == 2
+
+
+def test_a_nested_call_never_waits_for_a_busy_container() -> None:
+    pool, sandbox, _ = make_pool(pool_max_per_build=4)
+    pool.acquire(spec())
+    started = time.monotonic()
+    _, warm = pool.acquire(spec(), nested=True)
+    assert time.monotonic() - started < PATIENCE_S / 2 and not warm
