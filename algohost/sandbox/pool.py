@@ -163,12 +163,12 @@ class WarmPool:
 
         Worth it for short calls: a flood of them is served by the containers it has,
         where starting one per waiting thread would cost a cold start's CPU each (and,
-        with several workers, a multiple of it) to gain nothing. Not for slow calls, or
-        when nothing of that kind is busy."""
+        with several workers, a multiple of it) to gain nothing. Not for slow calls, when
+        nothing of that kind is busy, or at the build's cap (the wait is then for a slot)."""
         holding = build.holding.get(kind, 0)
         left = asked + PATIENCE_S - time.monotonic()
-        if holding == 0 or left <= 0:
-            return 0.0
+        if holding == 0 or left <= 0 or build.size >= self.settings.pool_max_per_build:
+            return 0.0  # (at the build's cap, the wait is for a slot, whatever it decides)
         if build.call_s is not None and (build.patient + 1) * build.call_s / holding >= left:
             return 0.0  # the calls queued before this one would not be through in time
         return left
