@@ -271,8 +271,10 @@ def test_watch_reloads_an_edited_entrypoint_in_the_same_warm_container(
         containers = docker_client.containers.list(sparse=True, filters=label)
         (directory / "main.py").write_text("def apply(x):\n    return {'version': 2}\n")
         watch.output_becomes({"version": 2})
+        # stderr is read by a thread of its own, and its last lines follow the output.
+        eventually(lambda: any(line.startswith("save-to-result") for line in watch.errors),
+                   30, "the save-to-result line")
         assert any("reloaded the code in the warm container" in line for line in watch.errors)
-        assert any(line.startswith("save-to-result") for line in watch.errors)
         assert sum(line.startswith("building") for line in watch.errors) == 1  # the first
         still = docker_client.containers.list(sparse=True, filters=label)
         assert len(containers) == 1 and [c.id for c in still] == [containers[0].id]
