@@ -43,7 +43,6 @@ class _Idle:
 @dataclass
 class _Build:
     idle: list[_Idle] = field(default_factory=list)  # oldest first
-    busy: int = 0  # handed out, or being started
     holding: dict[tuple[str, str, str], int] = field(default_factory=dict)  # busy, by kind
     patient: int = 0  # acquires waiting for a busy container of this build to come back
     call_s: float | None = None  # running mean of how long a call holds a session
@@ -51,8 +50,23 @@ class _Build:
     generation: int = 0  # bumped by close_build: older sessions are not kept
 
     @property
+    def busy(self) -> int:
+        """Sessions handed out, or being started."""
+        return sum(self.holding.values())
+
+    @property
     def size(self) -> int:
         return len(self.idle) + self.busy
+
+    def hold(self, kind: tuple[str, str, str]) -> None:
+        self.holding[kind] = self.holding.get(kind, 0) + 1
+
+    def unhold(self, kind: tuple[str, str, str]) -> None:
+        held = self.holding.get(kind, 0) - 1
+        if held > 0:
+            self.holding[kind] = held
+        else:
+            self.holding.pop(kind, None)
 
 
 class WarmPool:
@@ -118,8 +132,7 @@ class WarmPool:
                         self._patience(build, kind, asked))
                     if not coming and not patience and (
                             warm is not None or nested or self._reserve(build, to_close)):
-                        build.busy += 1
-                        build.holding[kind] = build.holding.get(kind, 0) + 1
+                        build.hold(kind)
                         generation = build.generation
                         break
                     remaining = None if deadline is None else deadline - time.monotonic()
@@ -148,8 +161,7 @@ class WarmPool:
             session = self._start(spec)
         except BaseException:
             with self._cond:
-                build.busy -= 1
-                self._unhold(build, kind)
+                build.unhold(kind)
                 self._prune()
                 self._cond.notify_all()
             raise
@@ -176,14 +188,6 @@ class WarmPool:
     def _lent(self, session: Session, generation: int) -> None:
         self._generations[id(session)] = generation
         self._lent_at[id(session)] = time.monotonic()
-
-    @staticmethod
-    def _unhold(build: _Build, kind: tuple[str, str, str]) -> None:
-        held = build.holding.get(kind, 0) - 1
-        if held > 0:
-            build.holding[kind] = held
-        else:
-            build.holding.pop(kind, None)
 
     def _take_idle(self, build: _Build, spec: ContainerSpec, dead: list[Session]) -> Session | None:
         """Take the most recently used matching session; move dead ones to `dead`."""
@@ -227,8 +231,7 @@ class WarmPool:
         build_id = session.spec.build_id
         with self._cond:
             build = self._builds[build_id]
-            build.busy -= 1
-            self._unhold(build, reuse_key(session.spec))
+            build.unhold(reuse_key(session.spec))
             lent_at = self._lent_at.pop(id(session), None)
             if lent_at is not None:
                 held = time.monotonic() - lent_at
@@ -265,16 +268,14 @@ class WarmPool:
                     or self._total() >= self.settings.pool_max_total):
                 self._prune()
                 return False
-            build.busy += 1
-            build.holding[reuse_key(spec)] = build.holding.get(reuse_key(spec), 0) + 1
+            build.hold(reuse_key(spec))
             build.warming.append(reuse_key(spec))
             generation = build.generation
         try:
             session = self._start(spec)
         except BaseException:
             with self._cond:
-                build.busy -= 1
-                self._unhold(build, reuse_key(spec))
+                build.unhold(reuse_key(spec))
                 build.warming.remove(reuse_key(spec))
                 self._prune()
                 self._cond.notify_all()
